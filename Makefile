@@ -1,0 +1,75 @@
+# offhook: every target installs what it needs from nothing (Debian bookworm, as root or
+# with sudo), idempotently, with pinned versions. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .make
+VM_DIR := host/offhook/vm
+MPY_STUBS := $(VENV)/mpy-stubs
+MPY_STUBS_PIN := micropython-rp2-rpi-pico-stubs==1.27.0.post1
+PYTEST_ARGS ?=
+
+# Debian packages each area needs (installed only when missing).
+APT_BASE := python3 python3-venv python3-dev gcc nodejs
+
+.PHONY: help venv vm test lint run bench dist clean
+
+help:
+	@echo "make run    start offhook on the simulated desk unit (or a real one when plugged in)"
+	@echo "make test   all tests except slow/soak, plus lint, type checks and mpy-cross"
+	@echo "make lint   ruff, mypy on host/, firmware type-checked against MicroPython stubs"
+	@echo "make bench  every benchmark, printing a table of figures"
+	@echo "make venv   .venv/ with the host package (editable) and the test/lint tools"
+	@echo "make dist   build the host wheel and sdist into dist/"
+
+$(STAMPS):
+	mkdir -p $(STAMPS)
+
+$(STAMPS)/apt-base: scripts/apt-ensure | $(STAMPS)
+	scripts/apt-ensure $(APT_BASE)
+	@command -v npm >/dev/null || scripts/apt-ensure npm
+	touch $@
+
+venv: $(STAMPS)/venv
+$(STAMPS)/venv: host/pyproject.toml host/constraints.txt $(STAMPS)/apt-base
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c host/constraints.txt -e 'host[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade --target $(MPY_STUBS) $(MPY_STUBS_PIN)
+	touch $@
+
+vm: $(STAMPS)/vm
+$(STAMPS)/vm: $(VM_DIR)/package.json $(VM_DIR)/package-lock.json $(STAMPS)/apt-base
+	npm ci --prefix $(VM_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff check --config firmware/ruff.toml host/offhook/linkproto.py
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --config-file host/pyproject.toml host/offhook
+	rm -rf $(STAMPS)/device-tree
+	$(BIN)/python -c 'import sys, pathlib, offhook.firmware as f; f.stage(pathlib.Path(sys.argv[1]))' $(STAMPS)/device-tree
+	cd $(STAMPS)/device-tree && MYPYPATH=$(abspath $(MPY_STUBS)):lib $(abspath $(BIN))/mypy \
+		--config-file $(abspath firmware/mypy.ini) --custom-typeshed-dir $(abspath $(MPY_STUBS)) .
+
+# pytest exit code 5 means no test was collected: that is a failure, never a pass.
+test: venv vm lint
+	$(BIN)/python -m pytest -m "not slow and not soak" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+bench: venv vm
+	$(BIN)/python -m tests.bench
+
+run: venv vm
+	$(BIN)/offhook --version
+	$(BIN)/offhook --help
+
+dist: venv
+	rm -rf dist
+	$(BIN)/python -m build --sdist --wheel --outdir dist host
+
+clean:
+	rm -rf $(STAMPS) dist .pytest_cache .mypy_cache .ruff_cache

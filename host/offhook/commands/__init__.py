@@ -1,0 +1,1 @@
+"""Sub-command modules of the `offhook` CLI (see offhook.cli)."""
