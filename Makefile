@@ -14,6 +14,7 @@ PYTEST_ARGS ?=
 
 # Debian packages each area needs (installed only when missing).
 APT_BASE := python3 python3-venv python3-dev gcc nodejs
+APT_SOFTPHONE := baresip-core
 
 .PHONY: help venv vm test lint run bench dist clean
 
@@ -55,8 +56,12 @@ lint: venv
 	cd $(STAMPS)/device-tree && MYPYPATH=$(abspath $(MPY_STUBS)):lib $(abspath $(BIN))/mypy \
 		--config-file $(abspath firmware/mypy.ini) --custom-typeshed-dir $(abspath $(MPY_STUBS)) .
 
+$(STAMPS)/apt-softphone: scripts/apt-ensure | $(STAMPS)
+	scripts/apt-ensure $(APT_SOFTPHONE)
+	touch $@
+
 # pytest exit code 5 means no test was collected: that is a failure, never a pass.
-test: venv vm lint
+test: venv vm lint $(STAMPS)/apt-softphone
 	$(BIN)/python -m pytest -m "not slow and not soak" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

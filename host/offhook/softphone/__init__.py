@@ -1,0 +1,1 @@
+"""Softphone adapters: one interface (base.py), one module per softphone dialect."""
