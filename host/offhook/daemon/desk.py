@@ -1,0 +1,560 @@
+"""The agent's desk as a state machine: calls, agent state, mute truth, contact-centre rules.
+
+Sans-IO: it takes button actions, softphone events, command results and clock ticks
+(monotonic seconds passed in) and returns effects for the daemon to carry out: a
+softphone command, a new unit STATE, an API event, a metrics record. Rules:
+
+- A press is a request; the unit's LEDs follow only what the softphone confirmed.
+- Nothing here ever hangs up on or rejects a customer by itself: a ringing call nobody
+  answers is left to the softphone, recorded as missed, and the agent goes on break.
+- Wrap-up follows every answered call for ``wrap_up_s``; the state button ends it
+  early, a double press extends it.
+- A call on hold raises a reminder every ``hold_reminder_s`` of continuous hold.
+- Escalate consults the supervisor on a second line (customer on hold); when the
+  supervisor answers, the consult leg ends and the customer is blind-transferred
+  (baresip 1.0 has no attended transfer); no answer in time: back to the customer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from offhook import linkproto as L
+from offhook.softphone.base import Call, CallState, EventKind, SoftphoneEvent
+
+HOLD_REMINDER_FLASH_S = 5.0  # how long the unit shows a hold reminder
+
+
+@dataclass(frozen=True)
+class Command:
+    """Ask the softphone: op in answer, reject, hangup, hold, resume, mute, transfer, dial."""
+
+    op: str
+    call_id: str = ""
+    arg: Any = None
+    purpose: str = ""  # e.g. "consult" for the escalate flow's own steps
+
+
+@dataclass(frozen=True)
+class UnitState:
+    call: int
+    agent: int
+    flags: int
+    timer_s: int
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An API event (also logged): e.g. hold_reminder, missed_call, agent_state."""
+
+    name: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A metrics moment: ringing, answered, hold_started, hold_ended, hung_up, missed,
+    abandoned, transferred, escalated, wrap_up_ended."""
+
+    moment: str
+    call_id: str
+    at: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Effect = Command | UnitState | Notice | Record
+
+
+@dataclass
+class CallView:
+    call_id: str
+    peer: str
+    direction: str
+    state: str  # ringing | dialing | active | held
+    ring_started: float
+    answered_at: float | None = None
+    held_since: float | None = None
+    reminders_sent: int = 0
+    missed: bool = False
+    consult: bool = False  # the escalate flow's supervisor leg
+
+
+@dataclass
+class Timers:
+    wrap_up_s: float = 30
+    wrap_up_extend_s: float = 30
+    ring_timeout_s: float = 20
+    hold_reminder_s: float = 120
+    mute_confirm_timeout_s: float = 1.0
+    consult_timeout_s: float = 30
+
+
+class Desk:
+    def __init__(self, timers: Timers | None = None, supervisor: str = "") -> None:
+        self.timers = timers or Timers()
+        self.supervisor = supervisor
+        self.calls: dict[str, CallView] = {}
+        self.agent = L.AGENT_AVAILABLE
+        self.wrap_up_until: float | None = None
+        self.muted: bool | None = False  # as confirmed by the softphone
+        self.mute_unconfirmed = False  # after a restart: believed, not yet confirmed
+        self.mute_pending_until: float | None = None
+        self.reminder_until: float | None = None
+        self.consult_customer: str | None = None  # customer call id while consulting
+        self.consult_deadline: float | None = None
+        self.identify = False
+        self.pairing = False
+        self.updating = False
+        self.softphone_up = True
+        self._wrap_call = ""  # the call whose wrap-up is running (for its metrics record)
+        self._last_state: UnitState | None = None
+        self._now = 0.0
+
+    # ------------------------------------------------------------ derived state
+
+    @property
+    def active(self) -> CallView | None:
+        return next((c for c in self.calls.values() if c.state == "active" and not c.consult), None)
+
+    @property
+    def ringing(self) -> CallView | None:
+        return next((c for c in self.calls.values() if c.state == "ringing"), None)
+
+    @property
+    def held(self) -> CallView | None:
+        return next((c for c in self.calls.values() if c.state == "held"), None)
+
+    @property
+    def consult_call(self) -> CallView | None:
+        return next((c for c in self.calls.values() if c.consult), None)
+
+    def unit_state(self) -> UnitState:
+        active, ringing, held = self.active, self.ringing, self.held
+        consult = self.consult_call
+        if active or (consult and consult.state == "active"):
+            call = L.CALL_ACTIVE
+        elif ringing:
+            call = L.CALL_RINGING
+        elif held:
+            call = L.CALL_HELD
+        elif any(c.state == "dialing" for c in self.calls.values()):
+            call = L.CALL_DIALING
+        else:
+            call = L.CALL_IDLE
+        flags = 0
+        if self.muted and (active or held):
+            flags |= L.STATE_MUTED
+        if self.mute_unconfirmed and (active or held):
+            flags |= L.STATE_MUTE_UNCONFIRMED
+        if self.reminder_until is not None:
+            flags |= L.STATE_HOLD_REMINDER
+        if ringing and (active or held):
+            flags |= L.STATE_CALL_WAITING
+        if consult is not None:
+            flags |= L.STATE_CONSULT
+        for on, bit in (
+            (self.identify, L.STATE_IDENTIFY),
+            (self.pairing, L.STATE_PAIRING),
+            (self.updating, L.STATE_UPDATING),
+        ):
+            if on:
+                flags |= bit
+        # The unit has no display: its one timer is wrap-up time left (the breathe pattern).
+        timer = 0
+        if self.agent == L.AGENT_WRAP_UP and self.wrap_up_until is not None:
+            timer = max(0, round(self.wrap_up_until - self._now))
+        return UnitState(call, self.agent, flags, timer)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything an API client or the agent panel shows."""
+        state = self.unit_state()
+        return {
+            "call": L.CALL_NAMES[state.call],
+            "agent": L.AGENT_NAMES[state.agent],
+            "muted": self.muted,
+            "mute_confirmed": not self.mute_unconfirmed,
+            "wrap_up_remaining_s": state.timer_s if state.agent == L.AGENT_WRAP_UP else None,
+            "consulting": self.consult_call is not None,
+            "softphone_connected": self.softphone_up,
+            "calls": [
+                {
+                    "id": c.call_id,
+                    "peer": c.peer,
+                    "direction": c.direction,
+                    "state": c.state,
+                    "talk_s": None if c.answered_at is None else round(self._now - c.answered_at, 1),
+                    "held_s": None if c.held_since is None else round(self._now - c.held_since, 1),
+                    "next_hold_reminder_s": None
+                    if c.held_since is None
+                    else round(c.held_since + (c.reminders_sent + 1) * self.timers.hold_reminder_s - self._now, 1),
+                }
+                for c in self.calls.values()
+            ],
+        }
+
+    def _with_state(self, effects: list[Effect]) -> list[Effect]:
+        """Append a UnitState when what the unit shows has changed."""
+        state = self.unit_state()
+        if state != self._last_state:
+            self._last_state = state
+            effects.append(state)
+        return effects
+
+    def full_state(self, now: float) -> UnitState:
+        """The whole STATE to send after a (re)connect of the unit."""
+        self._now = now
+        self._last_state = self.unit_state()
+        return self._last_state
+
+    # ------------------------------------------------------------ agent actions
+
+    def act(self, action: str, now: float) -> list[Effect]:
+        """An agent action (from a button gesture via the action table, or the API)."""
+        self._now = now
+        effects: list[Effect] = []
+        handler = getattr(self, f"_do_{action}", None)
+        if handler is None:
+            effects.append(Notice("refused", {"action": action, "reason": "unknown action"}))
+        else:
+            reason = handler(effects, now)
+            if reason:
+                effects.append(Notice("refused", {"action": action, "reason": reason}))
+        return self._with_state(effects)
+
+    def _do_answer(self, effects: list[Effect], now: float) -> str:
+        ringing = self.ringing
+        if ringing is None:
+            return "no ringing call"
+        effects.append(Command("answer", ringing.call_id))
+        return ""
+
+    def _do_reject(self, effects: list[Effect], now: float) -> str:
+        ringing = self.ringing
+        if ringing is None:
+            return "no ringing call"
+        effects.append(Command("reject", ringing.call_id))
+        return ""
+
+    def _do_hangup(self, effects: list[Effect], now: float) -> str:
+        call = self.active or self.held
+        if call is None:
+            return "no call to hang up"
+        effects.append(Command("hangup", call.call_id))
+        return ""
+
+    def _do_hook(self, effects: list[Effect], now: float) -> str:
+        """The hook button: answer a ringing call, else hang up the call in progress."""
+        if self.ringing is not None:
+            return self._do_answer(effects, now)
+        if self.consult_call is not None:
+            return self._do_escalate(effects, now)  # hook during consult: back to the customer
+        return self._do_hangup(effects, now)
+
+    def _do_hold(self, effects: list[Effect], now: float) -> str:
+        """Toggle hold: hold the active call, or resume the held one."""
+        if self.active is not None:
+            effects.append(Command("hold", self.active.call_id))
+        elif self.held is not None and self.consult_call is None:
+            effects.append(Command("resume", self.held.call_id))
+        else:
+            return "no call to hold or resume"
+        return ""
+
+    def _do_mute(self, effects: list[Effect], now: float) -> str:
+        """Toggle mute of the call in progress; the LED changes only when confirmed."""
+        call = self.active or self.held
+        if call is None:
+            return "no call to mute"
+        if self.mute_pending_until is not None:
+            return "a mute request is already waiting for the softphone"
+        target = not bool(self.muted)
+        self.mute_pending_until = now + self.timers.mute_confirm_timeout_s
+        effects.append(Command("mute", call.call_id, target))
+        return ""
+
+    def _do_escalate(self, effects: list[Effect], now: float) -> str:
+        consult = self.consult_call
+        if consult is not None:  # second press: cancel the consult, back to the customer
+            return self._end_consult(effects, "cancelled by the agent")
+        if not self.supervisor:
+            return "no supervisor configured"
+        customer = self.active
+        if customer is None:
+            return "no active call to escalate"
+        self.consult_customer = customer.call_id
+        self.consult_deadline = now + self.timers.consult_timeout_s
+        effects.append(Command("hold", customer.call_id, purpose="consult"))
+        effects.append(Command("dial", arg=self.supervisor, purpose="consult"))
+        effects.append(Notice("consult_started", {"customer": customer.call_id, "supervisor": self.supervisor}))
+        effects.append(Record("escalated", customer.call_id, now, {"supervisor": self.supervisor}))
+        return ""
+
+    def _end_consult(self, effects: list[Effect], why: str) -> str:
+        consult, customer_id = self.consult_call, self.consult_customer
+        if consult is not None:
+            effects.append(Command("hangup", consult.call_id, purpose="consult"))
+        if customer_id in self.calls:
+            effects.append(Command("resume", customer_id, purpose="consult"))
+        self.consult_customer = None
+        self.consult_deadline = None
+        effects.append(Notice("consult_ended", {"reason": why}))
+        return ""
+
+    def _do_toggle_break(self, effects: list[Effect], now: float) -> str:
+        if self.agent == L.AGENT_WRAP_UP:
+            return self._do_end_wrap_up(effects, now)
+        if self.agent == L.AGENT_ON_CALL:
+            return "on a call"
+        self._set_agent(L.AGENT_BREAK if self.agent == L.AGENT_AVAILABLE else L.AGENT_AVAILABLE, effects, "button")
+        return ""
+
+    def _do_go_offline(self, effects: list[Effect], now: float) -> str:
+        if self.agent == L.AGENT_ON_CALL:
+            return "on a call"
+        self._set_agent(L.AGENT_OFFLINE, effects, "button")
+        return ""
+
+    def _do_end_wrap_up(self, effects: list[Effect], now: float) -> str:
+        if self.agent != L.AGENT_WRAP_UP:
+            return "not in wrap-up"
+        self._finish_wrap_up(effects, now)
+        return ""
+
+    def _do_extend_wrap_up(self, effects: list[Effect], now: float) -> str:
+        if self.agent != L.AGENT_WRAP_UP or self.wrap_up_until is None:
+            return "not in wrap-up"
+        self.wrap_up_until += self.timers.wrap_up_extend_s
+        effects.append(Notice("wrap_up_extended", {"remaining_s": round(self.wrap_up_until - now)}))
+        return ""
+
+    def set_agent_state(self, name: str, now: float) -> list[Effect]:
+        """The API sets agent state (a contact-centre platform following the agent)."""
+        self._now = now
+        effects: list[Effect] = []
+        if name not in ("available", "break", "offline"):
+            effects.append(
+                Notice("refused", {"action": f"agent:{name}", "reason": "settable: available, break, offline"})
+            )
+        elif self.agent == L.AGENT_ON_CALL:
+            effects.append(Notice("refused", {"action": f"agent:{name}", "reason": "on a call"}))
+        else:
+            if self.agent == L.AGENT_WRAP_UP:
+                self._finish_wrap_up(effects, now, next_state=L.AGENT_NAMES.index(name))
+            else:
+                self._set_agent(L.AGENT_NAMES.index(name), effects, "api")
+        return self._with_state(effects)
+
+    def _set_agent(self, agent: int, effects: list[Effect], why: str) -> None:
+        if agent != self.agent:
+            self.agent = agent
+            effects.append(Notice("agent_state", {"state": L.AGENT_NAMES[agent], "why": why}))
+
+    def _finish_wrap_up(self, effects: list[Effect], now: float, next_state: int = L.AGENT_AVAILABLE) -> None:
+        self.wrap_up_until = None
+        effects.append(Record("wrap_up_ended", self._wrap_call, now))
+        self._set_agent(next_state, effects, "wrap-up ended")
+
+    # ------------------------------------------------------------ softphone
+
+    def softphone_event(self, event: SoftphoneEvent, now: float) -> list[Effect]:
+        self._now = now
+        effects: list[Effect] = []
+        kind, call_id = event.kind, event.call_id
+        call = self.calls.get(call_id)
+        if kind is EventKind.INCOMING:
+            self.calls[call_id] = CallView(call_id, event.peer, "inbound", "ringing", now)
+            effects.append(Record("ringing", call_id, now, {"peer": event.peer, "direction": "inbound"}))
+            effects.append(Notice("incoming", {"call": call_id, "peer": event.peer}))
+        elif kind is EventKind.RINGING:
+            consult = self.consult_customer is not None and event.peer == self.supervisor
+            self.calls.setdefault(call_id, CallView(call_id, event.peer, "outbound", "dialing", now, consult=consult))
+            if not consult:
+                effects.append(Record("ringing", call_id, now, {"peer": event.peer, "direction": "outbound"}))
+        elif kind is EventKind.ESTABLISHED:
+            self._established(call_id, event, effects, now)
+        elif kind is EventKind.CLOSED:
+            self._closed(call_id, event.reason, effects, now)
+        elif kind in (EventKind.HELD, EventKind.RESUMED) and call is not None:
+            self._hold_changed(call, kind is EventKind.HELD, effects, now)
+        elif kind in (EventKind.MUTED, EventKind.UNMUTED):
+            self._mute_confirmed(kind is EventKind.MUTED, effects)
+        elif kind is EventKind.CONNECTED:
+            self.softphone_up = True
+            self._rebuild(event.calls, effects, now)
+        elif kind is EventKind.DISCONNECTED:
+            self.softphone_up = False
+            effects.append(Notice("softphone", {"connected": False, "reason": event.reason}))
+        return self._with_state(effects)
+
+    def _established(self, call_id: str, event: SoftphoneEvent, effects: list[Effect], now: float) -> None:
+        call = self.calls.get(call_id)
+        if call is None:
+            call = CallView(call_id, event.peer, event.direction or "inbound", "active", now)
+            self.calls[call_id] = call
+        if call.consult:
+            call.state = "active"
+            # The supervisor answered: end the consult leg, then hand the customer over.
+            customer = self.consult_customer
+            effects.append(Command("hangup", call_id, purpose="consult"))
+            if customer in self.calls:
+                effects.append(Command("transfer", customer, self.supervisor, purpose="consult"))
+                effects.append(Record("transferred", customer, now, {"to": self.supervisor, "escalation": True}))
+            self.consult_customer = None
+            self.consult_deadline = None
+            effects.append(Notice("consult_answered", {"supervisor": self.supervisor}))
+            return
+        # Other established calls were put on hold by the softphone when this one was answered.
+        for other in self.calls.values():
+            if other is not call and other.state == "active" and not other.consult:
+                self._hold_changed(other, True, effects, now)
+        call.state = "active"
+        call.answered_at = now
+        self.muted = False  # a new call starts un-muted
+        self.mute_unconfirmed = False
+        self.mute_pending_until = None
+        self._set_agent(L.AGENT_ON_CALL, effects, "call answered")
+        self.wrap_up_until = None
+        effects.append(Record("answered", call_id, now))
+        effects.append(Notice("established", {"call": call_id, "peer": call.peer}))
+
+    def _closed(self, call_id: str, reason: str, effects: list[Effect], now: float) -> None:
+        call = self.calls.pop(call_id, None)
+        if call is None:
+            return
+        if call.consult:
+            if self.consult_customer is not None:  # supervisor refused or hung up before answering
+                self._end_consult(effects, f"supervisor leg closed: {reason}")
+            return
+        if call.state == "held":
+            effects.append(Record("hold_ended", call_id, now))
+        if call.answered_at is None:
+            if not call.missed:
+                moment = "abandoned" if call.direction == "inbound" else "unanswered"
+                effects.append(Record(moment, call_id, now, {"reason": reason}))
+        else:
+            effects.append(Record("hung_up", call_id, now, {"reason": reason}))
+        effects.append(Notice("closed", {"call": call_id, "reason": reason}))
+        if call_id == self.consult_customer:  # the customer hung up while we consulted
+            self._end_consult(effects, "customer hung up")
+        if not any(c.state in ("active", "held") for c in self.calls.values()):
+            self.reminder_until = None
+            if call.answered_at is not None:
+                self.wrap_up_until = now + self.timers.wrap_up_s
+                self._wrap_call = call_id
+                self._set_agent(L.AGENT_WRAP_UP, effects, "call ended")
+                if self.timers.wrap_up_s == 0:
+                    self._finish_wrap_up(effects, now)
+
+    def _hold_changed(self, call: CallView, held: bool, effects: list[Effect], now: float) -> None:
+        if held and call.state != "held":
+            call.state = "held"
+            call.held_since = now
+            call.reminders_sent = 0
+            effects.append(Record("hold_started", call.call_id, now))
+            effects.append(Notice("held", {"call": call.call_id}))
+        elif not held and call.state == "held":
+            call.state = "active"
+            call.held_since = None
+            if not any(c.state == "held" for c in self.calls.values()):
+                self.reminder_until = None
+            effects.append(Record("hold_ended", call.call_id, now))
+            effects.append(Notice("resumed", {"call": call.call_id}))
+
+    def _mute_confirmed(self, muted: bool, effects: list[Effect]) -> None:
+        changed = muted != self.muted or self.mute_unconfirmed
+        self.muted = muted
+        self.mute_unconfirmed = False
+        self.mute_pending_until = None
+        if changed:
+            effects.append(Notice("mute", {"muted": muted}))
+
+    def _rebuild(self, calls: list[Call], effects: list[Effect], now: float) -> None:
+        """The softphone (re)connected: its call list replaces ours, keeping our timings."""
+        fresh: dict[str, CallView] = {}
+        known_by_peer = {c.peer: c for c in self.calls.values()}
+        for call in calls:
+            view = self.calls.get(call.call_id) or known_by_peer.get(call.peer)
+            if call.state is CallState.INCOMING:
+                state = "ringing"
+            elif call.state is CallState.OUTGOING:
+                state = "dialing"
+            else:
+                state = "held" if call.held else "active"
+            if view is None:
+                view = CallView(call.call_id, call.peer, call.direction, state, now)
+                if state in ("active", "held"):
+                    view.answered_at = now
+            view.call_id = call.call_id
+            if state == "held" and view.held_since is None:
+                view.held_since = now
+            view.state = state
+            fresh[call.call_id] = view
+        for gone in set(self.calls) - {c.call_id for c in fresh.values()}:
+            self._closed(gone, "gone after softphone reconnect", effects, now)
+        self.calls = fresh
+        if any(c.state in ("active", "held") for c in fresh.values()):
+            self._set_agent(L.AGENT_ON_CALL, effects, "softphone reconnected")
+        effects.append(Notice("softphone", {"connected": True, "calls": len(fresh)}))
+
+    def restore(self, muted: bool | None, agent: int, now: float) -> None:
+        """After a daemon restart: the last confirmed mute (shown as unconfirmed) and agent state."""
+        self._now = now
+        self.muted = muted
+        self.mute_unconfirmed = muted is not None
+        self.agent = agent
+
+    def command_done(self, command: Command, result: Any, now: float) -> list[Effect]:
+        """The softphone confirmed a command; ``result`` is what it returned."""
+        self._now = now
+        effects: list[Effect] = []
+        if command.op == "mute":
+            self._mute_confirmed(bool(result), effects)
+        elif command.op in ("hold", "resume") and command.call_id in self.calls:
+            self._hold_changed(self.calls[command.call_id], bool(result), effects, now)
+        elif command.op == "dial" and command.purpose == "consult" and isinstance(result, str):
+            call = self.calls.setdefault(result, CallView(result, str(command.arg), "outbound", "dialing", now))
+            call.consult = True
+        return self._with_state(effects)
+
+    def command_failed(self, command: Command, reason: str, now: float) -> list[Effect]:
+        """The softphone refused or did not answer: the unit shows the true state again."""
+        self._now = now
+        effects: list[Effect] = [Notice("command_failed", {"op": command.op, "reason": reason})]
+        if command.op == "mute":
+            self.mute_pending_until = None
+        if command.purpose == "consult" and command.op == "dial":
+            self._end_consult(effects, f"could not call the supervisor: {reason}")
+        return self._with_state(effects)
+
+    # ------------------------------------------------------------ time
+
+    def tick(self, now: float) -> list[Effect]:
+        self._now = now
+        effects: list[Effect] = []
+        if self.mute_pending_until is not None and now >= self.mute_pending_until:
+            self.mute_pending_until = None
+            effects.append(Notice("mute_unconfirmed", {"muted": self.muted}))
+        for call in self.calls.values():
+            if call.state == "ringing" and not call.missed and now - call.ring_started >= self.timers.ring_timeout_s:
+                # Ring-no-answer: the call is left ringing in the softphone; the agent is made not ready.
+                call.missed = True
+                effects.append(Record("missed", call.call_id, now))
+                effects.append(Notice("missed_call", {"call": call.call_id, "peer": call.peer}))
+                if self.agent in (L.AGENT_AVAILABLE, L.AGENT_WRAP_UP):
+                    self.wrap_up_until = None
+                    self._set_agent(L.AGENT_BREAK, effects, "ring not answered")
+            if call.state == "held" and call.held_since is not None:
+                due = call.held_since + (call.reminders_sent + 1) * self.timers.hold_reminder_s
+                if now >= due:
+                    call.reminders_sent += 1
+                    self.reminder_until = now + HOLD_REMINDER_FLASH_S
+                    held_for = round(now - call.held_since)
+                    effects.append(Notice("hold_reminder", {"call": call.call_id, "held_s": held_for}))
+        if self.reminder_until is not None and now >= self.reminder_until:
+            self.reminder_until = None
+        if self.consult_deadline is not None and now >= self.consult_deadline:
+            self._end_consult(effects, "supervisor did not answer")
+        if self.agent == L.AGENT_WRAP_UP and self.wrap_up_until is not None and now >= self.wrap_up_until:
+            self._finish_wrap_up(effects, now)
+        return self._with_state(effects)
