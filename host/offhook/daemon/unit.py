@@ -1,0 +1,169 @@
+"""One connected desk unit: the link protocol spoken over a transport.
+
+Opening a session resynchronises from scratch (see firmware/PROTOCOL.md): a lone
+0x00 ends any half-sent frame, the host says HELLO, the unit answers with its
+HELLO (firmware version, board, serial number, capabilities), then the daemon
+sends the full STATE. A unit that stops ACKing, a unit that says HELLO again (it
+reset) and a transport error all end the session; the daemon opens a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from offhook import __version__
+from offhook import linkproto as L
+from offhook.transport.base import Transport, TransportClosed
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.02  # retransmission timer resolution
+
+
+class UnitLost(ConnectionError):
+    """The unit stopped answering, reset, or its transport closed."""
+
+
+@dataclass
+class UnitInfo:
+    serial: str
+    board: str
+    firmware: str
+    proto: int
+    caps: list[str] = field(default_factory=list)
+    hello: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_hello(cls, hello: dict[str, Any]) -> UnitInfo:
+        caps = hello.get("caps", [])
+        return cls(
+            serial=str(hello.get("serial", "")),
+            board=str(hello.get("board", "")),
+            firmware=str(hello.get("fw", "")),
+            proto=int(hello.get("proto", 0)),
+            caps=[str(c) for c in caps] if isinstance(caps, list) else [],
+            hello=hello,
+        )
+
+
+@dataclass(frozen=True)
+class ButtonEvent:
+    button: int
+    gesture: int
+    unit_ms: int
+    received: float  # host monotonic seconds
+
+
+class UnitSession:
+    def __init__(self, transport: Transport, clock: Callable[[], float] = time.monotonic) -> None:
+        self.transport = transport
+        self.clock = clock
+        self.link = L.Link()
+        self.info: UnitInfo | None = None
+        self.events: asyncio.Queue[ButtonEvent] = asyncio.Queue()
+        self.unit_messages: asyncio.Queue[L.Frame] = asyncio.Queue()  # CONFIG, UPDATE_STATUS, ...
+        self._hello = asyncio.Event()
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    async def connect(self, timeout: float = 3.0) -> UnitInfo:
+        """Open the transport and exchange HELLOs; raises UnitLost if the unit does not answer."""
+        await self.transport.open()
+        await self.transport.write(b"\x00")
+        self.link.send(L.HELLO, L.encode_json({"proto": L.PROTOCOL_VERSION, "host": __version__}), self._now_ms())
+        await self._flush()
+        deadline = self.clock() + timeout
+        while self.info is None:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                self.transport.close()
+                raise UnitLost(f"no HELLO from {self.transport.path} within {timeout} s")
+            await self._pump(min(remaining, POLL_S * 5))
+        return self.info
+
+    async def send_state(self, call: int, agent: int, flags: int, timer_s: int) -> None:
+        self._send(L.STATE, L.encode_state(call, agent, flags, timer_s))
+        await self._flush()
+
+    async def send(self, mtype: int, payload: bytes = b"") -> int:
+        seq = self._send(mtype, payload)
+        await self._flush()
+        return seq
+
+    def _send(self, mtype: int, payload: bytes) -> int:
+        try:
+            return self.link.send(mtype, payload, self._now_ms())
+        except ValueError as exc:  # too many unacknowledged frames: the unit is not keeping up
+            raise UnitLost(f"{self.transport.path}: {exc}") from None
+
+    async def run(self) -> None:
+        """Read and retransmit until the unit is lost (raises UnitLost)."""
+        while True:
+            await self._pump(POLL_S)
+
+    async def _pump(self, wait_s: float) -> None:
+        try:
+            data = await asyncio.wait_for(self.transport.read(), wait_s)
+        except TimeoutError:
+            data = b""
+        except TransportClosed as exc:
+            raise UnitLost(str(exc)) from None
+        now_ms = self._now_ms()
+        if data:
+            for item in self.link.receive(data, now_ms):
+                self._handle(item)
+        self.link.poll(now_ms)
+        failed = self.link.take_failed()
+        if failed:
+            names = ", ".join(L.MESSAGE_NAMES.get(t, str(t)) for _, t in failed)
+            raise UnitLost(f"{self.transport.path} did not acknowledge {names}")
+        await self._flush()
+
+    async def _flush(self) -> None:
+        out = self.link.take_output()
+        if out:
+            try:
+                await self.transport.write(out)
+            except TransportClosed as exc:
+                raise UnitLost(str(exc)) from None
+
+    def _handle(self, item: L.Frame | L.DecodeError) -> None:
+        if isinstance(item, L.DecodeError):
+            log.debug("unit %s: dropped frame: %r", self.transport.path, item)
+            return
+        if item.type == L.HELLO:
+            try:
+                hello = L.decode_json(item.payload)
+            except ValueError as exc:
+                self.link.nack(item, L.ERR_BAD_PAYLOAD, str(exc))
+                return
+            if self.info is not None:
+                raise UnitLost(f"unit {self.info.serial} restarted")  # resync through a new session
+            self.info = UnitInfo.from_hello(hello)
+        elif item.type == L.EVENT:
+            try:
+                button, gesture, unit_ms = L.decode_event(item.payload)
+            except ValueError as exc:
+                self.link.nack(item, L.ERR_BAD_PAYLOAD, str(exc))
+                return
+            self.events.put_nowait(ButtonEvent(button, gesture, unit_ms, self.clock()))
+        elif item.type == L.LOG:
+            level, text = L.decode_log(item.payload) if item.payload else (L.LOG_INFO, "")
+            log.log(level, "unit %s: %s", self.info.serial if self.info else self.transport.path, text)
+        elif item.type == L.PING:
+            self.link.send(L.PONG, item.payload, self._now_ms())
+        elif item.type == L.NACK:
+            seq, code, reason = L.decode_nack(item.payload)
+            log.warning("unit refused frame %d (%s): %s", seq, L.ERROR_NAMES.get(code, code), reason)
+            self.unit_messages.put_nowait(item)
+        else:
+            self.unit_messages.put_nowait(item)
+
+    def close(self) -> None:
+        self.transport.close()

@@ -1,0 +1,1 @@
+"""Transports to the desk unit: one interface (base.py), one module per kind (serial, HID)."""

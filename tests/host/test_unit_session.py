@@ -1,0 +1,131 @@
+"""The host's unit session over a real pseudo-terminal (pyserial), with a scripted unit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+import pytest
+
+from offhook import linkproto as L
+from offhook.daemon.unit import UnitLost, UnitSession
+from offhook.transport.serial import SerialTransport
+from tests.host.fake_unit import PtyUnit
+
+
+async def pump_unit(unit: PtyUnit, seconds: float) -> None:
+    await asyncio.to_thread(unit.pump, seconds)
+
+
+async def connect(unit: PtyUnit) -> UnitSession:
+    session = UnitSession(SerialTransport(unit.path))
+    pumping = asyncio.create_task(pump_unit(unit, 0.4))
+    info = await session.connect(timeout=2)
+    await pumping
+    assert info.serial == unit.serial and info.board == "pico" and info.proto == 1
+    return session
+
+
+def test_hello_state_and_events_with_duplicates_dropped() -> None:
+    async def scenario() -> None:
+        unit = PtyUnit()
+        session = await connect(unit)
+        running = asyncio.create_task(session.run())
+        await session.send_state(L.CALL_RINGING, L.AGENT_AVAILABLE, 0, 0)
+        await pump_unit(unit, 0.2)
+        assert unit.states()[-1] == (L.CALL_RINGING, L.AGENT_AVAILABLE, 0, 0)
+        assert session.link.pending == 0  # the unit ACKed it
+
+        seq = unit.press(L.BUTTON_HOOK)
+        # The same frame again (as after a lost ACK): delivered once.
+        unit.link._output.extend(L.encode_frame(L.EVENT, seq, L.encode_event(0, 1, 5), L.FLAG_ACK_REQUESTED))
+        unit.flush()
+        event = await asyncio.wait_for(session.events.get(), 2)
+        assert (event.button, event.gesture) == (L.BUTTON_HOOK, L.GESTURE_SHORT)
+        await asyncio.sleep(0.2)
+        assert session.events.empty()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        session.close()
+        unit.unplug()
+
+    asyncio.run(scenario())
+
+
+def test_garbage_on_the_line_is_survived() -> None:
+    async def scenario() -> None:
+        unit = PtyUnit()
+        session = await connect(unit)
+        running = asyncio.create_task(session.run())
+        os.write(unit.master, b"\x13\x37garbage\x00\xff\xfe\x00")
+        unit.press(L.BUTTON_MUTE)
+        event = await asyncio.wait_for(session.events.get(), 2)
+        assert event.button == L.BUTTON_MUTE
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        session.close()
+        unit.unplug()
+
+    asyncio.run(scenario())
+
+
+def test_unplug_ends_the_session() -> None:
+    async def scenario() -> None:
+        unit = PtyUnit()
+        session = await connect(unit)
+        running = asyncio.create_task(session.run())
+        unit.unplug()
+        with pytest.raises(UnitLost):  # from the write, or from the reader seeing the port close
+            await session.send_state(L.CALL_IDLE, L.AGENT_AVAILABLE, 0, 0)
+            await asyncio.wait_for(running, 3)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError, UnitLost):
+            await running
+        session.close()
+
+    asyncio.run(scenario())
+
+
+def test_unit_that_stops_acking_is_declared_lost() -> None:
+    async def scenario() -> None:
+        unit = PtyUnit()
+        session = await connect(unit)
+        running = asyncio.create_task(session.run())
+        unit.answer_acks = False
+        await session.send_state(L.CALL_ACTIVE, L.AGENT_ON_CALL, 0, 0)
+        pumping = asyncio.create_task(pump_unit(unit, 2.0))
+        with pytest.raises(UnitLost, match="did not acknowledge STATE"):
+            await asyncio.wait_for(running, 3)
+        await pumping
+        session.close()
+        unit.unplug()
+
+    asyncio.run(scenario())
+
+
+def test_unit_reset_is_noticed_by_a_second_hello() -> None:
+    async def scenario() -> None:
+        unit = PtyUnit()
+        session = await connect(unit)
+        running = asyncio.create_task(session.run())
+        unit.send(L.HELLO, L.encode_json(unit.hello()))
+        with pytest.raises(UnitLost, match="restarted"):
+            await asyncio.wait_for(running, 2)
+        session.close()
+        unit.unplug()
+
+    asyncio.run(scenario())
+
+
+def test_silent_port_times_out_with_clear_error() -> None:
+    async def scenario() -> None:
+        unit = PtyUnit()
+        session = UnitSession(SerialTransport(unit.path))
+        with pytest.raises(UnitLost, match="no HELLO"):
+            await session.connect(timeout=0.5)
+        unit.unplug()
+
+    asyncio.run(scenario())
