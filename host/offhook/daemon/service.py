@@ -1,0 +1,261 @@
+"""The daemon: the desk unit's single owner, bridging it to the softphone and API clients.
+
+Orchestration only. Bytes are the transport's and session's job, the softphone
+dialect the adapter's, the rules the Desk's. This module runs their loops, carries
+out the Desk's effects and keeps what must survive a restart (the last confirmed
+mute state and the agent state) in a small state file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from offhook import linkproto as L
+from offhook.daemon import actions
+from offhook.daemon.desk import Command, Desk, Effect, Notice, Record, Timers, UnitState
+from offhook.daemon.unit import UnitInfo, UnitLost, UnitSession
+from offhook.softphone.base import Softphone, SoftphoneError
+from offhook.transport.base import Transport, TransportClosed
+from offhook.transport.discovery import Candidate, candidates
+from offhook.transport.serial import SerialTransport
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.1
+MAX_BACKOFF_S = 5.0
+
+
+class NoUnit(RuntimeError):
+    """No unit, or several and none configured: the message says which."""
+
+
+def choose_unit(found: list[Candidate], serial: str = "") -> Candidate:
+    """The configured unit, or the only one; a clear error otherwise."""
+    if serial:
+        for candidate in found:
+            if candidate.serial == serial:
+                return candidate
+        raise NoUnit(f"unit {serial} is not attached (found: {', '.join(c.serial or c.path for c in found) or 'none'})")
+    if not found:
+        raise NoUnit("no desk unit found (plug one in, or start `offhook sim`)")
+    if len(found) > 1:
+        listing = ", ".join(f"{c.serial or '?'} at {c.path}" for c in found)
+        raise NoUnit(f"several units attached ({listing}): set unit.serial in the config")
+    return found[0]
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: dict[str, dict[str, Any]],
+        softphone: Softphone,
+        state_file: Path,
+        transport_factory: Callable[[str], Transport] = SerialTransport,
+        discover: Callable[[], list[Candidate]] = candidates,
+        clock: Callable[[], float] = time.monotonic,
+        recorder: Any = None,
+    ) -> None:
+        timers = config["timers"]
+        self.config = config
+        self.desk = Desk(
+            Timers(
+                wrap_up_s=timers["wrap_up_s"],
+                wrap_up_extend_s=timers["wrap_up_extend_s"],
+                ring_timeout_s=timers["ring_timeout_s"],
+                hold_reminder_s=timers["hold_reminder_s"],
+                mute_confirm_timeout_s=timers["mute_confirm_timeout_s"],
+                consult_timeout_s=config["softphone"]["consult_timeout_s"],
+            ),
+            supervisor=config["softphone"]["supervisor"],
+        )
+        self.softphone = softphone
+        self.state_file = state_file
+        self.transport_factory = transport_factory
+        self.discover = discover
+        self.clock = clock
+        self.recorder = recorder
+        self.session: UnitSession | None = None
+        self.unit: UnitInfo | None = None
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.unit_connected = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._commands: set[asyncio.Task[None]] = set()  # softphone commands in flight
+        self._restore()
+
+    # ------------------------------------------------------------ persistence
+
+    def _restore(self) -> None:
+        try:
+            saved = json.loads(self.state_file.read_text())
+            muted = saved.get("muted")
+            agent = int(saved.get("agent", L.AGENT_AVAILABLE))
+            if muted not in (True, False, None) or not 0 <= agent < len(L.AGENT_NAMES):
+                raise ValueError("bad values")
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            log.warning("ignoring unreadable daemon state %s: %s", self.state_file, exc)
+            return
+        if agent in (L.AGENT_ON_CALL, L.AGENT_WRAP_UP):
+            agent = L.AGENT_AVAILABLE  # the softphone's call list decides (CONNECTED)
+        self.desk.restore(muted, agent, self.clock())
+
+    def _persist(self) -> None:
+        data = json.dumps({"muted": self.desk.muted, "agent": self.desk.agent})
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        with open(tmp, "w") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(self.state_file)
+
+    # ------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        await self.softphone.start()
+        self._tasks = [
+            asyncio.create_task(self._unit_loop(), name="unit"),
+            asyncio.create_task(self._softphone_loop(), name="softphone"),
+            asyncio.create_task(self._tick_loop(), name="ticker"),
+        ]
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *self._commands]:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if self.session is not None:
+            self.session.close()
+        await self.softphone.stop()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await self.apply(self.desk.tick(self.clock()))
+            await asyncio.sleep(TICK_S)
+
+    async def _softphone_loop(self) -> None:
+        while True:
+            event = await self.softphone.events.get()
+            log.debug("softphone: %s %s %s", event.kind.value, event.call_id, event.reason)
+            await self.apply(self.desk.softphone_event(event, self.clock()))
+
+    async def _unit_loop(self) -> None:
+        backoff = 0.2
+        unit_config = self.config["unit"]
+        while True:
+            try:
+                path = unit_config["port"] or choose_unit(self.discover(), unit_config["serial"]).path
+                session = UnitSession(self.transport_factory(path), self.clock)
+                self.unit = await session.connect()
+            except (NoUnit, UnitLost, TransportClosed) as exc:
+                log.info("unit: %s; retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            backoff = 0.2
+            self.session = session
+            log.info("unit %s (%s, firmware %s) on %s", self.unit.serial, self.unit.board, self.unit.firmware, path)
+            self._broadcast({"event": "unit", "connected": True, "serial": self.unit.serial})
+            try:
+                state = self.desk.full_state(self.clock())
+                await session.send_state(state.call, state.agent, state.flags, state.timer_s)
+                self.unit_connected.set()
+                await asyncio.gather(session.run(), self._button_loop(session))
+            except UnitLost as exc:
+                log.warning("unit lost: %s", exc)
+            finally:
+                self.unit_connected.clear()
+                self.session = None
+                session.close()
+                self._broadcast({"event": "unit", "connected": False})
+
+    async def _button_loop(self, session: UnitSession) -> None:
+        while True:
+            event = await session.events.get()
+            await self.press(event.button, event.gesture)
+
+    async def press(self, button: int, gesture: int) -> None:
+        """A gesture from the unit (or the API's virtual buttons)."""
+        action = actions.resolve(button, gesture, self.desk)
+        names = (L.BUTTON_NAMES[button], L.GESTURE_NAMES.get(gesture, gesture))
+        log.info("button %s %s -> %s", *names, action or "nothing")
+        if action is not None:
+            await self.apply(self.desk.act(action, self.clock()))
+
+    async def act(self, action: str) -> None:
+        await self.apply(self.desk.act(action, self.clock()))
+
+    # ------------------------------------------------------------ effects
+
+    async def apply(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Command):
+                # Commands run concurrently so a slow softphone never delays the unit's LEDs.
+                task = asyncio.create_task(self._execute(effect))
+                self._commands.add(task)
+                task.add_done_callback(self._commands.discard)
+            elif isinstance(effect, UnitState):
+                self._persist()
+                if self.session is not None:
+                    try:
+                        await self.session.send_state(effect.call, effect.agent, effect.flags, effect.timer_s)
+                    except UnitLost as exc:
+                        log.warning("unit lost while sending STATE: %s", exc)
+                self._broadcast({"event": "state", **self.desk.snapshot()})
+            elif isinstance(effect, Notice):
+                level = logging.WARNING if effect.name in ("refused", "command_failed") else logging.INFO
+                log.log(level, "%s %s", effect.name, effect.data)
+                self._broadcast({"event": effect.name, **effect.data})
+            elif isinstance(effect, Record) and self.recorder is not None:
+                try:
+                    self.recorder(effect)
+                except Exception:  # metrics must never take call control down
+                    log.exception("could not record %s", effect)
+
+    async def _execute(self, command: Command) -> None:
+        try:
+            result = await self._call_softphone(command)
+        except SoftphoneError as exc:
+            await self.apply(self.desk.command_failed(command, str(exc), self.clock()))
+        else:
+            await self.apply(self.desk.command_done(command, result, self.clock()))
+
+    async def _call_softphone(self, command: Command) -> Any:
+        phone = self.softphone
+        match command.op:
+            case "answer":
+                return await phone.answer(command.call_id)
+            case "reject":
+                return await phone.reject(command.call_id)
+            case "hangup":
+                return await phone.hangup(command.call_id)
+            case "hold":
+                return await phone.hold(command.call_id)
+            case "resume":
+                return await phone.resume(command.call_id)
+            case "mute":
+                return await phone.set_mute(command.call_id, bool(command.arg))
+            case "transfer":
+                return await phone.transfer(command.call_id, str(command.arg))
+            case "dial":
+                return await phone.dial(str(command.arg))
+        raise SoftphoneError(f"unknown softphone command {command.op!r}")
+
+    def _broadcast(self, message: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            listener(message)
