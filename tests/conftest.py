@@ -12,6 +12,16 @@ from offhook.vm import MicroPythonVM
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read or write the real user's config, state, data or runtime dirs."""
+    base = tmp_path_factory.mktemp("home")
+    for name in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR", "XDG_CACHE_HOME"):
+        path = base / name.lower()
+        path.mkdir(mode=0o700)
+        monkeypatch.setenv(name, str(path))
+
+
 @pytest.fixture(scope="session")
 def _vm_process() -> Iterator[MicroPythonVM]:
     vm = MicroPythonVM()

@@ -16,7 +16,10 @@ from collections.abc import Sequence
 
 from offhook import __version__
 
-COMMAND_MODULES = ("offhook.commands.link",)
+COMMAND_MODULES = (
+    "offhook.commands.link",
+    "offhook.commands.daemon",
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -328,6 +328,30 @@ class Desk:
         effects.append(Notice("wrap_up_extended", {"remaining_s": round(self.wrap_up_until - now)}))
         return ""
 
+    def start_pairing(self, origin: str, now: float) -> list[Effect]:
+        """A web origin asks to pair: the unit shows the request until the agent answers."""
+        self._now = now
+        self.pairing = True
+        return self._with_state([Notice("pairing_request", {"origin": origin})])
+
+    def _do_approve_pairing(self, effects: list[Effect], now: float) -> str:
+        return self._answer_pairing(effects, True)
+
+    def _do_refuse_pairing(self, effects: list[Effect], now: float) -> str:
+        return self._answer_pairing(effects, False)
+
+    def _answer_pairing(self, effects: list[Effect], approved: bool) -> str:
+        if not self.pairing:
+            return "no pairing request"
+        self.pairing = False
+        effects.append(Notice("pairing_answer", {"approved": approved}))
+        return ""
+
+    def _do_volume_up(self, effects: list[Effect], now: float) -> str:
+        return "volume is set on the headset or the PC (the softphone has no volume command)"
+
+    _do_volume_down = _do_volume_up
+
     def set_agent_state(self, name: str, now: float) -> list[Effect]:
         """The API sets agent state (a contact-centre platform following the agent)."""
         self._now = now

@@ -1,0 +1,323 @@
+"""The local API server: JSON over WebSocket, bound to 127.0.0.1 only.
+
+Who may connect (checked before the WebSocket handshake completes):
+- native programs (no Origin header), with the per-user token from the 0600 file;
+- browser pages from an origin IT listed in ``api.allowed_origins`` (pairing, then
+  their own token) or the daemon's own agent panel (a one-time token); any other
+  Origin is refused with 403.
+The first message must authenticate (or ask to pair) within AUTH_TIMEOUT_S.
+
+Call control has one owner at a time: the configured softphone adapter by default,
+or the one client that took it; the others get a clear refusal naming the owner.
+The desk unit's buttons always work. Protocol: docs/api.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import mimetypes
+from http import HTTPStatus
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from offhook.api.tokens import TokenStore
+from offhook.daemon.service import Daemon
+from offhook.softphone.base import SoftphoneError
+
+if TYPE_CHECKING:
+    from offhook.softphone.web import WebSoftphone
+
+log = logging.getLogger(__name__)
+
+AUTH_TIMEOUT_S = 5.0
+PAIRING_TIMEOUT_S = 30.0
+MAX_MESSAGE_BYTES = 16 * 1024
+DEFAULT_OWNER = "softphone"
+CLIENT_ACTIONS = ("answer", "reject", "hangup", "hook", "hold", "mute", "escalate")
+PANEL_DIR = Path(__file__).resolve().parents[1] / "panel"
+
+
+class ApiError(Exception):
+    """A request the API refuses; the message goes back to the client."""
+
+
+class Client:
+    def __init__(self, connection: ServerConnection, client_id: str, origin: str | None) -> None:
+        self.connection = connection
+        self.id = client_id
+        self.origin = origin
+        self.name = origin or "local client"
+        self.subscribed = False
+        # Events go through one queue per client: each arrives once and in order, and a
+        # slow client only delays itself.
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self.connection.send(json.dumps(message))
+
+    async def pump(self) -> None:
+        while True:
+            await self.send(await self.outbox.get())
+
+    def post(self, message: dict[str, Any]) -> None:
+        try:
+            self.outbox.put_nowait(message)
+        except asyncio.QueueFull:  # a client that stopped reading: drop it rather than grow
+            log.warning("API client %s is not reading; closing it", self.id)
+            asyncio.get_running_loop().create_task(self.connection.close(1008, "not reading events"))
+
+
+class ApiServer:
+    def __init__(
+        self,
+        daemon: Daemon,
+        tokens: TokenStore,
+        port: int = 8677,
+        allowed_origins: list[str] | None = None,
+        panel_dir: Path = PANEL_DIR,
+    ) -> None:
+        self.daemon = daemon
+        self.tokens = tokens
+        self.port = port
+        self.allowed_origins = set(allowed_origins or [])
+        self.panel_dir = panel_dir
+        self.clients: dict[str, Client] = {}
+        self.owner = DEFAULT_OWNER
+        self._ids = itertools.count(1)
+        self._server: Server | None = None
+        self._pairing: asyncio.Future[bool] | None = None
+        self.web_softphone: WebSoftphone | None = None  # set when softphone.kind = "api"
+        daemon.listeners.append(self._on_daemon_event)
+
+    @property
+    def panel_origins(self) -> set[str]:
+        return {f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}"}
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handle,
+            "127.0.0.1",  # loopback only, never configurable
+            self.port,
+            process_request=self._check_request,
+            max_size=MAX_MESSAGE_BYTES,
+            server_header=None,
+        )
+        self.port = self._server.sockets[0].getsockname()[1] if self.port == 0 else self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    # ------------------------------------------------------------ admission
+
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path.startswith("/panel"):
+            return self._serve_panel(connection, path)
+        if path != "/api":
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        origin = request.headers.get("Origin")
+        if origin is not None and not self._origin_may_connect(origin):
+            log.warning("refused WebSocket from foreign origin %s", origin)
+            return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
+        return None
+
+    def _origin_may_connect(self, origin: str) -> bool:
+        return origin in self.allowed_origins or origin in self.panel_origins or origin in self.tokens.paired()
+
+    def _serve_panel(self, connection: ServerConnection, path: str) -> Response:
+        relative = path.removeprefix("/panel").lstrip("/") or "index.html"
+        target = (self.panel_dir / relative).resolve()
+        if not target.is_relative_to(self.panel_dir.resolve()) or not target.is_file():
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        headers = Headers(
+            [
+                ("Content-Type", kind),
+                ("Cache-Control", "no-store"),
+                ("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws://127.0.0.1:* ws://localhost:*"),
+                ("X-Content-Type-Options", "nosniff"),
+            ]
+        )
+        body = target.read_bytes()
+        headers["Content-Length"] = str(len(body))
+        return Response(HTTPStatus.OK, "OK", headers, body)
+
+    # ------------------------------------------------------------ sessions
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        origin = connection.request.headers.get("Origin") if connection.request else None
+        client = Client(connection, f"client-{next(self._ids)}", origin)
+        try:
+            if not await self._authenticate(client):
+                return
+            self.clients[client.id] = client
+            log.info("API client %s connected (%s)", client.id, client.name)
+            pump = asyncio.create_task(client.pump())
+            try:
+                async for raw in connection:
+                    client.post(await self._request(client, raw))
+            finally:
+                pump.cancel()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.clients.pop(client.id, None)
+            if self.web_softphone is not None:
+                self.web_softphone.detach(client)
+            if self.owner == client.id:
+                self._set_owner(DEFAULT_OWNER)
+
+    async def _authenticate(self, client: Client) -> bool:
+        try:
+            raw = await asyncio.wait_for(client.connection.recv(), AUTH_TIMEOUT_S)
+            message = _parse(raw)
+        except (TimeoutError, ApiError) as exc:
+            await client.connection.close(4401, f"authenticate first: {exc or 'timed out'}")
+            return False
+        kind, token = message.get("type"), message.get("token")
+        if kind == "pair" and client.origin in self.allowed_origins:
+            await self._pair(client, str(message.get("name", client.origin)))
+            return False
+        if kind == "auth" and isinstance(token, str) and self._token_valid(client, token):
+            await client.send({"id": message.get("id"), "ok": True, "type": "welcome", "client": client.id})
+            return True
+        log.warning("API authentication failed from %s", client.name)
+        await client.connection.close(4403, "bad token")
+        return False
+
+    def _token_valid(self, client: Client, token: str) -> bool:
+        if client.origin is None:
+            return self.tokens.check_user(token)
+        if client.origin in self.panel_origins:
+            return self.tokens.redeem_one_time(token)
+        return self.tokens.check_origin(client.origin, token)
+
+    async def _pair(self, client: Client, name: str) -> None:
+        """Ask the agent on the desk unit; an approved origin gets its own token."""
+        assert client.origin is not None
+        if self._pairing is not None and not self._pairing.done():
+            await client.connection.close(4409, "another pairing request is waiting")
+            return
+        self._pairing = asyncio.get_running_loop().create_future()
+        await self.daemon.apply(self.daemon.desk.start_pairing(client.origin, self.daemon.clock()))
+        try:
+            approved = await asyncio.wait_for(asyncio.shield(self._pairing), PAIRING_TIMEOUT_S)
+        except TimeoutError:
+            approved = False
+            await self.daemon.apply(self.daemon.desk.act("refuse_pairing", self.daemon.clock()))
+        if approved:
+            token = self.tokens.pair(client.origin, name)
+            log.info("paired origin %s (%s)", client.origin, name)
+            await client.send({"type": "paired", "ok": True, "origin": client.origin, "token": token})
+            await client.connection.close(1000, "paired: reconnect with your token")
+        else:
+            await client.connection.close(4403, "pairing refused on the desk unit")
+
+    # ------------------------------------------------------------ requests
+
+    async def _request(self, client: Client, raw: str | bytes) -> dict[str, Any]:
+        message_id = None
+        try:
+            message = _parse(raw)
+            message_id = message.get("id")
+            result = await self._dispatch(client, message)
+            return {"id": message_id, "ok": True, **result}
+        except ApiError as exc:
+            return {"id": message_id, "ok": False, "error": str(exc)}
+
+    async def _dispatch(self, client: Client, message: dict[str, Any]) -> dict[str, Any]:
+        kind = message.get("type")
+        daemon = self.daemon
+        if kind == "state":
+            return {"state": daemon.desk.snapshot(), "control": self.owner}
+        if kind == "subscribe":
+            client.subscribed = True
+            return {"state": daemon.desk.snapshot(), "control": self.owner}
+        if kind == "control":
+            return self._control(client, bool(message.get("take")))
+        if kind == "command":
+            action = message.get("action")
+            if action not in CLIENT_ACTIONS:
+                raise ApiError(f"unknown action {action!r} (known: {', '.join(CLIENT_ACTIONS)})")
+            self._require_control(client)
+            await daemon.act(str(action))
+            return {}
+        if kind == "agent_state":
+            await daemon.apply(daemon.desk.set_agent_state(str(message.get("state")), daemon.clock()))
+            return {"agent": daemon.desk.snapshot()["agent"]}
+        if kind in ("register_softphone", "softphone_event", "reply"):
+            return self._web_softphone(client, kind, message)
+        if kind == "one_time_token":
+            if client.origin is not None:
+                raise ApiError("only local programs may mint panel tokens")
+            return {"token": self.tokens.one_time()}
+        raise ApiError(f"unknown request type {kind!r}")
+
+    def _web_softphone(self, client: Client, kind: str, message: dict[str, Any]) -> dict[str, Any]:
+        phone = self.web_softphone
+        if phone is None:
+            raise ApiError("the daemon's softphone is not the API (softphone.kind = 'baresip')")
+        if kind == "register_softphone":
+            try:
+                phone.register(client)
+            except SoftphoneError as exc:
+                raise ApiError(str(exc)) from None
+            return {"softphone": True}
+        if phone.client is not client:
+            raise ApiError("register_softphone first")
+        try:
+            phone.report(message) if kind == "softphone_event" else phone.reply(message)
+        except (ValueError, TypeError) as exc:
+            raise ApiError(str(exc)) from None
+        return {}
+
+    def _control(self, client: Client, take: bool) -> dict[str, Any]:
+        if take:
+            if self.owner not in (DEFAULT_OWNER, client.id):
+                holder = self.clients.get(self.owner)
+                raise ApiError(f"call control is held by {holder.name if holder else self.owner}")
+            self._set_owner(client.id)
+        elif self.owner == client.id:
+            self._set_owner(DEFAULT_OWNER)
+        return {"control": self.owner}
+
+    def _require_control(self, client: Client) -> None:
+        if self.owner != client.id:
+            holder = self.clients.get(self.owner)
+            name = holder.name if holder else f"the {self.owner}"
+            raise ApiError(f"call control is held by {name}: send {{'type': 'control', 'take': true}} first")
+
+    def _set_owner(self, owner: str) -> None:
+        self.owner = owner
+        self._on_daemon_event({"event": "control", "owner": owner})
+
+    # ------------------------------------------------------------ events
+
+    def _on_daemon_event(self, message: dict[str, Any]) -> None:
+        if message.get("event") == "pairing_answer" and self._pairing is not None and not self._pairing.done():
+            self._pairing.set_result(bool(message.get("approved")))
+        for client in list(self.clients.values()):
+            if client.subscribed:
+                client.post({"type": "event", **message})
+
+
+def _parse(raw: str | bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(f"not JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ApiError("a request must be a JSON object")
+    return message

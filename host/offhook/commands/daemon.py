@@ -1,0 +1,108 @@
+"""`offhook daemon`: run the bridge between the desk unit, the softphone and API clients."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import platformdirs
+
+from offhook import config as config_module
+from offhook.cli import UsageError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "daemon",
+        help="run the daemon (desk unit ↔ softphone ↔ local API)",
+        description="Run the daemon: owns the desk unit, drives the softphone, serves the local API on 127.0.0.1.",
+    )
+    parser.add_argument("--config", type=Path, help=f"TOML config (default: {config_module.default_config_path()})")
+    parser.add_argument("--softphone", choices=("baresip", "api"), help="override softphone.kind")
+    parser.add_argument("--port", help="serial port of the unit (overrides discovery and unit.port)")
+    parser.add_argument("--api-port", type=int, help="override api.port")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    parser.set_defaults(handler=_run)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name}
+        entry["msg"] = record.getMessage()
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(verbose: int, as_json: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)], handlers=[handler])
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        config = config_module.load(args.config)
+    except config_module.ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if args.softphone:
+        config["softphone"]["kind"] = args.softphone
+    if args.port:
+        config["unit"]["port"] = args.port
+    if args.api_port is not None:
+        if not 0 <= args.api_port <= 65535:
+            raise UsageError(f"--api-port {args.api_port} is not a port number")
+        config["api"]["port"] = args.api_port
+    setup_logging(args.verbose, args.log_json)
+    return asyncio.run(serve(config))
+
+
+async def serve(config: dict) -> int:
+    from offhook.api.server import ApiServer
+    from offhook.api.tokens import TokenStore
+    from offhook.daemon.service import Daemon
+    from offhook.softphone.baresip import BaresipAdapter
+    from offhook.softphone.base import Softphone
+
+    softphone: Softphone
+    if config["softphone"]["kind"] == "baresip":
+        host, _, port = config["softphone"]["baresip_ctrl"].rpartition(":")
+        softphone = BaresipAdapter(host, int(port))
+    else:
+        from offhook.softphone.web import WebSoftphone
+
+        softphone = WebSoftphone()
+    state_file = Path(platformdirs.user_state_dir("offhook")) / "daemon-state.json"
+    daemon = Daemon(config, softphone, state_file)
+    api = ApiServer(daemon, TokenStore(), config["api"]["port"], config["api"]["allowed_origins"])
+    if hasattr(softphone, "attach"):
+        softphone.attach(api)
+    try:
+        await api.start()
+    except OSError as exc:
+        logging.getLogger("offhook").error("cannot listen on 127.0.0.1:%d: %s", config["api"]["port"], exc)
+        return 1
+    logging.getLogger("offhook").info("local API on ws://127.0.0.1:%d/api", api.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows
+            loop.add_signal_handler(sig, stop.set)
+    running = asyncio.create_task(daemon.run())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    await api.stop()
+    return 0
