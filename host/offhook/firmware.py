@@ -3,6 +3,11 @@
 The link protocol has one source, ``offhook/linkproto.py``; every firmware build
 (tests, simulator, mpy-cross check, signed bundles) takes it from there and
 installs it on the unit as ``/lib/linkproto.py``.
+
+A few firmware files exist only for the MicroPython VM (the simulated board and
+the simulated ``machine`` module): ``device_files()`` leaves them out of what goes
+onto a real unit, ``device_files(sim=True)`` adds them (so mpy-cross checks them
+too), and ``vm_files()`` lays out the VM's filesystem for tests and ``offhook sim``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,10 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 LINKPROTO_SOURCE = PACKAGE_DIR / "linkproto.py"
 LINKPROTO_DEVICE_PATH = "/lib/linkproto.py"
+# Unit paths that exist only in the simulator, never on a real unit.
+SIM_ONLY = ("/sim/", "/boards/sim.py")
+# In the VM the simulated machine module stands where the built-in one is on a board.
+VM_EXTRA = {"/lib/machine.py": "sim/machine.py", "/vm_main.py": "sim/vm_main.py"}
 
 
 def firmware_root() -> Path:
@@ -22,15 +31,34 @@ def firmware_root() -> Path:
     return PACKAGE_DIR.parents[1] / "firmware"
 
 
-def device_files(root: Path | None = None) -> dict[str, Path]:
-    """Map each unit path (``/main.py``, ``/lib/linkproto.py``, ...) to its source file."""
+def _is_sim_only(device_path: str) -> bool:
+    return any(device_path == p or (p.endswith("/") and device_path.startswith(p)) for p in SIM_ONLY)
+
+
+def device_files(root: Path | None = None, *, sim: bool = False) -> dict[str, Path]:
+    """Map each unit path (``/main.py``, ``/lib/linkproto.py``, ...) to its source file.
+
+    ``sim=True`` also includes the simulator-only files (under their source paths).
+    """
     root = root or firmware_root()
     files = {
         "/" + path.relative_to(root).as_posix(): path
         for path in sorted(root.rglob("*.py"))
         if "__pycache__" not in path.parts
     }
+    if not sim:
+        files = {device_path: path for device_path, path in files.items() if not _is_sim_only(device_path)}
     files[LINKPROTO_DEVICE_PATH] = LINKPROTO_SOURCE
+    return files
+
+
+def vm_files(root: Path | None = None) -> dict[str, Path]:
+    """The MicroPython VM's filesystem for the simulated board: the unit's files, the
+    sim board, ``/lib/machine.py`` (simulated) and ``/vm_main.py`` (the VM's entry)."""
+    root = root or firmware_root()
+    files = {p: src for p, src in device_files(root, sim=True).items() if not p.startswith("/sim/")}
+    for device_path, relative in VM_EXTRA.items():
+        files[device_path] = root / relative
     return files
 
 

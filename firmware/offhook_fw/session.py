@@ -1,0 +1,155 @@
+"""The unit's end of the link protocol, over a byte stream (USB CDC or the simulator's queue).
+
+``Session.step(now)`` reads what arrived, acts on it, retransmits, and writes.
+The stream object (from the board layer) has ``read() -> bytes | None`` that never
+blocks and ``write(data)``. This module never prints: on a real board stdout is the link.
+"""
+
+import io
+import sys
+
+import linkproto as L
+
+from offhook_fw import VERSION
+
+HELLO_RETRY_MS = 3000  # while no host answers, say HELLO again this often
+# 4 sends 250 ms apart: an unacknowledged EVENT fails at 1 s, the unit's request timeout,
+# so a press shown as "not confirmed" is never retransmitted afterwards.
+RETRY_MS = 250
+MAX_TRIES = 4
+
+
+class Session:
+    def __init__(self, stream, unit, identity, store):
+        """identity: dict for HELLO (board, serial, caps, ...); store: app.ConfigStore."""
+        self.stream = stream
+        self.unit = unit
+        self.identity = identity
+        self.store = store
+        self.link = L.Link(retry_ms=RETRY_MS, max_tries=MAX_TRIES)
+        self._hello_at = 0
+        self._hello_seq = -1
+        self.started = False
+
+    # ------------------------------------------------------------ outgoing
+
+    def start(self, now):
+        """(Re)open the session: forget what was in flight and say HELLO."""
+        self.link.reset()
+        self.unit.host_lost()
+        self._send_hello(now)
+        self.started = True
+        self._flush()
+
+    def _flush(self):
+        out = self.link.take_output()
+        if out:
+            self.stream.write(out)
+
+    def _send_hello(self, now):
+        hello = {"proto": L.PROTOCOL_VERSION, "fw": VERSION}
+        for key in self.identity:
+            hello[key] = self.identity[key]
+        if self.store.error:
+            hello["config_error"] = self.store.error
+        self._hello_at = now
+        self._hello_seq = self._send(L.HELLO, L.encode_json(hello), now)
+
+    def _send(self, mtype, payload, now):
+        try:
+            return self.link.send(mtype, payload, now)
+        except ValueError:  # 16 frames unacknowledged: the host is not listening
+            return -1
+
+    def event(self, button, gesture, now):
+        """Send one gesture; returns its seq, or -1 if the link could not take it."""
+        return self._send(L.EVENT, L.encode_event(button, gesture, now), now)
+
+    def log(self, level, text, now=0):
+        self._send(L.LOG, L.encode_log(level, text), now)
+
+    def log_exception(self, where, exc, now=0):
+        buf = io.StringIO()
+        sys.print_exception(exc, buf)  # type: ignore[attr-defined]
+        self.log(L.LOG_ERROR, "%s crashed: %s" % (where, buf.getvalue()), now)
+
+    # ------------------------------------------------------------ one step
+
+    def step(self, now):
+        data = self.stream.read()
+        if data:
+            for item in self.link.receive(data, now):
+                if isinstance(item, L.Frame):
+                    self._handle(item, now)
+        unit = self.unit
+        if unit.request_seq >= 0 and not self._in_flight(unit.request_seq):
+            unit.confirmed(unit.request_seq)
+        self.link.poll(now)
+        for seq, _type in self.link.take_failed():
+            unit.failed(seq, now)
+            if unit.host:
+                unit.host_lost()  # the host stopped acknowledging: show "no host"
+        if not unit.host and (now - self._hello_at) & 0x3FFFFFFF >= HELLO_RETRY_MS:
+            if not self._in_flight(self._hello_seq):
+                self._send_hello(now)
+        self._flush()
+
+    def _in_flight(self, seq):
+        # Link has no public query for this; _pending holds the unacknowledged frames.
+        for entry in self.link._pending:
+            if entry.seq == seq:
+                return True
+        return False
+
+    def _handle(self, frame, now):
+        mtype = frame.type
+        if mtype == L.HELLO:
+            # The host (re)started: it resends the whole STATE after our HELLO.
+            ack = self.link.take_output()
+            self.link.reset()
+            if ack:
+                self.stream.write(ack)
+            self.unit.host_lost()
+            self._send_hello(now)
+        elif mtype == L.STATE:
+            try:
+                call, agent, flags, timer_s = L.decode_state(frame.payload)
+            except ValueError as exc:
+                self.link.nack(frame, L.ERR_BAD_PAYLOAD, str(exc))
+                return
+            self.unit.apply_state(call, agent, flags, timer_s)
+        elif mtype == L.CONFIG_GET:
+            self._config_get(frame, now)
+        elif mtype == L.CONFIG_SET:
+            self._config_set(frame, now)
+        elif mtype == L.PING:
+            self._send(L.PONG, frame.payload, now)
+        elif mtype in (L.UPDATE_BEGIN, L.UPDATE_CHUNK, L.UPDATE_COMMIT, L.UPDATE_ABORT):
+            self.link.nack(frame, L.ERR_REFUSED, "updates are not supported by firmware %s" % VERSION)
+        # ACK/NACK/LOG/PONG and unit-to-host types need nothing from the unit.
+
+    def _config_get(self, frame, now):
+        try:
+            request = L.decode_json(frame.payload) if frame.payload else {}
+            keys = request.get("keys") or sorted(self.store.config)
+            shown = {}
+            for key in keys:
+                if key not in self.store.config:
+                    raise ValueError("unknown config key %r" % (key,))
+                shown[key] = self.store.config[key]
+        except (ValueError, TypeError, AttributeError) as exc:
+            self.link.nack(frame, L.ERR_BAD_PAYLOAD, str(exc))
+            return
+        self._send(L.CONFIG, L.encode_json({"config": shown, "error": None}), now)
+
+    def _config_set(self, frame, now):
+        try:
+            changes = L.decode_json(frame.payload)
+        except ValueError as exc:
+            self.link.nack(frame, L.ERR_BAD_PAYLOAD, str(exc))
+            return
+        reason = self.store.update(changes)
+        if reason:
+            self.link.nack(frame, L.ERR_REFUSED, reason)
+            return
+        self._send(L.CONFIG, L.encode_json({"config": self.store.config, "error": None}), now)

@@ -1,0 +1,104 @@
+"""Simulated ``machine`` module for the MicroPython VM: installed there as /lib/machine.py.
+
+Only what the firmware uses, with the same signatures as on the boards, plus hooks
+for tests and the simulator: ``set_input(pin, level)`` drives an input (buttons are
+active low: 0 = pressed), ``pwm_duty(pin)`` reads back an LED's duty (0..65535),
+``WDT.last`` is the watchdog (feeds counted). Nothing allocates on Pin.value() or
+PWM.duty_u16(), so heap checks in the VM mean the same as on a board.
+"""
+
+_levels = {}
+_pwms = {}
+UNIQUE_ID = b"\x0f\xf0\x51\x4d\x00\x00\x00\x01"  # "sim" unit serial 0ff0514d00000001
+
+
+class Pin:
+    IN = 0
+    OUT = 1
+    OPEN_DRAIN = 2
+    PULL_UP = 1
+    PULL_DOWN = 2
+
+    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, alt=None):
+        self.id = id
+        if id not in _levels:
+            _levels[id] = 1  # a floating input reads high in the simulator
+        if pull == Pin.PULL_UP:
+            _levels[id] = 1
+        elif pull == Pin.PULL_DOWN:
+            _levels[id] = 0
+        if value is not None:
+            _levels[id] = 1 if value else 0
+
+    def value(self, x=None):
+        # Levels live in one dict keyed by pin id: every Pin(id) object sees the same pin.
+        if x is None:
+            return _levels[self.id]
+        _levels[self.id] = 1 if x else 0
+
+    def __call__(self, x=None):
+        return self.value(x)
+
+    def on(self):
+        _levels[self.id] = 1
+
+    def off(self):
+        _levels[self.id] = 0
+
+
+class PWM:
+    def __init__(self, dest, *, freq=1000, duty_u16=0, duty_ns=0):
+        self.pin = dest
+        self._freq = freq
+        self._duty = duty_u16
+        self.writes = 0
+        _pwms[dest.id] = self
+
+    def freq(self, value=None):
+        if value is None:
+            return self._freq
+        self._freq = value
+
+    def duty_u16(self, value=None):
+        if value is None:
+            return self._duty
+        self._duty = value
+        self.writes += 1
+
+    def deinit(self):
+        self._duty = 0
+
+
+class WDT:
+    last = None
+
+    def __init__(self, *, id=0, timeout=5000):
+        self.timeout = timeout
+        self.feeds = 0
+        WDT.last = self
+
+    def feed(self):
+        self.feeds += 1
+
+
+def unique_id():
+    return UNIQUE_ID
+
+
+def reset():
+    raise SystemExit("machine.reset() in the simulator")
+
+
+def freq(hz=None):
+    return 125_000_000
+
+
+# ---------------------------------------------------------------- test / simulator hooks
+
+
+def set_input(pin_id, level):
+    _levels[pin_id] = 1 if level else 0
+
+
+def pwm_duty(pin_id):
+    return _pwms[pin_id]._duty
