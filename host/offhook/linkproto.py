@@ -609,6 +609,12 @@ class Link:
                 keep.append(entry)
         self._pending = keep
 
+    def next_retry_ms(self, now_ms):
+        """Milliseconds until poll() has a retransmission to make, or None if nothing waits."""
+        if not self._pending:
+            return None
+        return max(0, min(self.retry_ms - elapsed_ms(now_ms, entry.sent_ms) for entry in self._pending))
+
     def take_output(self):
         out = bytes(self._output)
         self._output = bytearray()

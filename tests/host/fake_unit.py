@@ -24,6 +24,7 @@ class PtyUnit:
         self.serial = serial
         self.link = L.Link(retry_ms=100, max_tries=3)
         self.frames: list[L.Frame] = []
+        self.arrivals: list[tuple[float, L.Frame]] = []  # (monotonic time read, frame)
         self.answer_acks = True
 
     def now_ms(self) -> int:
@@ -43,9 +44,11 @@ class PtyUnit:
                 link_items = self.link.receive(data, self.now_ms())
                 if not self.answer_acks:
                     self.link.take_output()  # swallow our ACKs: a unit that went deaf
+                read_at = time.monotonic()
                 for item in link_items:
                     if isinstance(item, L.Frame):
                         got.append(item)
+                        self.arrivals.append((read_at, item))
                         if item.type == L.HELLO:
                             self.send(L.HELLO, L.encode_json(self.hello()))
             self.link.poll(self.now_ms())

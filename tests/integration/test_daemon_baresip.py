@@ -144,6 +144,7 @@ def test_escalate_reaches_supervisor(phones: dict[str, BaresipInstance], tmp_pat
         await rig.wait_state(lambda s: s[0] == L.CALL_RINGING)
         await rig.press(L.BUTTON_HOOK)
         await event(rig.customer, EventKind.ESTABLISHED)
+        await rig.wait_state(lambda s: s[0] == L.CALL_ACTIVE)  # the agent's side knows it too
 
         await rig.press(L.BUTTON_ESCALATE)
         consult = await event(rig.supervisor, EventKind.INCOMING)  # the agent consults first
@@ -187,6 +188,7 @@ def test_daemon_restart_mid_call_resynchronises(phones: dict[str, BaresipInstanc
         await rig.wait_state(lambda s: s[0] == L.CALL_RINGING)
         await rig.press(L.BUTTON_HOOK)
         await event(rig.customer, EventKind.ESTABLISHED)
+        await rig.wait_state(lambda s: s[0] == L.CALL_ACTIVE)
         await rig.press(L.BUTTON_MUTE)
         await rig.wait_state(lambda s: bool(s[2] & L.STATE_MUTED))
         task.cancel()

@@ -131,3 +131,14 @@ def test_protocol_nack_stops_retries() -> None:
     unit.poll(100)
     assert unit.take_output() == b""
     assert unit.take_failed() == [(seq, L.STATE)]
+
+
+def test_next_retry_tells_when_poll_has_work() -> None:
+    link = L.Link(retry_ms=250)
+    assert link.next_retry_ms(0) is None  # nothing in flight: sleep until data arrives
+    link.send(L.STATE, L.encode_state(0, 1), now_ms=1000)
+    assert link.next_retry_ms(1100) == 150
+    assert link.next_retry_ms(1400) == 0
+    link.poll(1400)
+    assert link.take_output().count(b"\x00") == 2  # the original and one retransmission
+    assert link.next_retry_ms(1400) == 250

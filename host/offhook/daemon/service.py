@@ -29,7 +29,7 @@ from offhook.transport.serial import SerialTransport
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.1
+TICK_S = 0.25  # desk timers (wrap-up, ring timeout, hold reminder, mute confirmation)
 MAX_BACKOFF_S = 5.0
 
 
@@ -88,6 +88,8 @@ class Daemon:
         self.unit_connected = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._commands: set[asyncio.Task[None]] = set()  # softphone commands in flight
+        # Optional probe for benchmarks and diagnostics: trace(point, monotonic seconds).
+        self.trace: Callable[[str, float], None] | None = None
         self._restore()
 
     # ------------------------------------------------------------ persistence
@@ -151,6 +153,8 @@ class Daemon:
     async def _softphone_loop(self) -> None:
         while True:
             event = await self.softphone.events.get()
+            if self.trace:
+                self.trace("softphone_event", time.monotonic())
             log.debug("softphone: %s %s %s", event.kind.value, event.call_id, event.reason)
             await self.apply(self.desk.softphone_event(event, self.clock()))
 
@@ -214,6 +218,8 @@ class Daemon:
                 if self.session is not None:
                     try:
                         await self.session.send_state(effect.call, effect.agent, effect.flags, effect.timer_s)
+                        if self.trace:
+                            self.trace("state_sent", time.monotonic())
                     except UnitLost as exc:
                         log.warning("unit lost while sending STATE: %s", exc)
                 self._broadcast({"event": "state", **self.desk.snapshot()})
@@ -228,6 +234,8 @@ class Daemon:
                     log.exception("could not record %s", effect)
 
     async def _execute(self, command: Command) -> None:
+        if self.trace:
+            self.trace(f"command:{command.op}", time.monotonic())
         try:
             result = await self._call_softphone(command)
         except SoftphoneError as exc:

@@ -22,7 +22,7 @@ from offhook.transport.base import Transport, TransportClosed
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.02  # retransmission timer resolution
+POLL_S = 0.02  # how often connect() checks for the unit's HELLO
 
 
 class UnitLost(ConnectionError):
@@ -67,7 +67,7 @@ class UnitSession:
         self.info: UnitInfo | None = None
         self.events: asyncio.Queue[ButtonEvent] = asyncio.Queue()
         self.unit_messages: asyncio.Queue[L.Frame] = asyncio.Queue()  # CONFIG, UPDATE_STATUS, ...
-        self._hello = asyncio.Event()
+        self._sent = asyncio.Event()  # wakes run() when a new reliable frame needs its retry timer
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -97,15 +97,40 @@ class UnitSession:
         return seq
 
     def _send(self, mtype: int, payload: bytes) -> int:
+        self._sent.set()
         try:
             return self.link.send(mtype, payload, self._now_ms())
         except ValueError as exc:  # too many unacknowledged frames: the unit is not keeping up
             raise UnitLost(f"{self.transport.path}: {exc}") from None
 
     async def run(self) -> None:
-        """Read and retransmit until the unit is lost (raises UnitLost)."""
-        while True:
-            await self._pump(POLL_S)
+        """Read and retransmit until the unit is lost (raises UnitLost).
+
+        Sleeps until bytes arrive or a retransmission is due: an idle link costs no
+        wake-ups at all.
+        """
+        reader = asyncio.create_task(self.transport.read())
+        try:
+            while True:
+                due_ms = self.link.next_retry_ms(self._now_ms())
+                self._sent.clear()
+                woken = asyncio.create_task(self._sent.wait())
+                done, _ = await asyncio.wait(
+                    {reader, woken},
+                    timeout=None if due_ms is None else due_ms / 1000 + 0.001,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                woken.cancel()
+                data = b""
+                if reader in done:
+                    try:
+                        data = reader.result()
+                    except TransportClosed as exc:
+                        raise UnitLost(str(exc)) from None
+                    reader = asyncio.create_task(self.transport.read())
+                await self._process(data)
+        finally:
+            reader.cancel()
 
     async def _pump(self, wait_s: float) -> None:
         try:
@@ -114,6 +139,9 @@ class UnitSession:
             data = b""
         except TransportClosed as exc:
             raise UnitLost(str(exc)) from None
+        await self._process(data)
+
+    async def _process(self, data: bytes) -> None:
         now_ms = self._now_ms()
         if data:
             for item in self.link.receive(data, now_ms):

@@ -30,7 +30,7 @@ class SerialTransport(Transport):
         loop = asyncio.get_running_loop()
         try:
             self._port = await asyncio.to_thread(
-                serial.serial_for_url, self.path, baudrate=self.baudrate, timeout=0.2, write_timeout=2, exclusive=True
+                serial.serial_for_url, self.path, baudrate=self.baudrate, timeout=1.0, write_timeout=2, exclusive=True
             )
         except (serial.SerialException, OSError, ValueError) as exc:
             raise TransportClosed(f"cannot open {self.path}: {exc}") from None
