@@ -21,6 +21,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +64,7 @@ class DelayEstimator:
         edges = np.unique(np.geomspace(3, bins - 1, bands + 1).astype(int))
         self._band_of = np.zeros(bins, dtype=np.int64)
         self._band_mask = np.zeros(bins, dtype=bool)
-        for index, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        for index, (lo, hi) in enumerate(itertools.pairwise(edges)):
             self._band_of[lo:hi] = index
             self._band_mask[lo:hi] = True
         self._bands = len(edges) - 1
@@ -308,7 +309,7 @@ class EchoCanceller:
         dy = y_pow - self._y_mean
         see = float(e_pow.sum()) + 1e-12
         syy = float(y_pow.sum())
-        rate = min(0.02, 0.02 * syy / see)
+        rate = min(0.005, 0.02 * syy / see)
         self._pey = (1 - rate) * self._pey + rate * float(de @ dy)
         self._pyy = (1 - rate) * self._pyy + rate * float(dy @ dy)
         self._pyy = max(self._pyy, 1e-12)
@@ -366,6 +367,12 @@ class EchoCanceller:
             or self._davg1 * abs(self._davg1) > 0.5 * self._dvar1
             or self._davg2 * abs(self._davg2) > 0.25 * self._dvar2
         )
+        # Double-talk guard: while the foreground still leaves more than a fifth of the microphone
+        # energy (near-end speech is present, or the path changed), the background must be far
+        # better (6 dB) to win: in double talk it cannot be, after a path change it soon is.
+        smic = float(mic @ mic) + 1e-12
+        if update and self.adapted and sff > 0.2 * smic and see > 0.25 * sff:
+            update = False
         if update:
             self._davg1 = self._davg2 = self._dvar1 = self._dvar2 = 0.0
             self._fg[:] = self._bg

@@ -64,7 +64,9 @@ def speech(text: str, voice: str, speed: int = 160) -> Float:
     return 0.5 * audio / (np.max(np.abs(audio)) + 1e-12)
 
 
-def talker(texts: tuple[str, ...], voice: str, seconds: float, seed: int, pause: tuple[float, float] = (0.25, 0.6)) -> Float:
+def talker(
+    texts: tuple[str, ...], voice: str, seconds: float, seed: int, pause: tuple[float, float] = (0.25, 0.6)
+) -> Float:
     """A talker filling ``seconds`` with utterances separated by natural pauses."""
     rng = np.random.default_rng(seed)
     total = int(seconds * RATE)
@@ -246,7 +248,15 @@ def build_path_change(room: str, seed: int = 9) -> Scene:
         room, far, np.zeros(n), [(0, rir), (6 * RATE, rir2)], noise_rir, delay, 30.0, 30.0, seed, True
     )
     return Scene(
-        f"{room}-change", far, echo + noise, echo, np.zeros(n), noise, {"before": (0, 6 * RATE), "after": (6 * RATE, n)}, tail, delay
+        f"{room}-change",
+        far,
+        echo + noise,
+        echo,
+        np.zeros(n),
+        noise,
+        {"before": (0, 6 * RATE), "after": (6 * RATE, n)},
+        tail,
+        delay,
     )
 
 

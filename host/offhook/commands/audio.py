@@ -1,0 +1,84 @@
+"""`offhook audio`: process recordings offline, or run the real-time microphone chain."""
+
+from __future__ import annotations
+
+import argparse
+
+from offhook.cli import UsageError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    audio = subparsers.add_parser("audio", help="echo canceller, noise gate and privacy mute")
+    commands = audio.add_subparsers(title="audio commands", metavar="COMMAND")
+    process = commands.add_parser(
+        "process",
+        help="clean a microphone recording using the far-end recording as echo reference",
+        description="Offline: MIC.wav and REF.wav (mono, 16-bit, 16 or 48 kHz, same rate and length) -> OUT.wav.",
+    )
+    process.add_argument("mic", help="microphone recording (near end + echo + noise)")
+    process.add_argument("ref", help="what the loudspeaker/earpiece played (far end)")
+    process.add_argument("out", help="where to write the cleaned microphone signal")
+    process.add_argument("--no-aec", action="store_true", help="skip the echo canceller")
+    process.add_argument("--no-gate", action="store_true", help="skip the noise gate")
+    process.add_argument("--tail-ms", type=float, default=128.0, help="echo tail after the bulk delay (default 128)")
+    process.set_defaults(handler=_process)
+
+    run = commands.add_parser(
+        "run",
+        help="real-time chain between the headset and the softphone (PulseAudio/PipeWire)",
+        description=(
+            "Capture the headset microphone and the softphone's speaker output (echo reference), "
+            "play the far end to the headset, and offer the cleaned microphone as a virtual source."
+        ),
+    )
+    run.add_argument("--mic", default=None, help="headset microphone (PulseAudio source; default: server default)")
+    run.add_argument("--speaker", default=None, help="headset playback sink (default: server default)")
+    run.add_argument("--seconds", type=float, default=0.0, help="stop after this long (0: until Ctrl-C)")
+    run.add_argument("--no-aec", action="store_true")
+    run.add_argument("--no-gate", action="store_true")
+    run.add_argument("--tail-ms", type=float, default=128.0)
+    run.add_argument("--no-setup", action="store_true", help="do not load the virtual devices (already there)")
+    run.set_defaults(handler=_run)
+
+
+def _process(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from offhook.audio.aec import AecConfig
+    from offhook.audio.chain import ChainConfig, process_signals
+    from offhook.audio.wavio import WavError, read_wav, write_wav
+
+    if args.tail_ms <= 0 or args.tail_ms > 1000:
+        raise UsageError(f"--tail-ms {args.tail_ms}: expected 1..1000")
+    try:
+        mic, mic_rate = read_wav(args.mic)
+        ref, ref_rate = read_wav(args.ref)
+    except WavError as exc:
+        raise UsageError(str(exc)) from None
+    if mic_rate != ref_rate:
+        raise UsageError(f"sample rates differ: {args.mic} is {mic_rate} Hz, {args.ref} is {ref_rate} Hz")
+    if len(mic) != len(ref):
+        raise UsageError(f"lengths differ: {args.mic} has {len(mic)} samples, {args.ref} has {len(ref)}")
+    config = ChainConfig(
+        rate=mic_rate, aec=not args.no_aec, gate=not args.no_gate, aec_config=AecConfig(tail_ms=args.tail_ms)
+    )
+    out = process_signals(mic, ref, config)
+    try:
+        write_wav(args.out, np.asarray(out), mic_rate)
+    except OSError as exc:
+        raise UsageError(f"{args.out}: cannot write ({exc.strerror})") from None
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from offhook.audio.realtime import RealtimeConfig, run_forever
+
+    config = RealtimeConfig(
+        mic_device=args.mic,
+        speaker_device=args.speaker,
+        aec=not args.no_aec,
+        gate=not args.no_gate,
+        tail_ms=args.tail_ms,
+        setup_devices=not args.no_setup,
+    )
+    return run_forever(config, seconds=args.seconds)

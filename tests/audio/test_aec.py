@@ -1,0 +1,108 @@
+"""Echo canceller behaviour on a known echo path with speech (not sine waves)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+from scipy.signal import fftconvolve
+
+from offhook.audio.aec import AecConfig, EchoCanceller
+from tests.audio.conftest import erle_db
+from tests.bench.audio.scenes import RATE, pink_noise
+
+DELAY = 1600  # 100 ms bulk delay
+
+
+def _echo(far: np.ndarray, rir: np.ndarray) -> np.ndarray:
+    echo = fftconvolve(far, rir)[: len(far)]
+    return 0.3 * np.concatenate((np.zeros(DELAY), echo))[: len(far)]
+
+
+def _noise(n: int, level: float) -> np.ndarray:
+    noise = pink_noise(n, np.random.default_rng(5))
+    return level * noise / np.std(noise)
+
+
+def _run(aec: EchoCanceller, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    n = aec.frame
+    out = np.zeros(len(mic))
+    for i in range(0, len(mic) // n * n, n):
+        out[i : i + n] = aec.process(mic[i : i + n], ref[i : i + n])
+    return out
+
+
+def _linear() -> EchoCanceller:
+    return EchoCanceller(AecConfig(tail_ms=128, suppress=False))
+
+
+def test_converges_on_known_echo_path_and_finds_the_delay(far_speech, office_rirs):
+    far = far_speech[: 8 * RATE]
+    echo = _echo(far, office_rirs[0])
+    noise = _noise(len(far), np.std(echo) / 10 ** (35 / 20))
+    mic = echo + noise
+    aec = _linear()
+    out = _run(aec, mic, far)
+    last = slice(5 * RATE, 8 * RATE)
+    assert erle_db(mic[last], out[last]) > 18.0
+    # The bulk delay is compensated up to the filter's safety margin of two frames.
+    assert abs(aec.delay_samples + 2 * aec.frame - DELAY) <= aec.frame
+
+
+def _probe_erle(aec: EchoCanceller, far: np.ndarray, rir: np.ndarray) -> float:
+    """ERLE of a frozen copy of the filter on echo alone: pauses and noise cannot blur it."""
+    frozen = copy.deepcopy(aec)
+    frozen.adapt = False
+    echo = _echo(far, rir)
+    out = _run(frozen, echo, far)
+    active = slice(DELAY + RATE // 2, len(far))
+    return erle_db(echo[active], out[active])
+
+
+def test_no_divergence_in_double_talk(far_speech, near_speech, office_rirs):
+    far = far_speech[: 10 * RATE]
+    probe = far_speech[10 * RATE : 14 * RATE]
+    echo = _echo(far, office_rirs[0])
+    near = np.zeros(len(far))
+    dt = slice(6 * RATE, 10 * RATE)
+    # Near end as loud as the echo: the hard case for a canceller.
+    near[dt] = near_speech[: 4 * RATE] * np.std(echo) / np.std(near_speech[: 4 * RATE])
+    noise = _noise(len(far), np.std(echo) / 10 ** (35 / 20))
+    mic = echo + near + noise
+    aec = _linear()
+    _run(aec, mic[: 6 * RATE], far[: 6 * RATE])
+    erle_before = _probe_erle(aec, probe, office_rirs[0])
+    out = _run(aec, mic[dt], far[dt])
+    erle_after = _probe_erle(aec, probe, office_rirs[0])
+    assert erle_before > 15.0
+    assert erle_after > erle_before - 3.0
+    # During double talk the echo is still removed: the output minus the near end is small.
+    assert erle_db(echo[dt], out - near[dt]) > 10.0
+
+
+def test_reconverges_after_echo_path_change(far_speech, office_rirs):
+    far = far_speech[: 12 * RATE]
+    change = 6 * RATE
+    echo = np.concatenate((_echo(far, office_rirs[0])[:change], _echo(far, office_rirs[1])[change:]))
+    noise = _noise(len(far), np.std(echo) / 10 ** (35 / 20))
+    mic = echo + noise
+    out = _run(_linear(), mic, far)
+    settled = slice(change + 3 * RATE, 12 * RATE)
+    just_after = slice(change, change + RATE // 2)
+    assert erle_db(mic[just_after], out[just_after]) < erle_db(mic[settled], out[settled]) - 3.0
+    assert erle_db(mic[settled], out[settled]) > 15.0
+
+
+def test_suppressor_removes_more_echo_and_keeps_the_noise_floor(far_speech, office_rirs):
+    far = far_speech[: 8 * RATE]
+    echo = _echo(far, office_rirs[0])
+    noise = _noise(len(far), np.std(echo) / 10 ** (30 / 20))
+    mic = echo + noise
+    linear = _run(_linear(), mic, far)
+    full_aec = EchoCanceller(AecConfig(tail_ms=128))
+    full = _run(full_aec, mic, far)
+    full = np.concatenate((full[full_aec.latency :], np.zeros(full_aec.latency)))
+    last = slice(5 * RATE, 8 * RATE)
+    assert erle_db(mic[last], full[last]) > erle_db(mic[last], linear[last]) + 2.0
+    # Comfort noise: the output never drops far below the background noise level.
+    assert np.std(full[last]) > 0.5 * np.std(noise[last])
