@@ -29,6 +29,7 @@ class Session:
         self.link = L.Link(retry_ms=RETRY_MS, max_tries=MAX_TRIES)
         self._hello_at = 0
         self._hello_seq = -1
+        self._heard_at = 0  # when a valid frame last arrived from the host
         self.started = False
 
     # ------------------------------------------------------------ outgoing
@@ -80,6 +81,7 @@ class Session:
         if data:
             for item in self.link.receive(data, now):
                 if isinstance(item, L.Frame):
+                    self._heard_at = now
                     self._handle(item, now)
         unit = self.unit
         if unit.request_seq >= 0 and not self._in_flight(unit.request_seq):
@@ -87,8 +89,8 @@ class Session:
         self.link.poll(now)
         for seq, _type in self.link.take_failed():
             unit.failed(seq, now)
-            if unit.host:
-                unit.host_lost()  # the host stopped acknowledging: show "no host"
+            if unit.host and (now - self._heard_at) & 0x3FFFFFFF >= RETRY_MS * MAX_TRIES:
+                unit.host_lost()  # unacknowledged and nothing heard meanwhile: show "no host"
         if not unit.host and (now - self._hello_at) & 0x3FFFFFFF >= HELLO_RETRY_MS:
             if not self._in_flight(self._hello_seq):
                 self._send_hello(now)
