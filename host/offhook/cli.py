@@ -19,6 +19,8 @@ from offhook import __version__
 COMMAND_MODULES = (
     "offhook.commands.link",
     "offhook.commands.daemon",
+    "offhook.commands.audio",
+    "offhook.commands.metrics",
 )
 
 EXIT_OK = 0

@@ -1,0 +1,275 @@
+"""`offhook report`, `offhook metrics export`, `offhook metrics purge`: call metrics for people.
+
+Every argument is checked before anything is read or written (bad input: one line,
+exit 2, nothing changed). numpy, rich and matplotlib are imported inside handlers so
+`offhook --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from offhook.cli import EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from offhook.metrics.report import Report, ReportQuery
+
+FORMATS = ("table", "csv", "json")
+
+REPORT_EPILOG = """\
+definitions:
+  handled calls  answered by the agent, including calls later transferred or escalated;
+                 missed (not answered by the agent) and abandoned (caller hung up while
+                 ringing) calls are not handled
+  ring           ring start to answer of handled calls (average speed of answer)
+  talk           answer to hang-up, minus hold
+  hold           the call's holds added up; "holds >2 min": holds longer than 2 minutes
+  wrap-up        hang-up to the end of after-call work
+  AHT            (talk + hold + wrap-up) summed over handled calls / number of handled calls
+  missed rate    (missed + abandoned) / all calls
+  median, p90    linear interpolation between ranks (like Excel PERCENTILE.INC)
+  day, hour      the agent's local time at ring start, in the agent's time zone (DST aware)
+Durations come from the monotonic clock: changing the PC's clock during a call changes no figure.
+Sources: the store (default: $OFFHOOK_DATA_DIR or the user data dir, metrics.sqlite3) and/or
+exports from `offhook metrics export`; give several to report on a team.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    report = subparsers.add_parser(
+        "report",
+        help="call metrics: ring, talk, hold, wrap-up, AHT, missed rate (table, CSV, JSON, PNG)",
+        description="Report call timings from one or more metrics stores or exports.",
+        epilog=REPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("sources", nargs="*", type=Path, metavar="FILE", help="stores or exports (default: --db)")
+    _db_option(report, many=True)
+    _range_options(report)
+    report.add_argument("--by", metavar="day|hour|agent", help="one row per local day, local hour or agent")
+    report.add_argument("--format", default="table", metavar="table|csv|json", help="output format (default: table)")
+    report.add_argument("--chart", type=Path, metavar="FILE.png", help="also write charts: AHT per day, ring times")
+    report.set_defaults(handler=_report)
+
+    metrics = subparsers.add_parser("metrics", help="export or purge the call metrics store")
+    commands = metrics.add_subparsers(title="metrics commands", metavar="COMMAND")
+    export = commands.add_parser(
+        "export",
+        help="write a portable file of completed calls for a supervisor",
+        description="Write completed calls to a portable file that `offhook report` reads "
+        "(SQLite, with a format version). Customer numbers are left out unless --keep-numbers.",
+    )
+    export.add_argument("output", type=Path, help="the export file to write")
+    _db_option(export, many=False)
+    _range_options(export)
+    export.add_argument("--keep-numbers", action="store_true", help="include the (hashed) customer numbers")
+    export.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    export.set_defaults(handler=_export)
+
+    purge = commands.add_parser(
+        "purge",
+        help="apply the retention period: delete old calls (or only their customer numbers)",
+        description="Delete completed calls that rang more than DAYS ago, or with --numbers-only just "
+        "their customer numbers. Calls in progress are never touched.",
+    )
+    _db_option(purge, many=False)
+    purge.add_argument("--older-than", metavar="DAYS", default="365", help="retention period in days (default: 365)")
+    purge.add_argument("--numbers-only", action="store_true", help="keep the calls, erase their customer numbers")
+    purge.set_defaults(handler=_purge)
+
+
+def _db_option(parser: argparse.ArgumentParser, *, many: bool) -> None:
+    help_text = "metrics store (default: $OFFHOOK_DATA_DIR/metrics.sqlite3 or the user data dir)"
+    if many:
+        parser.add_argument("--db", type=Path, action="append", default=[], help=help_text + "; repeatable")
+    else:
+        parser.add_argument("--db", type=Path, help=help_text)
+
+
+def _range_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", metavar="YYYY-MM-DD", help="first local day included")
+    parser.add_argument("--until", metavar="YYYY-MM-DD", help="last local day included")
+    parser.add_argument("--agent", metavar="NAME", help="only this agent's calls")
+
+
+def _date(option: str, text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not a date (use YYYY-MM-DD)") from None
+
+
+def _query(args: argparse.Namespace, by: str | None = None) -> ReportQuery:
+    from offhook.metrics.report import ReportQuery
+    from offhook.metrics.store import MetricsError
+
+    try:
+        return ReportQuery(_date("--since", args.since), _date("--until", args.until), args.agent, by)
+    except MetricsError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _default_db() -> Path:
+    from offhook.metrics.store import default_db_path
+
+    return default_db_path()
+
+
+# ---------------------------------------------------------------------- report
+
+
+def _report(args: argparse.Namespace) -> int:
+    from offhook.metrics import report as report_module
+    from offhook.metrics.store import MetricsError
+
+    if args.by is not None and args.by not in report_module.BY_CHOICES:
+        raise UsageError(f"--by must be day, hour or agent, not {args.by!r}")
+    if args.format not in FORMATS:
+        raise UsageError(f"--format must be table, csv or json, not {args.format!r}")
+    query = _query(args, args.by)
+    if args.chart is not None:
+        if args.chart.suffix.lower() != ".png":
+            raise UsageError(f"--chart {args.chart} must be a .png file")
+        if not args.chart.parent.resolve().is_dir():
+            raise UsageError(f"--chart {args.chart}: no such directory {args.chart.parent}")
+    paths = [*args.sources, *args.db] or [_default_db()]
+    try:
+        sources = report_module.open_sources(paths)
+    except MetricsError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        result = report_module.build(sources, query)
+        by_day = None
+        if args.chart is not None:
+            by_day = result if query.by == "day" else report_module.build(sources, _query(args, "day"))
+    finally:
+        for conn in sources:
+            conn.close()
+    if args.format == "json":
+        json.dump(result.as_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    elif args.format == "csv":
+        _write_csv(result)
+    else:
+        _print_table(result)
+    if by_day is not None:
+        from offhook.metrics.charts import write_chart
+
+        write_chart(by_day, args.chart)
+        print(f"chart written to {args.chart}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _write_csv(result: Report) -> None:
+    rows = [*(row.flat() for row in result.rows), result.total.flat()]
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: "" if value is None else value for key, value in row.items()})
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    whole = round(seconds)
+    return (
+        f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+        if whole >= 3600
+        else f"{whole // 60}:{whole % 60:02d}"
+    )
+
+
+def _print_table(result: Report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from offhook.metrics.report import AHT_DEFINITION, ReportRow
+
+    console = Console() if sys.stdout.isatty() else Console(width=200, no_color=True, highlight=False)
+    query = result.query
+    scope = [f"{query.since or '…'} to {query.until or '…'}"]
+    if query.agent:
+        scope.append(f"agent {query.agent}")
+    table = Table(title=f"Call metrics ({', '.join(scope)})", caption=AHT_DEFINITION, caption_justify="left")
+    table.add_column(query.by or "", style="bold")
+    for name in ("calls", "handled", "missed", "abandoned", "missed rate", "escalated", "transferred"):
+        table.add_column(name, justify="right")
+    for name in ("ring", "talk", "hold", "wrap-up"):
+        table.add_column(f"{name}\nmean/med/p90", justify="right")
+    table.add_column("AHT", justify="right", style="bold")
+    table.add_column("holds\n>2 min", justify="right")
+
+    def cells(row: ReportRow) -> list[str]:
+        rate = "–" if row.missed_rate is None else f"{row.missed_rate:.1%}"
+        spreads = [
+            " / ".join(_duration(v) for v in (s.mean, s.median, s.p90))
+            for s in (row.ring, row.talk, row.hold, row.wrap)
+        ]
+        long_holds = f"[red]{row.long_holds}[/red]" if row.long_holds else "0"
+        counts = [row.calls, row.handled, row.missed, row.abandoned]
+        return [
+            row.group,
+            *map(str, counts),
+            rate,
+            str(row.escalated),
+            str(row.transferred),
+            *spreads,
+            _duration(row.aht_s),
+            long_holds,
+        ]
+
+    for row in result.rows:
+        table.add_row(*cells(row))
+    table.add_row(*cells(result.total), style="bold", end_section=True)
+    console.print(table)
+    if result.total.calls == 0:
+        console.print("no completed calls match")
+
+
+# ---------------------------------------------------------------------- export / purge
+
+
+def _export(args: argparse.Namespace) -> int:
+    from offhook.metrics.export import export
+    from offhook.metrics.store import MetricsError
+
+    query = _query(args)
+    if not args.output.parent.resolve().is_dir():
+        raise UsageError(f"{args.output}: no such directory {args.output.parent}")
+    try:
+        count = export(args.db or _default_db(), args.output, query, keep_numbers=args.keep_numbers, force=args.force)
+    except MetricsError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"exported {count} calls to {args.output}")
+    return EXIT_OK
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from offhook.metrics import privacy, store
+
+    try:
+        days = float(args.older_than)
+    except ValueError:
+        raise UsageError(f"--older-than {args.older_than!r} is not a number of days") from None
+    if not days >= 0:
+        raise UsageError(f"--older-than {args.older_than!r} must be zero or more days")
+    path = args.db or _default_db()
+    try:
+        conn = store.connect(path)
+    except store.MetricsError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        count = privacy.purge(conn, older_than_days=days, numbers_only=args.numbers_only)
+    finally:
+        conn.close()
+    what = "erased the customer numbers of" if args.numbers_only else "deleted"
+    print(f"{what} {count} calls that rang more than {days:g} days ago")
+    return EXIT_OK

@@ -1,0 +1,57 @@
+"""PNG charts for supervisors (matplotlib, Agg backend: no display, works on a server).
+
+One figure, two panels: the AHT breakdown per day as stacked bars (mean talk, hold and
+wrap-up of handled calls, so each bar's height is that day's AHT), and the ring-time
+distribution (speed of answer) of the handled calls as a histogram with the median and
+90th percentile marked. matplotlib is imported here only, so other commands stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from offhook.metrics.report import Report
+
+
+def write_chart(by_day: Report, path: Path) -> None:
+    """Render ``by_day`` (a report grouped by day) to ``path`` as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    days = [row for row in by_day.rows if row.handled]
+    figure, (bars, histogram) = plt.subplots(2, 1, figsize=(10, 8), constrained_layout=True)
+    try:
+        labels = [row.group for row in days]
+        x = np.arange(len(days))
+        bottom = np.zeros(len(days))
+        for name, colour in (("talk", "#4c72b0"), ("hold", "#dd8452"), ("wrap", "#55a868")):
+            minutes = np.array([(getattr(row, name).mean or 0.0) / 60.0 for row in days])
+            bars.bar(x, minutes, bottom=bottom, color=colour, label="wrap-up" if name == "wrap" else name)
+            bottom += minutes
+        bars.set_title("Average handling time per day (mean of handled calls)")
+        bars.set_ylabel("minutes")
+        step = max(1, len(labels) // 15)
+        bars.set_xticks(x[::step], labels[::step], rotation=45, ha="right")
+        bars.legend(loc="upper right")
+        if not days:
+            bars.text(0.5, 0.5, "no handled calls", transform=bars.transAxes, ha="center")
+
+        ring = by_day.ring_ms / 1000.0
+        if ring.size:
+            histogram.hist(ring, bins=min(60, max(10, int(np.sqrt(ring.size)))), color="#8172b3")
+            median, p90 = np.percentile(ring, [50, 90])
+            histogram.axvline(median, color="black", linestyle="--", label=f"median {median:.1f} s")
+            histogram.axvline(p90, color="#c44e52", linestyle=":", label=f"90th percentile {p90:.1f} s")
+            histogram.legend(loc="upper right")
+        else:
+            histogram.text(0.5, 0.5, "no handled calls", transform=histogram.transAxes, ha="center")
+        histogram.set_title("Ring time (speed of answer) of handled calls")
+        histogram.set_xlabel("seconds from ring start to answer")
+        histogram.set_ylabel("calls")
+        figure.savefig(path, format="png", dpi=100)
+    finally:
+        plt.close(figure)

@@ -1,0 +1,482 @@
+"""The metrics store: one SQLite file (WAL, synchronous=FULL) holding every call.
+
+Why this shape:
+
+- Every recorder method is one short transaction. With WAL and ``synchronous=FULL``
+  a transaction that returned is on disk, so a kill -9 (or power cut) at any moment
+  loses no completed call; SQLite's journal guarantees no half-written row.
+- A call is persisted as it goes (ring, answer, each hold, hang-up, wrap-up end), keyed
+  by its SIP Call-ID (``UNIQUE``). Every event is idempotent: replaying it after a
+  daemon restart changes nothing, so a restarted daemon resumes a call in progress
+  by its Call-ID and never duplicates it.
+- Durations come from the monotonic readings the caller passes (``mono``), so a wall
+  clock step (NTP, DST, the agent changing the time) during a call changes no figure.
+  Dates come from the wall-clock reading (``wall``) and the agent's IANA time zone,
+  stored per call: a day is the agent's local date at ring start.
+- A call is *completed* when nothing more can change it: after the wrap-up end of a
+  handled call, or when a ringing call was missed or abandoned. Reports count
+  completed calls only; the derived durations are stored then, so a report over a
+  million calls reads numbers instead of replaying events.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import platformdirs
+
+from offhook.metrics import privacy
+
+SCHEMA_VERSION = 1
+DB_NAME = "metrics.sqlite3"
+DATA_DIR_ENV = "OFFHOOK_DATA_DIR"
+LONG_HOLD_S = 120.0  # contact-centre care rules: check on a held customer within 2 minutes
+
+DIRECTIONS = ("inbound", "outbound")
+OUTCOMES = ("answered", "missed", "abandoned", "transferred", "escalated")
+HANDLED_OUTCOMES = ("answered", "transferred", "escalated")
+
+_SCHEMA_V1 = """
+CREATE TABLE calls (
+    id          INTEGER PRIMARY KEY,
+    call_id     TEXT NOT NULL UNIQUE,          -- the SIP Call-ID
+    agent       TEXT NOT NULL,
+    tz          TEXT NOT NULL,                 -- the agent's IANA time zone at ring start
+    direction   TEXT NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+    number      TEXT,                          -- customer number: keyed hash by default, see privacy.py
+    ring_wall   REAL NOT NULL,                 -- epoch seconds (UTC) at ring start
+    local_start TEXT NOT NULL,                 -- ring start in the agent's zone, ISO 8601 with offset
+    local_day   TEXT NOT NULL,                 -- YYYY-MM-DD, the agent's local date at ring start
+    ring_mono   REAL NOT NULL,
+    answer_mono REAL,
+    answer_wall REAL,
+    end_mono    REAL,                          -- hang-up, or the end of ringing for a missed/abandoned call
+    end_wall    REAL,
+    wrap_mono   REAL,                          -- wrap-up end
+    wrap_wall   REAL,
+    outcome     TEXT CHECK (outcome IN ('answered', 'missed', 'abandoned', 'transferred', 'escalated')),
+    completed   INTEGER NOT NULL DEFAULT 0,
+    ring_s      REAL,                          -- derived when completed, from monotonic readings
+    talk_s      REAL,                          -- answer to hang-up, holds excluded
+    hold_s      REAL,
+    wrap_s      REAL,
+    holds       INTEGER NOT NULL DEFAULT 0,
+    long_holds  INTEGER NOT NULL DEFAULT 0,    -- holds longer than LONG_HOLD_S
+    summary     TEXT                           -- 'ring_ms,talk_ms,hold_ms,wrap_ms,holds,long_holds', see below
+);
+CREATE INDEX calls_day ON calls (local_day, agent) WHERE completed = 1;
+CREATE INDEX calls_open ON calls (completed) WHERE completed = 0;
+CREATE INDEX calls_ring_wall ON calls (ring_wall);
+CREATE TABLE holds (
+    call        INTEGER NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+    seq         INTEGER NOT NULL,
+    start_mono  REAL NOT NULL,
+    start_wall  REAL NOT NULL,
+    end_mono    REAL,
+    end_wall    REAL,
+    PRIMARY KEY (call, seq)
+) WITHOUT ROWID;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+# A completed call's figures once more as one fixed-layout text field: a report reads a
+# million calls as one group_concat() string per group and parses it with numpy in C,
+# about four times faster than fetching a million Python tuples.
+SUMMARY_FIELDS = ("ring_ms", "talk_ms", "hold_ms", "wrap_ms", "holds", "long_holds")
+
+# version -> the SQL that takes a store from version-1 to version. Add, never edit.
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+
+
+class MetricsError(Exception):
+    """A store that cannot be used (missing, not ours, newer schema) or a bad event."""
+
+
+def default_data_dir() -> Path:
+    """``$OFFHOOK_DATA_DIR`` if set (tests, several agents on one PC), else the user data dir."""
+    override = os.environ.get(DATA_DIR_ENV)
+    return Path(override) if override else Path(platformdirs.user_data_dir("offhook"))
+
+
+def default_db_path() -> Path:
+    return default_data_dir() / DB_NAME
+
+
+def to_epoch(wall: datetime | float) -> float:
+    """Epoch seconds from an aware datetime or a number; naive datetimes are refused (which zone?)."""
+    if isinstance(wall, datetime):
+        if wall.tzinfo is None or wall.utcoffset() is None:
+            raise MetricsError("wall-clock times must be timezone-aware (e.g. datetime.now(UTC))")
+        return wall.timestamp()
+    if isinstance(wall, bool) or not isinstance(wall, int | float):
+        raise MetricsError(f"wall-clock time must be a datetime or epoch seconds, not {type(wall).__name__}")
+    return float(wall)
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise MetricsError(f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin)") from None
+
+
+def connect(path: Path, *, create: bool = False, readonly: bool = False) -> sqlite3.Connection:
+    """Open a store (or export) file, creating or migrating it when ``create`` is set."""
+    if not create and not path.is_file():
+        raise MetricsError(f"no metrics database at {path}")
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    uri = f"{path.resolve().as_uri()}?mode={'ro' if readonly else 'rwc'}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn.execute("PRAGMA foreign_keys = ON")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA secure_delete = ON")  # purged personal data is overwritten, not left in free pages
+        version = _schema_version(conn)
+    except sqlite3.DatabaseError as exc:
+        raise MetricsError(f"{path} is not a usable metrics database: {exc}") from None
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise MetricsError(f"{path} has schema version {version}; this offhook knows up to {SCHEMA_VERSION}")
+    if version < SCHEMA_VERSION:
+        if not create:
+            conn.close()
+            if version == 0:
+                raise MetricsError(f"{path} is not an offhook metrics database")
+            raise MetricsError(f"{path} has an old schema (version {version}); open it with the daemon to migrate")
+        _migrate(conn, version)
+    return conn
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
+    if not has_table:
+        return 0
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def _migrate(conn: sqlite3.Connection, current: int) -> None:
+    """Apply each missing migration in its own transaction, recording it in schema_version."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        current = _schema_version(conn)  # another process may have migrated meanwhile
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                (version, datetime.now(UTC).isoformat(timespec="seconds")),
+            )
+        # Which store the calls come from: a report refuses to count a store and its own export twice.
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (uuid.uuid4().hex,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def summary(ring_s: float, talk_s: float, hold_s: float, wrap_s: float, holds: int, long_holds: int) -> str:
+    """The SUMMARY_FIELDS text of a completed call (durations in whole milliseconds)."""
+    return ",".join(str(round(s * 1000)) for s in (ring_s, talk_s, hold_s, wrap_s)) + f",{holds},{long_holds}"
+
+
+def store_id(conn: sqlite3.Connection) -> str | None:
+    """The random id a store got at creation (exports carry their store's id)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def meta(conn: sqlite3.Connection) -> dict[str, str]:
+    return {str(key): str(value) for key, value in conn.execute("SELECT key, value FROM meta")}
+
+
+@dataclass(frozen=True)
+class OpenCall:
+    """A call in progress, as a restarted daemon finds it."""
+
+    call_id: str
+    agent: str
+    direction: str
+    answered: bool
+    on_hold: bool
+    hung_up: bool
+    outcome: str | None
+
+
+class CallRecorder:
+    """The daemon's write side: one method per call moment, each durable when it returns.
+
+    Every method takes the SIP Call-ID and explicit clock readings: ``wall`` (an aware
+    datetime or epoch seconds) for dates and ``mono`` (``time.monotonic()``, seconds)
+    for durations. Each is idempotent: an event already recorded, or one arriving
+    after the call completed, is ignored and the method returns False. Thread-safe
+    (one lock, one connection); each call costs one fsync, a few milliseconds, so the
+    daemon may call it directly or through ``asyncio.to_thread``.
+    """
+
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        numbers: str = privacy.DEFAULT_NUMBERS,
+        salt_path: Path | None = None,
+    ) -> None:
+        self.path = path or default_db_path()
+        self.conn = connect(self.path, create=True)
+        self.numbers = privacy.NumberPolicy(numbers, salt_path or self.path.parent / privacy.SALT_NAME)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    def __enter__(self) -> CallRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ events
+
+    def ringing(
+        self,
+        call_id: str,
+        *,
+        agent: str,
+        direction: str,
+        number: str | None,
+        tz: str,
+        wall: datetime | float,
+        mono: float,
+    ) -> bool:
+        """The call starts ringing (inbound) or the agent dialled (outbound). False if already known."""
+        if not call_id:
+            raise MetricsError("a call needs its SIP Call-ID")
+        if direction not in DIRECTIONS:
+            raise MetricsError(f"direction must be inbound or outbound, not {direction!r}")
+        epoch = to_epoch(wall)
+        local = datetime.fromtimestamp(epoch, zone(tz))
+        stored_number = self.numbers.store(number)
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO calls (call_id, agent, tz, direction, number, ring_wall, local_start, local_day,"
+                " ring_mono) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (call_id) DO NOTHING",
+                (
+                    call_id,
+                    agent,
+                    tz,
+                    direction,
+                    stored_number,
+                    epoch,
+                    local.isoformat(timespec="seconds"),
+                    local.date().isoformat(),
+                    float(mono),
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def answered(self, call_id: str, *, wall: datetime | float, mono: float) -> bool:
+        """The agent answered (inbound) or the customer answered (outbound)."""
+        with self._transaction() as conn:
+            row = self._open(conn, call_id)
+            if row is None or row["answer_mono"] is not None or row["end_mono"] is not None:
+                return False
+            conn.execute(
+                "UPDATE calls SET answer_mono = ?, answer_wall = ?, outcome = 'answered' WHERE id = ?",
+                (max(float(mono), row["ring_mono"]), to_epoch(wall), row["id"]),
+            )
+            return True
+
+    def hold_started(self, call_id: str, *, wall: datetime | float, mono: float) -> bool:
+        with self._transaction() as conn:
+            row = self._open(conn, call_id)
+            if row is None or row["answer_mono"] is None or row["end_mono"] is not None:
+                return False
+            last = conn.execute(
+                "SELECT seq, end_mono FROM holds WHERE call = ? ORDER BY seq DESC LIMIT 1", (row["id"],)
+            ).fetchone()
+            if last is not None and last["end_mono"] is None:
+                return False  # already on hold
+            conn.execute(
+                "INSERT INTO holds (call, seq, start_mono, start_wall) VALUES (?, ?, ?, ?)",
+                (row["id"], 1 if last is None else last["seq"] + 1, float(mono), to_epoch(wall)),
+            )
+            return True
+
+    def hold_ended(self, call_id: str, *, wall: datetime | float, mono: float) -> bool:
+        with self._transaction() as conn:
+            row = self._open(conn, call_id)
+            return row is not None and self._end_hold(conn, row["id"], float(mono), to_epoch(wall))
+
+    def transferred(self, call_id: str, *, wall: datetime | float, mono: float) -> bool:
+        """The agent transferred the answered call elsewhere (it still counts as handled)."""
+        return self._mark(call_id, "transferred")
+
+    def escalated(self, call_id: str, *, wall: datetime | float, mono: float) -> bool:
+        """The call went to the supervisor (escalate button answered). Outranks transferred."""
+        return self._mark(call_id, "escalated")
+
+    def hung_up(self, call_id: str, *, wall: datetime | float, mono: float) -> bool:
+        """The agent's leg of an answered call ended; an open hold ends with it. Wrap-up starts."""
+        with self._transaction() as conn:
+            row = self._open(conn, call_id)
+            if row is None or row["end_mono"] is not None:
+                return False
+            if row["answer_mono"] is None:
+                # Never answered: a hang-up while ringing is the caller abandoning (inbound)
+                # or the agent giving up (outbound). Either way the call was not handled.
+                self._finish_unanswered(conn, row, "abandoned", float(mono), to_epoch(wall))
+                return True
+            mono_f = max(float(mono), row["answer_mono"])
+            self._end_hold(conn, row["id"], mono_f, to_epoch(wall))
+            conn.execute(
+                "UPDATE calls SET end_mono = ?, end_wall = ? WHERE id = ?", (mono_f, to_epoch(wall), row["id"])
+            )
+            return True
+
+    def wrap_up_ended(self, call_id: str, *, wall: datetime | float, mono: float) -> bool:
+        """After-call work is done: the call is completed. (No wrap-up configured: call it at hang-up.)"""
+        with self._transaction() as conn:
+            row = self._open(conn, call_id)
+            if row is None or row["end_mono"] is None:
+                return False
+            wrap_mono = max(float(mono), row["end_mono"])
+            hold_s, holds, long_holds = self._hold_totals(conn, row["id"])
+            ring_s = row["answer_mono"] - row["ring_mono"]
+            talk_s = max(0.0, row["end_mono"] - row["answer_mono"] - hold_s)
+            wrap_s = wrap_mono - row["end_mono"]
+            conn.execute(
+                "UPDATE calls SET wrap_mono = ?, wrap_wall = ?, completed = 1, ring_s = ?, talk_s = ?, hold_s = ?,"
+                " wrap_s = ?, holds = ?, long_holds = ?, summary = ? WHERE id = ?",
+                (
+                    wrap_mono,
+                    to_epoch(wall),
+                    ring_s,
+                    talk_s,
+                    hold_s,
+                    wrap_s,
+                    holds,
+                    long_holds,
+                    summary(ring_s, talk_s, hold_s, wrap_s, holds, long_holds),
+                    row["id"],
+                ),
+            )
+            return True
+
+    def missed(self, call_id: str, *, wall: datetime | float, mono: float) -> bool:
+        """The call rang and the agent did not answer (ring-no-answer, rejected). Completes it."""
+        return self._unanswered(call_id, "missed", wall, mono)
+
+    def abandoned(self, call_id: str, *, wall: datetime | float, mono: float) -> bool:
+        """The caller hung up while it was ringing. Completes it."""
+        return self._unanswered(call_id, "abandoned", wall, mono)
+
+    # ------------------------------------------------------------------ resume
+
+    def open_calls(self) -> list[OpenCall]:
+        """Calls in progress (not completed), for a restarted daemon to resume by Call-ID."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT call_id, agent, direction, answer_mono IS NOT NULL, end_mono IS NOT NULL, outcome,"
+                " EXISTS (SELECT 1 FROM holds h WHERE h.call = c.id AND h.end_mono IS NULL)"
+                " FROM calls c WHERE completed = 0 ORDER BY id"
+            ).fetchall()
+        return [
+            OpenCall(
+                call_id=call_id,
+                agent=agent,
+                direction=direction,
+                answered=bool(answered),
+                on_hold=bool(on_hold),
+                hung_up=bool(hung_up),
+                outcome=outcome,
+            )
+            for call_id, agent, direction, answered, hung_up, outcome, on_hold in rows
+        ]
+
+    def purge(self, *, older_than_days: float, numbers_only: bool = False, now: float | None = None) -> int:
+        """Apply the retention period; see :func:`offhook.metrics.privacy.purge`."""
+        with self._lock:
+            return privacy.purge(self.conn, older_than_days=older_than_days, numbers_only=numbers_only, now=now)
+
+    # ------------------------------------------------------------------ internals
+
+    def _open(self, conn: sqlite3.Connection, call_id: str) -> Any:
+        conn.row_factory = sqlite3.Row
+        try:
+            return conn.execute(
+                "SELECT id, ring_mono, answer_mono, end_mono, outcome FROM calls WHERE call_id = ? AND completed = 0",
+                (call_id,),
+            ).fetchone()
+        finally:
+            conn.row_factory = None
+
+    def _mark(self, call_id: str, outcome: str) -> bool:
+        with self._transaction() as conn:
+            row = self._open(conn, call_id)
+            if row is None or row["answer_mono"] is None or row["outcome"] in (outcome, "escalated"):
+                return False
+            conn.execute("UPDATE calls SET outcome = ? WHERE id = ?", (outcome, row["id"]))
+            return True
+
+    def _unanswered(self, call_id: str, outcome: str, wall: datetime | float, mono: float) -> bool:
+        with self._transaction() as conn:
+            row = self._open(conn, call_id)
+            if row is None or row["answer_mono"] is not None:
+                return False
+            self._finish_unanswered(conn, row, outcome, float(mono), to_epoch(wall))
+            return True
+
+    @staticmethod
+    def _finish_unanswered(conn: sqlite3.Connection, row: Any, outcome: str, mono: float, wall: float) -> None:
+        end = max(mono, row["ring_mono"])
+        conn.execute(
+            "UPDATE calls SET end_mono = ?, end_wall = ?, outcome = ?, completed = 1, ring_s = ?, summary = ?"
+            " WHERE id = ?",
+            (end, wall, outcome, end - row["ring_mono"], summary(end - row["ring_mono"], 0, 0, 0, 0, 0), row["id"]),
+        )
+
+    @staticmethod
+    def _end_hold(conn: sqlite3.Connection, call: int, mono: float, wall: float) -> bool:
+        cursor = conn.execute(
+            "UPDATE holds SET end_mono = max(?, start_mono), end_wall = ? WHERE call = ? AND end_mono IS NULL",
+            (mono, wall, call),
+        )
+        return cursor.rowcount > 0
+
+    @staticmethod
+    def _hold_totals(conn: sqlite3.Connection, call: int) -> tuple[float, int, int]:
+        row = conn.execute(
+            "SELECT coalesce(sum(end_mono - start_mono), 0.0), count(*), coalesce(sum(end_mono - start_mono > ?), 0)"
+            " FROM holds WHERE call = ? AND end_mono IS NOT NULL",
+            (LONG_HOLD_S, call),
+        ).fetchone()
+        return float(row[0]), int(row[1]), int(row[2])
