@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "offhook.commands.link",
     "offhook.commands.daemon",
     "offhook.commands.audio",
+    "offhook.commands.audio",
     "offhook.commands.metrics",
 )
 

@@ -55,6 +55,8 @@ class NoiseGate:
         self._up = (1 - self.floor_gain) / max(1.0, config.attack_ms * config.rate / 1000)
         self._down = (1 - self.floor_gain) / max(1.0, config.release_ms * config.rate / 1000)
         self._hold = int(config.hold_ms * config.rate / 1000)
+        self._span = max(1, round(10.0 / config.block_ms))
+        self._recent = np.zeros(self._span - 1)
         self.gains: Float | None = None  # the last frame's per-sample gain (for tests and metrics)
 
     @property
@@ -70,9 +72,12 @@ class NoiseGate:
         if self._floor_db is None:
             self._floor_db = level_db
         if level_db < self._floor_db:
-            self._floor_db += 0.3 * (level_db - self._floor_db)
-        elif not self._open:
-            self._floor_db = min(level_db, self._floor_db + self._rise)
+            self._floor_db += 0.05 * (level_db - self._floor_db)
+        else:
+            # Rises slowly, and a third as fast while open: a floor that started too low (or a
+            # room that got louder) is still found even if the gate never closes.
+            rise = self._rise if not self._open else self._rise / 3
+            self._floor_db = min(level_db, self._floor_db + rise)
         above = level_db - self._floor_db
         if above > cfg.open_db:
             self._open = True
@@ -88,7 +93,15 @@ class NoiseGate:
     def process(self, frame: Float) -> Float:
         frame = np.asarray(frame, dtype=np.float64)
         blocks = len(frame) // self.block
-        levels = 10 * np.log10(np.mean(frame[: blocks * self.block].reshape(blocks, self.block) ** 2, axis=1) + 1e-12)
+        powers = np.mean(frame[: blocks * self.block].reshape(blocks, self.block) ** 2, axis=1)
+        # Detection level: the last 10 ms (four blocks), sliding by one block. Smooth enough that
+        # noise does not trip it, fast enough that a word's first 2.5 ms does.
+        if self._floor_db is None and blocks:
+            self._recent[:] = powers.mean()
+        history = np.concatenate((self._recent, powers))
+        window = np.convolve(history, np.ones(self._span) / self._span, mode="valid")[-blocks:] if blocks else powers
+        self._recent = history[-(self._span - 1) :]
+        levels = 10 * np.log10(window + 1e-12)
         targets = np.empty(blocks)
         for index, level in enumerate(levels):
             targets[index] = 1.0 if self._decide(float(level)) else self.floor_gain
