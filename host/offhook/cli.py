@@ -20,7 +20,6 @@ COMMAND_MODULES = (
     "offhook.commands.link",
     "offhook.commands.daemon",
     "offhook.commands.audio",
-    "offhook.commands.audio",
     "offhook.commands.metrics",
 )
 
