@@ -85,6 +85,7 @@ class App:
         self.session.start(now)
         if self.store.error:
             self.session.log(L.LOG_WARNING, self.store.error, now)
+        self.session.flush()
 
     # ------------------------------------------------------------ the cycle, explicit time
 

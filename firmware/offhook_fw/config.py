@@ -91,13 +91,13 @@ def validate(changes, base):
 def load(path=PATH):
     """-> (config, None) or (defaults, reason). Never raises."""
     try:
-        with open(path) as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            raw = f.read()
     except OSError:
         return defaults(), "no config file, using defaults"
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = json.loads(raw.decode())
+    except (ValueError, UnicodeError):  # MicroPython's JSON errors are ValueError
         return defaults(), "config file is not valid JSON, using defaults"
     config, reason = validate(data, defaults())
     if reason:

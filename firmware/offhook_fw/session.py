@@ -40,9 +40,9 @@ class Session:
         self.unit.host_lost()
         self._send_hello(now)
         self.started = True
-        self._flush()
+        self.flush()
 
-    def _flush(self):
+    def flush(self):
         out = self.link.take_output()
         if out:
             self.stream.write(out)
@@ -94,7 +94,7 @@ class Session:
         if not unit.host and (now - self._hello_at) & 0x3FFFFFFF >= HELLO_RETRY_MS:
             if not self._in_flight(self._hello_seq):
                 self._send_hello(now)
-        self._flush()
+        self.flush()
 
     def _in_flight(self, seq):
         # Link has no public query for this; _pending holds the unacknowledged frames.

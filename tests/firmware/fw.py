@@ -96,3 +96,38 @@ def events(found: list[L.Frame]) -> list[tuple[str, str, int]]:
 
 def host_frame(mtype: int, payload: bytes, seq: int) -> str:
     return L.encode_frame(mtype, seq, payload, L.FLAG_ACK_REQUESTED).hex()
+
+
+class Host:
+    """A host end of the link on CPython (linkproto.Link), exchanging bytes with the unit in
+    the VM every ``chunk`` ms of unit time: it ACKs, retries and dedups like the daemon."""
+
+    def __init__(self, vm: MicroPythonVM, ack: bool = True) -> None:
+        self.vm = vm
+        self.link = L.Link()
+        self.received: list[L.Frame | L.DecodeError] = []
+        self.ack = ack
+        self.t = 0
+
+    def send(self, mtype: int, payload: bytes = b"") -> int:
+        return self.link.send(mtype, payload, self.t)
+
+    def run(self, until: int, chunk: int = 10, step: int = 5, script: list | None = None) -> list[L.Frame]:
+        """Run the unit from self.t to ``until``; returns the frames received meanwhile."""
+        first = len(self.received)
+        script = sorted(script or [])
+        while self.t < until:
+            end = min(self.t + chunk, until)
+            outgoing = self.link.take_output()
+            edges = [e for e in script if self.t <= e[0] < end]
+            code = f"drive({edges!r}, {self.t}, {end}, {step})\nout()"
+            if outgoing:
+                code = f"send({outgoing.hex()!r})\n" + code
+            data = bytes.fromhex(self.vm.run(code).check().strip())
+            self.t = end
+            if self.ack:
+                self.received += self.link.receive(data, self.t)
+                self.link.poll(self.t)
+            else:
+                self.received += L.Decoder().feed(data)
+        return [f for f in self.received[first:] if isinstance(f, L.Frame)]
