@@ -1,0 +1,68 @@
+"""Button x gesture x desk situation -> action: the one table, as data.
+
+The desk unit only reports (button, gesture) in EVENT frames; what a gesture means depends
+on the call and agent state, which only the daemon knows. ``TABLE`` is read top to bottom
+and the first matching rule wins. hw/actions.md is the same table for people, and the
+firmware's default ``double_press`` config lists exactly the buttons with a double rule
+(tests check all of these agree, and that the daemon resolves gestures the same way).
+Actions are the daemon's Desk action names.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from offhook import linkproto as L
+
+# Situations a rule can require; "any" matches always.
+WHEN = ("pairing", "ringing", "wrap_up", "not_wrap_up", "any")
+
+
+class Rule(NamedTuple):
+    button: str  # linkproto.BUTTON_NAMES
+    gesture: str  # linkproto.GESTURE_NAMES values, or "any"
+    when: str  # one of WHEN
+    action: str
+    meaning: str
+
+
+TABLE: tuple[Rule, ...] = (
+    Rule("hook", "short", "pairing", "approve_pairing", "approve the pairing request (unit idle)"),
+    Rule("hook", "long", "pairing", "refuse_pairing", "refuse the pairing request (unit idle)"),
+    Rule("hook", "long", "ringing", "reject", "reject the ringing call"),
+    Rule("hook", "short", "any", "hook", "answer a ringing call, hang up the active one"),
+    Rule("mute", "short", "any", "mute", "mute / unmute the microphone"),
+    Rule("hold", "short", "any", "hold", "hold / resume the call"),
+    Rule("escalate", "short", "any", "escalate", "consult the supervisor, then transfer"),
+    Rule("state", "short", "wrap_up", "end_wrap_up", "end wrap-up now"),
+    Rule("state", "double", "wrap_up", "extend_wrap_up", "extend wrap-up"),
+    Rule("state", "short", "not_wrap_up", "toggle_break", "available <-> break"),
+    Rule("state", "long", "not_wrap_up", "go_offline", "go offline"),
+    Rule("vol_up", "any", "any", "volume_up", "headset volume up"),
+    Rule("vol_down", "any", "any", "volume_down", "headset volume down"),
+)
+
+
+def situations(*, pairing: bool, ringing: bool, wrap_up: bool) -> set[str]:
+    """The WHEN names true for a desk. Pairing only counts while the unit is otherwise idle."""
+    found = {"any", "wrap_up" if wrap_up else "not_wrap_up"}
+    if pairing:
+        found.add("pairing")
+    if ringing:
+        found.add("ringing")
+    return found
+
+
+def lookup(button: int, gesture: int, now: set[str]) -> str | None:
+    """The action for a gesture, given the situations true now (see ``situations``)."""
+    button_name = L.BUTTON_NAMES[button]
+    gesture_name = L.GESTURE_NAMES[gesture]
+    for rule in TABLE:
+        if rule.button == button_name and rule.gesture in (gesture_name, "any") and rule.when in now:
+            return rule.action
+    return None
+
+
+def double_press_buttons() -> list[str]:
+    """Buttons whose short press must wait for a possible second press."""
+    return sorted({rule.button for rule in TABLE if rule.gesture == "double"})
