@@ -240,6 +240,7 @@ class CallRecorder:
     ) -> None:
         self.path = path or default_db_path()
         self.conn = connect(self.path, create=True)
+        self.conn.row_factory = sqlite3.Row
         self.numbers = privacy.NumberPolicy(numbers, salt_path or self.path.parent / privacy.SALT_NAME)
         self._lock = threading.Lock()
 
@@ -325,6 +326,9 @@ class CallRecorder:
             ).fetchone()
             if last is not None and last["end_mono"] is None:
                 return False  # already on hold
+            replayed = conn.execute("SELECT 1 FROM holds WHERE call = ? AND start_mono = ?", (row["id"], float(mono)))
+            if replayed.fetchone():
+                return False  # this very hold was recorded before (same monotonic reading)
             conn.execute(
                 "INSERT INTO holds (call, seq, start_mono, start_wall) VALUES (?, ?, ?, ?)",
                 (row["id"], 1 if last is None else last["seq"] + 1, float(mono), to_epoch(wall)),
@@ -430,14 +434,10 @@ class CallRecorder:
     # ------------------------------------------------------------------ internals
 
     def _open(self, conn: sqlite3.Connection, call_id: str) -> Any:
-        conn.row_factory = sqlite3.Row
-        try:
-            return conn.execute(
-                "SELECT id, ring_mono, answer_mono, end_mono, outcome FROM calls WHERE call_id = ? AND completed = 0",
-                (call_id,),
-            ).fetchone()
-        finally:
-            conn.row_factory = None
+        return conn.execute(
+            "SELECT id, ring_mono, answer_mono, end_mono, outcome FROM calls WHERE call_id = ? AND completed = 0",
+            (call_id,),
+        ).fetchone()
 
     def _mark(self, call_id: str, outcome: str) -> bool:
         with self._transaction() as conn:
