@@ -28,8 +28,8 @@ Float = NDArray[np.float64]
 @dataclass(frozen=True)
 class GateConfig:
     rate: int = PROCESS_RATE
-    open_db: float = 9.0  # above the noise floor
-    close_db: float = 5.0
+    open_db: float = 12.0  # above the noise floor
+    close_db: float = 6.0
     floor_gain_db: float = -20.0  # gain while closed (a fully dead line sounds broken)
     attack_ms: float = 3.0
     hold_ms: float = 200.0
@@ -70,6 +70,8 @@ class NoiseGate:
     def _decide(self, level_db: float) -> bool:
         cfg = self.config
         if self._floor_db is None:
+            if level_db < -100.0:  # digital silence (stream start, muted source): no floor yet
+                return self._open
             self._floor_db = level_db
         if level_db < self._floor_db:
             self._floor_db += 0.05 * (level_db - self._floor_db)
@@ -96,7 +98,7 @@ class NoiseGate:
         powers = np.mean(frame[: blocks * self.block].reshape(blocks, self.block) ** 2, axis=1)
         # Detection level: the last 10 ms (four blocks), sliding by one block. Smooth enough that
         # noise does not trip it, fast enough that a word's first 2.5 ms does.
-        if self._floor_db is None and blocks:
+        if self._floor_db is None and blocks and powers.mean() > 1e-10:
             self._recent[:] = powers.mean()
         history = np.concatenate((self._recent, powers))
         window = np.convolve(history, np.ones(self._span) / self._span, mode="valid")[-blocks:] if blocks else powers

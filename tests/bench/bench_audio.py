@@ -1,0 +1,190 @@
+"""Audio core benchmark: offhook's chain against SpeexDSP, WebRTC 0.3 and WebRTC AEC3.
+
+All systems run on the same generated scenarios (tests/bench/audio/scenes.py: espeak-ng talkers,
+image-method rooms, 0.06-0.29 s bulk delay, mild loudspeaker non-linearity, office noise) and are
+measured the same way on what the customer would hear (tests/bench/audio/measures.py). Figures
+are means over the three rooms (headset, office, meeting room); times are the worst room.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from offhook.audio.aec import AecConfig
+from offhook.audio.chain import ChainConfig, process_signals
+from tests.bench.audio import anchors, measures, scenes
+from tests.bench.figures import Figure
+
+AREA = "audio"
+RATE = scenes.RATE
+
+
+def _offhook(gate: bool) -> Callable[[scenes.Scene], anchors.Processor]:
+    def factory(scene: scenes.Scene) -> anchors.Processor:
+        config = ChainConfig(gate=gate, aec_config=AecConfig(tail_ms=scene.tail_ms))
+        return lambda mic, ref: process_signals(mic, ref, config)
+
+    return factory
+
+
+def _systems() -> dict[str, Callable[[scenes.Scene], anchors.Processor]]:
+    return {
+        "offhook": _offhook(True),
+        "offhook (gate off)": _offhook(False),
+        "SpeexDSP": lambda s: anchors.speex(s.bulk_delay_ms + s.tail_ms, False),
+        "SpeexDSP+preprocess": lambda s: anchors.speex(s.bulk_delay_ms + s.tail_ms, True),
+        "WebRTC 0.3": lambda s: anchors.webrtc03(),
+        "WebRTC AEC3": lambda s: anchors.aec3(),
+    }
+
+
+def _measure(name: str, factory: Callable[[scenes.Scene], anchors.Processor], rooms: dict) -> dict[str, list[float]]:
+    results: dict[str, list[float]] = {}
+
+    def add(key: str, value: float) -> None:
+        results.setdefault(key, []).append(value)
+
+    busy = 0.0
+    audio = 0.0
+    for scene, change in rooms.values():
+        for sc in (scene, change):
+            started = time.process_time()
+            out = factory(sc)(sc.mic, sc.ref)
+            busy += time.process_time() - started
+            audio += len(sc.mic) / RATE
+            sc_out = measures.align(out, sc.mic)
+            if sc is scene:
+                a, b = sc.segments["fst"]
+                steady = slice(b - 4 * RATE, b)
+                add("erle", measures.db_ratio(sc.mic[steady], sc_out[steady]))
+                add("limit", measures.db_ratio(sc.mic[steady], sc.noise[steady]))
+                add("t10", measures.time_to_erle(sc.mic, sc_out, sc.echo, sc.noise, a, b))
+                a, b = sc.segments["dt"]
+                add("dt_pesq", measures.pesq_wb(sc.near[a:b], sc_out[a:b]))
+                add("dt_stoi", measures.stoi(sc.near[a:b], sc_out[a:b]))
+                a, b = sc.segments["near"]
+                add("near_pesq", measures.pesq_wb(sc.near[a:b], sc_out[a:b]))
+                add("near_stoi", measures.stoi(sc.near[a:b], sc_out[a:b]))
+                add("mic_pesq", measures.pesq_wb(sc.near[a:b], sc.mic[a:b]))
+                add("mic_stoi", measures.stoi(sc.near[a:b], sc.mic[a:b]))
+                add("onset", measures.onset_clipping_ms(sc.mic, sc_out, sc.near, a, b))
+                a, b = sc.segments["noise"]
+                add("noise_att", measures.db_ratio(sc.mic[a + RATE // 2 : b], sc_out[a + RATE // 2 : b]))
+            else:
+                a, b = sc.segments["after"]
+                steady = slice(b - 3 * RATE, b)
+                add("erle_change", measures.db_ratio(sc.mic[steady], sc_out[steady]))
+                add("limit_change", measures.db_ratio(sc.mic[steady], sc.noise[steady]))
+                add("t10_change", measures.time_to_erle(sc.mic, sc_out, sc.echo, sc.noise, a, b))
+    results["rtf"] = [busy / audio]
+    print(f"  {name}: " + ", ".join(f"{k}={np.round(v, 2).tolist()}" for k, v in results.items()))
+    return results
+
+
+def _rtf_48k(scene: scenes.Scene) -> tuple[float, float]:
+    from scipy.signal import resample_poly
+
+    mic, ref = resample_poly(scene.mic, 3, 1), resample_poly(scene.ref, 3, 1)
+    config = ChainConfig(rate=48000, aec_config=AecConfig(tail_ms=scene.tail_ms), gate=False)
+    started = time.process_time()
+    out = process_signals(mic, ref, config)
+    busy = time.process_time() - started
+    a, b = scene.segments["fst"]
+    steady = slice(3 * (b - 4 * RATE), 3 * b)
+    return busy / (len(mic) / 48000), measures.db_ratio(mic[steady], out[steady])
+
+
+def run() -> list[Figure]:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    rooms = {room: (scenes.build_scene(room), scenes.build_path_change(room)) for room in scenes.ROOMS}
+    measured: dict[str, dict[str, list[float]]] = {}
+    only = os.environ.get("OFFHOOK_BENCH_SYSTEMS")  # e.g. "offhook,SpeexDSP" while tuning
+    for name, factory in _systems().items():
+        if only and name not in only.split(","):
+            continue
+        try:
+            measured[name] = _measure(name, factory, rooms)
+        except Exception as exc:  # an anchor that cannot run is reported, not fatal
+            print(f"  {name}: not measured ({exc})")
+    return _figures(measured, rooms)
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values))
+
+
+def _worst(values: list[float]) -> float:
+    return float(np.max(values))
+
+
+def _figures(measured: dict[str, dict[str, list[float]]], rooms: dict) -> list[Figure]:
+    anchors_only = {k: v for k, v in measured.items() if not k.startswith("offhook")}
+
+    def best(key: str, agg: Callable[[list[float]], float], higher: bool = True) -> tuple[str, float]:
+        if not anchors_only:
+            return "", math.nan
+        pick = max if higher else min
+        name = pick(anchors_only, key=lambda k: agg(anchors_only[k][key]))
+        return name, agg(anchors_only[name][key])
+
+    figures: list[Figure] = []
+    specs = [
+        ("erle", "ERLE far-end single talk, steady (dB)", _mean, True, "dB"),
+        ("erle_change", "ERLE after echo-path change (dB)", _mean, True, "dB"),
+        ("t10", "time to 10 dB ERLE, worst room", _worst, False, "s"),
+        ("t10_change", "time to 10 dB after path change, worst room", _worst, False, "s"),
+        ("dt_pesq", "double talk near-end PESQ-WB", _mean, True, ""),
+        ("dt_stoi", "double talk near-end STOI", _mean, True, ""),
+        ("near_pesq", "near-end only PESQ-WB", _mean, True, ""),
+        ("near_stoi", "near-end only STOI", _mean, True, ""),
+        ("noise_att", "noise attenuation, noise only (dB)", _mean, True, "dB"),
+        ("onset", "onset clipping, near-end only (ms)", _mean, False, "ms"),
+        ("rtf", "real-time factor, 16 kHz, one core", _mean, False, "x"),
+    ]
+    limit = _mean(next(iter(measured.values()))["limit"]) if measured else math.nan
+    mic_pesq = _mean(next(iter(measured.values()))["mic_pesq"]) if measured else math.nan
+    speexpp = measured.get("SpeexDSP+preprocess")
+    for key, label, agg, higher, unit in specs:
+        ref_name, ref_value = best(key, agg, higher)
+        for system, values in measured.items():
+            value = agg(values[key])
+            reference, goal, met = "", "", None
+            if system == "offhook":
+                reference = f"best anchor {ref_name}: {ref_value:.3g}"
+                goal, met = _goal(key, value, ref_value, speexpp, mic_pesq)
+            elif system == "offhook (gate off)" and key == "erle":
+                reference = f"noise-floor limit {limit:.1f} dB"
+                goal, met = f">= {limit - 2:.1f} dB (limit - 2)", value >= limit - 2
+            elif key == "near_pesq":
+                reference = f"unprocessed mic {mic_pesq:.2f}"
+            figures.append(Figure(AREA, f"{system}: {label}", value, unit, reference, goal, met))
+    rtf48, erle48 = _rtf_48k(rooms["office"][0])
+    figures.append(
+        Figure(AREA, "offhook 48 kHz path (gate off): real-time factor", rtf48, "x", "", "<= 0.03", rtf48 <= 0.03)
+    )
+    figures.append(Figure(AREA, "offhook 48 kHz path (gate off): ERLE office (dB)", erle48, "dB", f"limit {limit:.1f}"))
+    return figures
+
+
+def _goal(key: str, value: float, best: float, speexpp: dict | None, mic_pesq: float) -> tuple[str, bool | None]:
+    if key in ("erle", "erle_change"):
+        return f">= best anchor ({best:.1f})", value >= best
+    if key in ("t10", "t10_change"):
+        return "<= 1 s", value <= 1.0
+    if key == "dt_pesq" and speexpp is not None:
+        target = _mean(speexpp["dt_pesq"])
+        return f">= SpeexDSP+preprocess ({target:.2f})", value >= target
+    if key == "dt_stoi":
+        return ">= 0.97", value >= 0.97
+    if key == "near_pesq":
+        return f">= unprocessed mic ({mic_pesq:.2f})", value >= mic_pesq
+    if key == "near_stoi":
+        return ">= 0.99", value >= 0.99
+    if key == "rtf":
+        return "<= 0.03", value <= 0.03
+    return "", None
