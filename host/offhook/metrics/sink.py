@@ -1,0 +1,104 @@
+"""The bridge from the daemon's ``Record`` effects to the :class:`CallRecorder`.
+
+The desk state machine emits ``Record(moment, call_id, at, data)`` with ``at`` from the
+daemon's monotonic clock; the daemon hands each one to its ``recorder`` callable. This
+is that callable: it adds the wall-clock reading (taken when the moment is recorded,
+for dates only), the agent's name and IANA time zone, and calls the recorder method
+of the same name. Plug it in as ``Daemon(..., recorder=MetricsSink(CallRecorder(),
+agent=..., tz=...))``.
+
+Mapping of the desk's moments: ``unanswered`` (an outbound call the customer never
+answered) is recorded as ``abandoned`` (rang, not handled); every other moment has a
+recorder method of its own name. Unknown moments are logged and ignored, so a newer
+desk never breaks an older store.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from offhook.metrics.store import CallRecorder, MetricsError
+
+log = logging.getLogger("offhook.metrics")
+
+MOMENTS = (
+    "ringing",
+    "answered",
+    "hold_started",
+    "hold_ended",
+    "hung_up",
+    "wrap_up_ended",
+    "missed",
+    "abandoned",
+    "transferred",
+    "escalated",
+)
+ALIASES = {"unanswered": "abandoned"}
+
+
+class RecordLike(Protocol):
+    moment: str
+    call_id: str
+    at: float
+    data: dict[str, Any]
+
+
+def local_zone_name() -> str:
+    """The PC's IANA zone name where it can be found (TZ, /etc/localtime), else UTC."""
+    import os
+    from pathlib import Path
+
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name and "/" in name:
+        return name
+    try:
+        target = str(Path("/etc/localtime").resolve())
+        if "zoneinfo/" in target:
+            return target.split("zoneinfo/", 1)[1]
+    except OSError:
+        pass
+    return "UTC"
+
+
+class MetricsSink:
+    """Callable taking the daemon's Record effects; never raises into the daemon."""
+
+    def __init__(
+        self,
+        recorder: CallRecorder,
+        *,
+        agent: str,
+        tz: str = "",
+        wall_clock: Callable[[], datetime | float] = time.time,
+    ) -> None:
+        self.recorder = recorder
+        self.agent = agent
+        self.tz = tz or local_zone_name()
+        self.wall_clock = wall_clock
+
+    def __call__(self, record: RecordLike) -> bool:
+        moment = ALIASES.get(record.moment, record.moment)
+        if moment not in MOMENTS:
+            log.warning("metrics: unknown call moment %r ignored", record.moment)
+            return False
+        wall = self.wall_clock()
+        try:
+            if moment == "ringing":
+                return self.recorder.ringing(
+                    record.call_id,
+                    agent=self.agent,
+                    direction=str(record.data.get("direction", "inbound")),
+                    number=record.data.get("peer"),
+                    tz=self.tz,
+                    wall=wall,
+                    mono=record.at,
+                )
+            method: Callable[..., bool] = getattr(self.recorder, moment)
+            return method(record.call_id, wall=wall, mono=record.at)
+        except MetricsError as exc:
+            log.error("metrics: %s %s not recorded: %s", moment, record.call_id, exc)
+            return False
