@@ -99,14 +99,16 @@ class App:
     def dispatch(self, now):
         """Send each recognised gesture as an EVENT and flash "press received"."""
         g = self.gestures
+        if not g.pending():
+            return
         while True:
             code = g.take()
             if code < 0:
-                return
+                break
             button = self.input_buttons[code >> 2]
-            if button == 255:
-                continue
-            self.unit.pressed(self.session.event(button, code & 3, g.taken_ms), now)
+            if button != 255:
+                self.unit.pressed(self.session.event(button, code & 3, g.taken_ms), now)
+        self.session.flush()  # out now, not at the link task's next turn
 
     def draw(self, now):
         """Hot path: scene from the displayed state, PWM duty for this frame. No allocation."""
