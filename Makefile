@@ -15,6 +15,11 @@ PYTEST_ARGS ?=
 # Debian packages each area needs (installed only when missing).
 APT_BASE := python3 python3-venv python3-dev gcc nodejs
 APT_SOFTPHONE := baresip-core
+# Audio core: speech synthesis for test signals, the anchors (SpeexDSP, WebRTC 0.3), a PulseAudio
+# server for the integration test, PortAudio (pyaudio builds against it) and ALSA's pulse plugin.
+APT_AUDIO := espeak-ng libspeexdsp-dev libwebrtc-audio-processing-dev pulseaudio pulseaudio-utils \
+	portaudio19-dev libasound2-plugins g++ pkg-config
+AEC3_WHEEL_PIN := aec-audio-processing==1.0.1
 
 .PHONY: help venv vm test lint run bench dist clean
 
@@ -60,12 +65,35 @@ $(STAMPS)/apt-softphone: scripts/apt-ensure | $(STAMPS)
 	scripts/apt-ensure $(APT_SOFTPHONE)
 	touch $@
 
+$(STAMPS)/apt-audio: scripts/apt-ensure | $(STAMPS)
+	scripts/apt-ensure $(APT_AUDIO)
+	touch $@
+
+# pyaudio (the real-time path) builds from source against portaudio19-dev.
+$(STAMPS)/venv-audio: host/pyproject.toml host/constraints.txt $(STAMPS)/venv $(STAMPS)/apt-audio
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c host/constraints.txt -e 'host[realtime]'
+	touch $@
+
+# Benchmark-only: the WebRTC 0.3 shim, PESQ/STOI, and WebRTC AEC3 from PyPI. AEC3 compiles
+# webrtc-audio-processing 2.1 from source (minutes), so its wheel is cached in .make/wheels.
+$(STAMPS)/audio-shim/libwebrtc03shim.so: tests/bench/audio/shim/webrtc03_shim.cc $(STAMPS)/apt-audio
+	mkdir -p $(@D)
+	g++ -O2 -shared -fPIC -std=c++11 $$(pkg-config --cflags webrtc-audio-processing) $< -o $@ \
+		$$(pkg-config --libs webrtc-audio-processing)
+
+$(STAMPS)/bench-audio: host/pyproject.toml host/constraints.txt $(STAMPS)/venv-audio $(STAMPS)/audio-shim/libwebrtc03shim.so
+	ls $(STAMPS)/wheels/aec_audio_processing-*.whl >/dev/null 2>&1 || \
+		$(BIN)/python -m pip wheel -q --disable-pip-version-check --no-deps -w $(STAMPS)/wheels $(AEC3_WHEEL_PIN)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --find-links $(STAMPS)/wheels \
+		-c host/constraints.txt -e 'host[bench]'
+	touch $@
+
 # pytest exit code 5 means no test was collected: that is a failure, never a pass.
-test: venv vm lint $(STAMPS)/apt-softphone
+test: venv vm lint $(STAMPS)/apt-softphone $(STAMPS)/venv-audio
 	$(BIN)/python -m pytest -m "not slow and not soak" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-bench: venv vm
+bench: venv vm $(STAMPS)/bench-audio
 	$(BIN)/python -m tests.bench
 
 run: venv vm
