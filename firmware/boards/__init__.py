@@ -39,6 +39,9 @@ class Hardware:
             self.watchdog = machine.WDT(timeout=self.board.WDT_MS)
         return self.watchdog
 
+    def reset(self):
+        machine.reset()
+
     def safe_mode_held(self):
         """The safe-mode button held at power-on (read by the boot loader, issue 8)."""
         return self.inputs[self.board.SAFE_MODE_INPUT].value() == 0

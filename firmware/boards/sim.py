@@ -6,6 +6,8 @@ the test or the simulator's bridge calls ``LINK.host_write(data)`` to send to th
 unit and ``LINK.host_read()`` to take what the unit sent.
 """
 
+import binascii
+
 from micropython import const
 
 NAME = "sim"
@@ -42,6 +44,13 @@ class ByteQueueLink:
         data = bytes(self._from_unit)
         self._from_unit = bytearray()
         return data
+
+    # hex forms for a JavaScript bridge (hex strings cross the JS/Python boundary simply)
+    def host_write_hex(self, text):
+        self._to_unit.extend(binascii.unhexlify(text))
+
+    def host_read_hex(self):
+        return binascii.hexlify(self.host_read()).decode()
 
 
 LINK = ByteQueueLink()

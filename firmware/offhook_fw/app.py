@@ -183,15 +183,23 @@ class App:
             await asyncio.sleep_ms(WATCHDOG_MS)
 
     async def run(self):
-        now = ticks_ms()
-        for i in range(len(TASK_NAMES)):
-            self.beats[i] = now
-        self.boot(now)
-        tasks = [asyncio.create_task(self._supervise(i)) for i in range(len(TASK_NAMES))]
-        wdt = self.hw.start_watchdog()
-        if wdt is not None:
-            tasks.append(asyncio.create_task(self._watchdog(wdt)))
-        await asyncio.gather(*tasks)
+        try:
+            now = ticks_ms()
+            for i in range(len(TASK_NAMES)):
+                self.beats[i] = now
+            self.boot(now)
+            tasks = [asyncio.create_task(self._supervise(i)) for i in range(len(TASK_NAMES))]
+            wdt = self.hw.start_watchdog()
+            if wdt is not None:
+                tasks.append(asyncio.create_task(self._watchdog(wdt)))
+            await asyncio.gather(*tasks)
+        except Exception as exc:
+            # Outside any supervised task: report it on the link (never as a traceback on
+            # stdout, which is the link) and start again from a clean reset.
+            self.session.log_exception("firmware", exc, ticks_ms())
+            self.session.flush()
+            await asyncio.sleep_ms(RESTART_MS)
+            self.hw.reset()
 
 
 def create(board_name=None, config_path=C.PATH):

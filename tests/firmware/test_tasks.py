@@ -94,3 +94,35 @@ def test_entries_differ_only_in_how_they_start_main() -> None:
     vm_main = (REPO_ROOT / "firmware" / "sim" / "vm_main.py").read_text()
     assert "asyncio.run(app.main())" in main_py
     assert "await app.main(" in vm_main and "asyncio.run" not in vm_main.replace("minus asyncio.run", "")
+
+
+def test_fatal_error_is_logged_then_reset(mpvm: MicroPythonVM) -> None:
+    """An error outside the supervised tasks goes out as a LOG frame, then the board resets."""
+    fw.load(mpvm)
+    code = """
+import asyncio
+app = vm_main.create()
+
+def broken_boot(now):
+    raise OSError(5)
+
+app.boot = broken_boot
+try:
+    await app.run()
+except SystemExit as exc:
+    print(exc)
+out()
+"""
+    reset, hexdata = mpvm.run(fw.VM_PRELUDE + code, is_async=True).check().splitlines()
+    assert reset == "machine.reset() in the simulator"
+    ((level, text),) = [L.decode_log(f.payload) for f in fw.frames(hexdata) if f.type == L.LOG]
+    assert level == L.LOG_ERROR and text.startswith("firmware crashed:") and "OSError: [Errno 5] EIO" in text
+
+
+def test_hex_bridge(mpvm: MicroPythonVM) -> None:
+    fw.boot(mpvm)
+    ping = fw.host_frame(L.PING, L.encode_ping(7), 0)
+    hexdata = mpvm.run(
+        f"sim.LINK.host_read()\nsim.LINK.host_write_hex({ping!r})\napp.step(5)\nprint(sim.LINK.host_read_hex())"
+    ).check()
+    assert [f.type for f in fw.frames(hexdata)] == [L.ACK, L.PONG]
