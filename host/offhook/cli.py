@@ -19,6 +19,7 @@ from offhook import __version__
 COMMAND_MODULES = (
     "offhook.commands.link",
     "offhook.commands.daemon",
+    "offhook.commands.sim",
     "offhook.commands.audio",
     "offhook.commands.metrics",
 )

@@ -179,7 +179,7 @@ class Daemon:
                 state = self.desk.full_state(self.clock())
                 await session.send_state(state.call, state.agent, state.flags, state.timer_s)
                 self.unit_connected.set()
-                await asyncio.gather(session.run(), self._button_loop(session))
+                await asyncio.gather(session.run(), self._button_loop(session), self._resync_loop(session))
             except UnitLost as exc:
                 log.warning("unit lost: %s", exc)
             finally:
@@ -187,6 +187,15 @@ class Daemon:
                 self.session = None
                 session.close()
                 self._broadcast({"event": "unit", "connected": False})
+
+    async def _resync_loop(self, session: UnitSession) -> None:
+        """A unit that reset (said HELLO again) gets the whole state again at once."""
+        while True:
+            await session.resync.wait()
+            session.resync.clear()
+            self.unit = session.info
+            state = self.desk.full_state(self.clock())
+            await session.send_state(state.call, state.agent, state.flags, state.timer_s)
 
     async def _button_loop(self, session: UnitSession) -> None:
         while True:

@@ -67,6 +67,7 @@ class UnitSession:
         self.info: UnitInfo | None = None
         self.events: asyncio.Queue[ButtonEvent] = asyncio.Queue()
         self.unit_messages: asyncio.Queue[L.Frame] = asyncio.Queue()  # CONFIG, UPDATE_STATUS, ...
+        self.resync = asyncio.Event()  # the unit said HELLO again: send it the full state
         self._sent = asyncio.Event()  # wakes run() when a new reliable frame needs its retry timer
 
     def _now_ms(self) -> int:
@@ -172,7 +173,8 @@ class UnitSession:
                 self.link.nack(item, L.ERR_BAD_PAYLOAD, str(exc))
                 return
             if self.info is not None:
-                raise UnitLost(f"unit {self.info.serial} restarted")  # resync through a new session
+                log.info("unit %s said HELLO again: resynchronising", self.info.serial)
+                self.resync.set()
             self.info = UnitInfo.from_hello(hello)
         elif item.type == L.EVENT:
             try:

@@ -29,11 +29,14 @@ class SerialTransport(Transport):
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self._port = await asyncio.to_thread(
+            port: serial.Serial = await asyncio.to_thread(
                 serial.serial_for_url, self.path, baudrate=self.baudrate, timeout=1.0, write_timeout=2, exclusive=True
             )
+            # Bytes the unit wrote before we opened the port (a boot HELLO, half a frame) are stale.
+            await asyncio.to_thread(port.reset_input_buffer)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise TransportClosed(f"cannot open {self.path}: {exc}") from None
+        self._port = port
         self._thread = threading.Thread(target=self._reader, args=(loop,), name=f"serial {self.path}", daemon=True)
         self._thread.start()
 
@@ -47,7 +50,9 @@ class SerialTransport(Transport):
                     loop.call_soon_threadsafe(self._queue.put_nowait, data)
         except (serial.SerialException, OSError, TypeError, AttributeError):
             pass  # unplugged or closed under us
-        with contextlib.suppress(RuntimeError):  # loop already closed
+        except RuntimeError:
+            return  # the event loop is gone: nobody is listening any more
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(self._queue.put_nowait, None)
 
     async def read(self) -> bytes:
