@@ -15,6 +15,8 @@ PYTEST_ARGS ?=
 # Debian packages each area needs (installed only when missing).
 APT_BASE := python3 python3-venv python3-dev gcc nodejs
 APT_SOFTPHONE := baresip-core
+# Metrics: Debian's Chromium, driven by Playwright in the agent panel's headless test.
+APT_METRICS := chromium
 # Audio core: speech synthesis for test signals, the anchors (SpeexDSP, WebRTC 0.3), a PulseAudio
 # server for the integration test, PortAudio (pyaudio builds against it) and ALSA's pulse plugin.
 APT_AUDIO := espeak-ng libspeexdsp-dev libwebrtc-audio-processing-dev pulseaudio pulseaudio-utils \
@@ -65,6 +67,10 @@ $(STAMPS)/apt-softphone: scripts/apt-ensure | $(STAMPS)
 	scripts/apt-ensure $(APT_SOFTPHONE)
 	touch $@
 
+$(STAMPS)/apt-metrics: scripts/apt-ensure | $(STAMPS)
+	scripts/apt-ensure $(APT_METRICS)
+	touch $@
+
 $(STAMPS)/apt-audio: scripts/apt-ensure | $(STAMPS)
 	scripts/apt-ensure $(APT_AUDIO)
 	touch $@
@@ -89,7 +95,7 @@ $(STAMPS)/bench-audio: host/pyproject.toml host/constraints.txt $(STAMPS)/venv-a
 	touch $@
 
 # pytest exit code 5 means no test was collected: that is a failure, never a pass.
-test: venv vm lint $(STAMPS)/apt-softphone $(STAMPS)/venv-audio
+test: venv vm lint $(STAMPS)/apt-softphone $(STAMPS)/apt-metrics $(STAMPS)/venv-audio
 	$(BIN)/python -m pytest -m "not slow and not soak" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
