@@ -36,11 +36,18 @@ class Session:
 
     def start(self, now):
         """(Re)open the session: forget what was in flight and say HELLO."""
+        self._restart(now)
+        self.started = True
+        self.flush()
+
+    def _restart(self, now):
+        # A press not yet acknowledged is lost on purpose (PROTOCOL.md, resynchronisation):
+        # show it as not confirmed rather than let a new session deliver it late.
+        if self.unit.request_seq >= 0:
+            self.unit.failed(self.unit.request_seq, now)
         self.link.reset()
         self.unit.host_lost()
         self._send_hello(now)
-        self.started = True
-        self.flush()
 
     def flush(self):
         out = self.link.take_output()
@@ -108,11 +115,9 @@ class Session:
         if mtype == L.HELLO:
             # The host (re)started: it resends the whole STATE after our HELLO.
             ack = self.link.take_output()
-            self.link.reset()
             if ack:
                 self.stream.write(ack)
-            self.unit.host_lost()
-            self._send_hello(now)
+            self._restart(now)
         elif mtype == L.STATE:
             try:
                 call, agent, flags, timer_s = L.decode_state(frame.payload)

@@ -108,3 +108,16 @@ def test_hello_repeats_while_no_host(mpvm: MicroPythonVM) -> None:
     frames = host.run(7000, chunk=100, step=10)
     hellos = _of(frames, L.HELLO)
     assert len({f.seq for f in hellos}) == 3  # at boot, then 3 s and 6 s later
+
+
+def test_press_pending_when_host_restarts_is_not_confirmed(mpvm: MicroPythonVM) -> None:
+    """A host HELLO resets the session: the unACKed press shows "not confirmed", never delivered later."""
+    fw.boot(mpvm)
+    host = fw.Host(mpvm, ack=False)
+    host.run(300, script=[(100, VOL_UP, 0), (160, VOL_UP, 1)], chunk=5)
+    assert mpvm.run("print(app.unit.request_seq >= 0)").check().strip() == "True"
+    host.link.send(L.HELLO, L.encode_json({"proto": 1, "host": "test"}), host.t)
+    frames = host.run(320, chunk=5)
+    assert mpvm.run("print(app.unit.request_seq, app.unit.refused)").check().split() == ["-1", "1"]
+    frames += host.run(1500, chunk=5)
+    assert not fw.events(frames)  # the old EVENT is not retransmitted into the new session
