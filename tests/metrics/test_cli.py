@@ -140,3 +140,16 @@ def test_export_refuses_to_overwrite(store_path: Path, tmp_path: Path, capsys: p
     code, _, err = run(capsys, "metrics", "export", str(target))
     assert code == 2 and "exists (use --force" in err
     assert target.read_text() == "keep me"
+
+
+def test_panel_without_a_daemon_fails_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code, out, err = run(capsys, "panel", "--api-port", str(port), "--print-url")
+    assert code == 1 and out == ""
+    assert err.startswith(f"offhook: error: no daemon answers on 127.0.0.1:{port}") and err.count("\n") == 1
+    code, _, err = run(capsys, "panel", "--api-port", "70000")
+    assert code == 2 and "is not a port number" in err

@@ -217,3 +217,67 @@ def test_panel_without_token_does_not_connect(daemon: FakeDaemon) -> None:
         finally:
             browser.close()
     assert daemon.received == []
+
+
+class RealApi:
+    """The daemon's real local API server (no unit, web softphone role) on a free port, in a thread."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self.loop.run_until_complete, args=(self._main(),), daemon=True)
+
+    async def _main(self) -> None:
+        from offhook import config
+        from offhook.api.server import ApiServer
+        from offhook.api.tokens import TokenStore
+        from offhook.daemon.service import Daemon
+        from offhook.softphone.web import WebSoftphone
+
+        cfg = config.validate({})
+        softphone = WebSoftphone()
+        server = ApiServer(Daemon(cfg, softphone, self.tmp_path / "state.json"), TokenStore(), 0, [])
+        softphone.attach(server)
+        self._stop = asyncio.Event()
+        await server.start()
+        self.port = server.port
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await server.stop()
+
+    def __enter__(self) -> RealApi:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def test_offhook_panel_opens_the_real_daemon_panel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from offhook.cli import main
+
+    with RealApi(tmp_path) as api:
+        assert main(["panel", "--api-port", str(api.port), "--print-url"]) == 0
+        url = capsys.readouterr().out.strip()
+        assert url.startswith(f"http://127.0.0.1:{api.port}/panel/#token=")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+            try:
+                page = browser.new_page()
+                page.goto(url)
+                expect(page.locator("#connection")).to_have_text("connected")
+                expect(page.locator("#call-state")).to_have_text("No call")
+                # The token worked once; the same URL again is refused.
+                again = browser.new_page()
+                again.goto(url)
+                expect(again.locator("#connection")).to_contain_text("token refused")
+            finally:
+                browser.close()

@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from offhook.cli import EXIT_OK, UsageError
+from offhook.cli import EXIT_FAILED, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
     from offhook.metrics.report import Report, ReportQuery
@@ -82,6 +82,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     purge.add_argument("--older-than", metavar="DAYS", default="365", help="retention period in days (default: 365)")
     purge.add_argument("--numbers-only", action="store_true", help="keep the calls, erase their customer numbers")
     purge.set_defaults(handler=_purge)
+
+    panel = subparsers.add_parser(
+        "panel",
+        help="open the agent panel (live call, timers, today's figures) in the browser",
+        description="Ask the running daemon for a one-time token and open the agent panel served on "
+        "127.0.0.1. The token travels in the URL fragment: it never reaches a server log and works once.",
+    )
+    panel.add_argument("--config", type=Path, help="daemon config (for api.port)")
+    panel.add_argument("--api-port", type=int, help="the daemon's API port (default: api.port of the config)")
+    panel.add_argument("--print-url", action="store_true", help="print the URL instead of opening a browser")
+    panel.set_defaults(handler=_panel)
 
 
 def _db_option(parser: argparse.ArgumentParser, *, many: bool) -> None:
@@ -273,3 +284,62 @@ def _purge(args: argparse.Namespace) -> int:
     what = "erased the customer numbers of" if args.numbers_only else "deleted"
     print(f"{what} {count} calls that rang more than {days:g} days ago")
     return EXIT_OK
+
+
+# ---------------------------------------------------------------------- panel
+
+
+def _panel(args: argparse.Namespace) -> int:
+    from offhook import config as config_module
+
+    if args.api_port is not None:
+        port = args.api_port
+        if not 1 <= port <= 65535:
+            raise UsageError(f"--api-port {port} is not a port number")
+    else:
+        try:
+            port = int(config_module.load(args.config)["api"]["port"])
+        except config_module.ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    try:
+        token = one_time_token(port)
+    except OSError as exc:
+        print(
+            f"offhook: error: no daemon answers on 127.0.0.1:{port} ({exc}); start it with `offhook daemon`",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    except RuntimeError as exc:
+        print(f"offhook: error: the daemon refused a panel token: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    url = f"http://127.0.0.1:{port}/panel/#token={token}"
+    if args.print_url:
+        print(url)
+        return EXIT_OK
+    import webbrowser
+
+    if not webbrowser.open(url):
+        print(url)
+    return EXIT_OK
+
+
+def one_time_token(port: int) -> str:
+    """Authenticate as a local program (the user token file) and ask for a one-time panel token."""
+    from websockets.exceptions import WebSocketException
+    from websockets.sync.client import connect
+
+    from offhook.api.tokens import TokenStore
+
+    try:
+        with connect(f"ws://127.0.0.1:{port}/api", open_timeout=5, close_timeout=1) as ws:
+            ws.send(json.dumps({"type": "auth", "token": TokenStore().user_token()}))
+            welcome = json.loads(ws.recv(timeout=5))
+            if welcome.get("type") != "welcome":
+                raise RuntimeError(str(welcome.get("error", "not authenticated")))
+            ws.send(json.dumps({"id": 1, "type": "one_time_token"}))
+            reply = json.loads(ws.recv(timeout=5))
+    except (WebSocketException, TimeoutError) as exc:
+        raise RuntimeError(str(exc) or type(exc).__name__) from None
+    if not reply.get("ok") or not isinstance(reply.get("token"), str):
+        raise RuntimeError(str(reply.get("error", "no token in the reply")))
+    return str(reply["token"])
