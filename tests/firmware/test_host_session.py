@@ -58,8 +58,8 @@ async def _scenario(vm: MicroPythonVM) -> tuple:
     try:
         await asyncio.sleep(0.2)
         lamps = json.loads(vm.run("print(duties())").check())
-        vm.run("machine.set_input(3, 0)").check()  # K2: mute
-        await asyncio.sleep(0.1)
+        vm.run("machine.set_input(3, 0)").check()  # K2: mute, held well past debounce, short of long
+        await asyncio.sleep(0.3)
         vm.run("machine.set_input(3, 1)").check()
         event = await asyncio.wait_for(session.events.get(), 2)
         await asyncio.sleep(0.3)
