@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 # Debian packages each area needs (installed only when missing).
 APT_BASE := python3 python3-venv python3-dev gcc nodejs
-APT_SOFTPHONE := baresip-core
+APT_SOFTPHONE := baresip-core tmux
 # Metrics: Debian's Chromium, driven by Playwright in the agent panel's headless test.
 APT_METRICS := chromium
 # Audio core: speech synthesis for test signals, the anchors (SpeexDSP, WebRTC 0.3), a PulseAudio
@@ -99,12 +99,12 @@ test: venv vm lint $(STAMPS)/apt-softphone $(STAMPS)/apt-metrics $(STAMPS)/venv-
 	$(BIN)/python -m pytest -m "not slow and not soak" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-bench: venv vm $(STAMPS)/bench-audio
+bench: venv vm $(STAMPS)/bench-audio $(STAMPS)/apt-softphone
 	$(BIN)/python -m tests.bench
 
-run: venv vm
-	$(BIN)/offhook --version
-	$(BIN)/offhook --help
+# The demo: baresip lines, the daemon, and the simulated unit with its TUI (a real unit when plugged in).
+run: venv vm $(STAMPS)/apt-softphone
+	$(BIN)/offhook demo
 
 dist: venv
 	rm -rf dist

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "offhook.commands.link",
     "offhook.commands.daemon",
     "offhook.commands.sim",
+    "offhook.commands.demo",
     "offhook.commands.audio",
     "offhook.commands.metrics",
 )

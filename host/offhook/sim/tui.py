@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from rich.text import Text
@@ -96,14 +97,20 @@ class SimApp(App[int]):
     CSS = "UnitView { height: auto; padding: 1 2; border: round $accent; } RichLog { height: 1fr; }"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("p", "power_cycle", "Power-cycle"),
         Binding("u", "plug", "Unplug/replug"),
         Binding("tab", "next_unit", "Next unit", show=False),
     ]
 
-    def __init__(self, units: list[SimulatedUnit]) -> None:
+    def __init__(
+        self, units: list[SimulatedUnit], extra_keys: dict[str, tuple[str, Callable[[], Awaitable[str]]]] | None = None
+    ) -> None:
+        """``extra_keys``: key → (label, coroutine returning a line for the log), e.g. the demo's customer."""
         super().__init__()
         self.units = units
+        self.extra_keys = extra_keys or {}
+        self._logged_state: tuple[int, ...] | None = None
         self.current = 0
         self.view = UnitView(units[0])
         for unit in units:
@@ -120,6 +127,8 @@ class SimApp(App[int]):
     def on_mount(self) -> None:
         self.set_interval(0.1, self.view.refresh)
         self.log_line(f"{len(self.units)} unit(s); open {self.units[0].port_link} like a real unit's serial port")
+        for key, (label, _) in self.extra_keys.items():
+            self.log_line(f"[{key}] {label}")
 
     def log_line(self, line: str) -> None:
         self.query_one(RichLog).write(f"{time.strftime('%H:%M:%S')} {line}")
@@ -128,11 +137,20 @@ class SimApp(App[int]):
         unit = self.units[self.current]
         if what == "log" and unit.logs:
             self.log_line(f"unit: {unit.logs[-1].rstrip()}")
-        elif what == "state" and unit.last_state is not None:
+        elif what == "state" and unit.last_state is not None and unit.last_state[:3] != self._logged_state:
+            self._logged_state = unit.last_state[:3]  # the wrap-up countdown alone is not news
             call, agent, flags, _ = unit.last_state
             self.log_line(f"host STATE: call {L.CALL_NAMES[call]}, agent {L.AGENT_NAMES[agent]}, flags {flags:#06x}")
 
     async def on_key(self, event: events.Key) -> None:
+        if event.character in self.extra_keys:
+            label, action = self.extra_keys[event.character]
+            event.stop()
+            try:
+                self.log_line(await action())
+            except Exception as exc:  # a demo helper failing must not take the UI down
+                self.log_line(f"{label}: {exc}")
+            return
         for button, (short, long_, double, _) in KEYS.items():
             if event.key in (short, long_, double) or event.character in (short, long_, double):
                 unit = self.units[self.current]

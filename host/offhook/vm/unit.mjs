@@ -159,4 +159,7 @@ input.on("line", (line) => {
   if (message.quit) process.exit(0);
 });
 input.on("close", () => process.exit(0));
+// Also leave if the parent is gone but something else still holds our stdin open.
+const parent = process.ppid;
+setInterval(() => { if (process.ppid !== parent) process.exit(0); }, 1000).unref();
 emit({ ready: true });
