@@ -94,7 +94,7 @@ def _rtf_48k(scene: scenes.Scene) -> tuple[float, float]:
     started = time.process_time()
     out = process_signals(mic, ref, config)
     busy = time.process_time() - started
-    a, b = scene.segments["fst"]
+    _a, b = scene.segments["fst"]
     steady = slice(3 * (b - 4 * RATE), 3 * b)
     return busy / (len(mic) / 48000), measures.db_ratio(mic[steady], out[steady])
 

@@ -1,0 +1,228 @@
+"""Real-time pipeline: headset <-> offhook chain <-> softphone, through PortAudio (pyaudio).
+
+Stream layout (measured on PulseAudio without a sound card, see docs/audio.md): four separate
+callback streams, never one full-duplex stream spanning two devices (that busy-loops):
+
+- reference in (``offhook_far`` monitor: what the softphone plays) -> :class:`DriftBuffer`
+- headset speaker out <- that buffer; every frame played is also queued as the AEC reference
+- headset mic in -> chain (AEC with the queued reference, gate, mute) -> :class:`DriftBuffer`
+- virtual mic out (``offhook_mic_sink``, remapped as source ``offhook_mic``) <- that buffer
+
+The two drift buffers sit exactly where the clocks change (system clock of the null sinks vs the
+headset's crystal). Added latency = chain latency + both buffers' fill + one callback period.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from offhook.audio import FRAME_MS
+from offhook.audio.aec import AecConfig
+from offhook.audio.chain import Chain, ChainConfig
+from offhook.audio.drift import DriftBuffer
+from offhook.audio.pulse import RATE, alsa_config, default_pcms, ensure_virtual_devices
+
+
+@dataclass
+class RealtimeConfig:
+    mic_device: str | None = None
+    speaker_device: str | None = None
+    aec: bool = True
+    gate: bool = True
+    tail_ms: float = 128.0
+    setup_devices: bool = True
+    rate: int = RATE
+    buffer_frames: int = 2  # drift-buffer target, in 10 ms frames
+    control_socket: Path | None = None
+
+
+@dataclass
+class Stats:
+    frames: int = 0
+    stream_xruns: int = 0  # PortAudio status flags (input overflow / output underflow)
+    buffer_underruns: int = 0
+    buffer_overruns: int = 0
+    ref_missing: int = 0
+    added_latency_ms: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def control_socket_path() -> Path:
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+    return base / "offhook-audio.sock"
+
+
+def request_mute(muted: bool, path: Path | None = None) -> None:
+    """For the daemon: tell a running `offhook audio run` to mute or un-mute (datagram)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"mute" if muted else b"unmute", str(path or control_socket_path()))
+
+
+class Realtime:
+    def __init__(self, config: RealtimeConfig) -> None:
+        self.config = config
+        self.frame = config.rate * FRAME_MS // 1000
+        self.chain = Chain(
+            ChainConfig(
+                rate=config.rate, aec=config.aec, gate=config.gate, aec_config=AecConfig(tail_ms=config.tail_ms)
+            )
+        )
+        target = config.buffer_frames * self.frame
+        self.ref_buffer = DriftBuffer(target, capacity=6 * self.frame)
+        self.out_buffer = DriftBuffer(target, capacity=6 * self.frame)
+        self._played: collections.deque[np.ndarray] = collections.deque(maxlen=50)
+        self.stats = Stats()
+        self._streams: list[Any] = []
+        self._pa: Any = None
+        self._sock: socket.socket | None = None
+        self._stop = threading.Event()
+        self._started_at = 0.0
+        self._baseline: tuple[int, int] | None = None
+
+    def set_muted(self, muted: bool) -> None:
+        self.chain.mute.set_muted(muted)
+
+    # PortAudio callbacks: no allocation-heavy work beyond one frame, never block.
+    def _ref_in(self, data: bytes, count: int, info: Any, status: int) -> tuple[None, int]:
+        self._note(status)
+        self.ref_buffer.push(np.frombuffer(data, dtype="<i2") / 32768.0)
+        return None, self._continue()
+
+    def _speaker_out(self, data: Any, count: int, info: Any, status: int) -> tuple[bytes, int]:
+        self._note(status)
+        frame = self.ref_buffer.pull(count)
+        self._played.append(frame)
+        return _pcm(frame), self._continue()
+
+    def _mic_in(self, data: bytes, count: int, info: Any, status: int) -> tuple[None, int]:
+        self._note(status)
+        mic = np.frombuffer(data, dtype="<i2") / 32768.0
+        if self._played:
+            ref = self._played.popleft()
+        else:
+            ref = np.zeros(count)
+            self.stats.ref_missing += 1
+        if len(ref) != count:
+            ref = np.resize(ref, count)
+        self.out_buffer.push(self.chain.push(mic, ref))
+        self.stats.frames += 1
+        if self._baseline is None and time.monotonic() - self._started_at > 2.0:
+            # Start-up backlog and the first late callbacks are not xruns: count from here.
+            self._baseline = (self.ref_buffer.underruns + self.out_buffer.underruns,
+                              self.ref_buffer.overruns + self.out_buffer.overruns)  # fmt: skip
+        return None, self._continue()
+
+    def _virtual_out(self, data: Any, count: int, info: Any, status: int) -> tuple[bytes, int]:
+        self._note(status)
+        return _pcm(self.out_buffer.pull(count)), self._continue()
+
+    def _note(self, status: int) -> None:
+        if status and time.monotonic() - self._started_at > 2.0:  # start-up backlog is not an xrun
+            self.stats.stream_xruns += 1
+
+    def _continue(self) -> int:
+        return 1 if self._stop.is_set() else 0  # paComplete / paContinue
+
+    def start(self) -> None:
+        cfg = self.config
+        if cfg.setup_devices:
+            ensure_virtual_devices()
+        pcms = default_pcms(cfg.mic_device, cfg.speaker_device)
+        if "ALSA_CONFIG_PATH" not in os.environ or cfg.setup_devices:
+            conf = Path(tempfile.mkstemp(prefix="offhook-alsa-", suffix=".conf")[1])
+            conf.write_text(alsa_config(pcms))
+            os.environ["ALSA_CONFIG_PATH"] = str(conf)
+        import pyaudio
+
+        self._pa = pa = pyaudio.PyAudio()
+        index = {pa.get_device_info_by_index(i)["name"]: i for i in range(pa.get_device_count())}
+        missing = [name for name in pcms if name not in index]
+        if missing:
+            raise RuntimeError(f"audio devices not found through ALSA: {', '.join(missing)}")
+        common = dict(format=pyaudio.paInt16, channels=1, rate=cfg.rate, frames_per_buffer=self.frame)
+        self._started_at = time.monotonic()
+        plan = [
+            ("input", "offhook_reference", self._ref_in),
+            ("output", "offhook_headset_speaker", self._speaker_out),
+            ("input", "offhook_headset_mic", self._mic_in),
+            ("output", "offhook_output", self._virtual_out),
+        ]
+        for direction, name, callback in plan:
+            device = {f"{direction}_device_index": index[name], direction: True}
+            self._streams.append(pa.open(stream_callback=callback, **device, **common))
+        self._start_control()
+
+    def _start_control(self) -> None:
+        path = self.config.control_socket or control_socket_path()
+        path.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(path))
+        sock.settimeout(0.2)
+        self._sock = sock
+
+        def serve() -> None:
+            while not self._stop.is_set():
+                try:
+                    message = sock.recv(64)
+                except (TimeoutError, OSError):
+                    continue
+                if message in (b"mute", b"unmute"):
+                    self.set_muted(message == b"mute")
+
+        threading.Thread(target=serve, name="offhook-audio-control", daemon=True).start()
+
+    def snapshot(self) -> Stats:
+        s = self.stats
+        under0, over0 = self._baseline or (0, 0)
+        s.buffer_underruns = self.ref_buffer.underruns + self.out_buffer.underruns - under0
+        s.buffer_overruns = self.ref_buffer.overruns + self.out_buffer.overruns - over0
+        per = 1000.0 / self.config.rate
+        s.added_latency_ms = (self.chain.latency + self.out_buffer.fill + self.frame) * per
+        return s
+
+    def stop(self) -> None:
+        self._stop.set()
+        for stream in self._streams:
+            try:
+                stream.stop_stream()
+                stream.close()
+            except OSError:
+                pass
+        if self._pa is not None:
+            self._pa.terminate()
+        if self._sock is not None:
+            self._sock.close()
+
+
+def _pcm(frame: np.ndarray) -> bytes:
+    return np.clip(np.round(frame * 32768.0), -32768, 32767).astype("<i2").tobytes()
+
+
+def run_forever(config: RealtimeConfig, seconds: float = 0.0) -> int:
+    engine = Realtime(config)
+    engine.start()
+    started = time.monotonic()
+    try:
+        while seconds <= 0 or time.monotonic() - started < seconds:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.stop()
+    stats = engine.snapshot()
+    print(
+        f"offhook audio: {stats.frames} frames, stream xruns {stats.stream_xruns}, "
+        f"buffer underruns {stats.buffer_underruns}, overruns {stats.buffer_overruns}, "
+        f"added latency ~{stats.added_latency_ms:.0f} ms (estimate from buffer fill)"
+    )
+    return 0
