@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,10 @@ async def run(api_port: int = 8677) -> int:
                 print("c: customer calls   x: customer hangs up   (the unit's buttons answer, mute, hold, escalate)")
                 await asyncio.Event().wait()  # until Ctrl-C
                 return 0
-            extra = {"c": ("Customer calls", demo.customer_calls), "x": ("Customer hangs up", demo.customer_hangs_up)}
+            extra: dict[str, tuple[str, Callable[[], Awaitable[str]]]] = {
+                "c": ("Customer calls", demo.customer_calls),
+                "x": ("Customer hangs up", demo.customer_hangs_up),
+            }
             await SimApp([unit], extra_keys=extra).run_async()
             return 0
         finally:
