@@ -136,9 +136,7 @@ def _idle(workdir: Path) -> tuple[float, float, float, float]:
     agent = BaresipInstance("idle-agent", workdir).start()
     unit = PtyUnit()
     cfg = workdir / "idle.toml"
-    cfg.write_text(
-        f'[unit]\nport = "{unit.path}"\n[softphone]\nbaresip_ctrl = "127.0.0.1:{agent.ctrl_port}"\n'
-    )
+    cfg.write_text(f'[unit]\nport = "{unit.path}"\n[softphone]\nbaresip_ctrl = "127.0.0.1:{agent.ctrl_port}"\n')
     env = {**os.environ, "XDG_RUNTIME_DIR": str(workdir), "XDG_STATE_HOME": str(workdir)}
     offhook = Path(sys.executable).with_name("offhook")
     log = (workdir / "idle-daemon.log").open("w")
