@@ -231,8 +231,9 @@ def test_tui_closed_terminal_leaves_no_process(tmp_path: Path) -> None:
     while not link.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     pane_pid = int(
-        subprocess.run(["tmux", "list-panes", "-t", session_name, "-F", "#{pane_pid}"], capture_output=True, text=True)
-        .stdout.split()[0]
+        subprocess.run(
+            ["tmux", "list-panes", "-t", session_name, "-F", "#{pane_pid}"], capture_output=True, text=True
+        ).stdout.split()[0]
     )
     sim_pids = [pane_pid, *node_children(pane_pid)]
     assert len(sim_pids) == 2
