@@ -147,9 +147,13 @@ class App:
             await asyncio.sleep_ms(FRAME_MS)
 
     async def _link(self):
+        unit = self.unit
         while True:
             now = ticks_ms()
+            before = unit.changes
             self.session.step(now)
+            if unit.changes != before:
+                self.draw(now)  # show a new STATE now, not at the next LED frame (up to 20 ms later)
             self.beats[_LINK] = now
             await asyncio.sleep_ms(LINK_MS)
 

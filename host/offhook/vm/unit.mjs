@@ -20,7 +20,7 @@ const [flashDir, serialHex, heapArg] = process.argv.slice(2);
 const filesDir = path.join(flashDir, "files");
 const journalPath = path.join(flashDir, "journal.jsonl");
 const LINK_POLL_MS = 2;
-const LED_POLL_MS = 20;
+const LED_POLL_MS = 4; // well under the firmware's 20 ms LED frame, so timings are the firmware's
 
 let journalEntries = 0;
 let cutAfter = Infinity;
