@@ -195,3 +195,13 @@ def test_today_figures_for_the_panel(recorder: CallRecorder) -> None:
     assert (figures["calls"], figures["handled"], figures["aht_s"]) == (6, 4, 302.75)
     nothing = today(recorder.conn, agent="ann", tz="Europe/Berlin", now=datetime(2026, 3, 11, 8, 0, tzinfo=BERLIN))
     assert nothing["calls"] == 0 and nothing["aht_s"] is None
+
+
+def test_repeated_dst_hour_east_of_utc_stays_in_time_order(recorder: CallRecorder) -> None:
+    # Berlin leaves DST on 25 Oct 2026 at 03:00 CEST -> 02:00 CET: 02:30 happens twice.
+    utc = ZoneInfo("UTC")
+    for name, hour in (("second", 1), ("first", 0)):  # recorded out of order on purpose
+        start = datetime(2026, 10, 25, hour, 30, tzinfo=utc)
+        play(recorder, name, start, [("answered", 2), ("hung_up", 32), ("wrap_up_ended", 33)])
+    rows = report(recorder, by="hour").rows
+    assert [row.group for row in rows] == ["2026-10-25T02:00+02:00", "2026-10-25T02:00+01:00"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -164,13 +165,17 @@ def _report(args: argparse.Namespace) -> int:
     finally:
         for conn in sources:
             conn.close()
-    if args.format == "json":
-        json.dump(result.as_json(), sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    elif args.format == "csv":
-        _write_csv(result)
-    else:
-        _print_table(result)
+    try:
+        if args.format == "json":
+            json.dump(result.as_json(), sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        elif args.format == "csv":
+            _write_csv(result)
+        else:
+            _print_table(result)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `offhook report | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if by_day is not None:
         from offhook.metrics.charts import write_chart
 

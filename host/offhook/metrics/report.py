@@ -13,16 +13,18 @@ Definitions (printed by `offhook report --help` and in docs/metrics.md):
 - median and p90 interpolate linearly between ranks (numpy's default, Excel's PERCENTILE.INC).
 - a day (and an hour) is the agent's local time at ring start, in the agent's time zone.
 
-How it stays fast over a million calls: SQLite groups and counts; each group's
-handled calls arrive as one ``group_concat`` of their fixed-layout ``summary`` text
-(see store.SUMMARY_FIELDS), which numpy parses in C. Only completed calls count.
+How it stays fast over a million calls: SQLite only filters and groups (by day it
+walks the day index without sorting); each group's calls arrive as one
+``group_concat`` of their fixed-layout ``summary`` text (see store.SUMMARY_FIELDS),
+which numpy parses in C; counts, hours, means and percentiles are numpy from there.
+Only completed calls count.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -41,14 +43,18 @@ AHT_DEFINITION = (
     "are excluded. Talk excludes hold. Ring time (average speed of answer) is reported separately."
 )
 
-# SQL for each grouping; an hour keeps its UTC offset so the repeated hour of a DST change stays two hours.
-_GROUP_SQL = {
-    None: "'all'",
-    "day": "local_day",
-    "hour": "substr(local_start, 1, 13) || ':00' || substr(local_start, 20)",
-    "agent": "agent",
+# SQLite returns one summary string per (local day, agent), in the order of the day index, so
+# it never sorts and no string grows past one agent's day; numpy merges them into the groups
+# asked for (hours are split from days: each call's summary carries its local hour and offset).
+_GROUP_KEY = {
+    None: lambda day, agent: "all",
+    "day": lambda day, agent: day,
+    "hour": lambda day, agent: day,
+    "agent": lambda day, agent: agent,
 }
-_HANDLED_SQL = ", ".join(f"'{outcome}'" for outcome in HANDLED_OUTCOMES)
+_HANDLED_CODES = np.array([OUTCOMES.index(outcome) for outcome in HANDLED_OUTCOMES])
+_F = {name: i for i, name in enumerate(store.SUMMARY_FIELDS)}
+_TIMINGS = np.array([_F[name] for name in ("ring_ms", "talk_ms", "hold_ms", "wrap_ms", "holds", "long_holds")])
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class ReportQuery:
     by: str | None = None
 
     def __post_init__(self) -> None:
-        if self.by not in _GROUP_SQL:
+        if self.by not in _GROUP_KEY:
             raise MetricsError(f"--by must be one of {', '.join(BY_CHOICES)}, not {self.by!r}")
         if self.since and self.until and self.since > self.until:
             raise MetricsError(f"--since {self.since} is after --until {self.until}")
@@ -132,12 +138,6 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 @dataclass
-class _Group:
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
-    parts: list[np.ndarray] = field(default_factory=list)  # (n, 6) int64 summaries of handled calls
-
-
-@dataclass
 class Report:
     query: ReportQuery
     rows: list[ReportRow]  # one per group, sorted by group
@@ -182,40 +182,67 @@ def open_sources(paths: Sequence[Path]) -> list[sqlite3.Connection]:
 
 def build(sources: Iterable[sqlite3.Connection], query: ReportQuery) -> Report:
     """Aggregate the calls of every source that match the query into one report."""
-    groups: dict[str, _Group] = {}
     where, params = where_clause(query)
-    # One row per group, no GROUP BY on outcome: grouped by day, SQLite walks the day index and never sorts.
-    counted = ", ".join(f"sum(outcome = '{outcome}')" for outcome in OUTCOMES)
-    sql = (
-        f"SELECT {_GROUP_SQL[query.by]} AS grp, {counted},"
-        f" group_concat(CASE WHEN outcome IN ({_HANDLED_SQL}) THEN summary END)"
-        f" FROM calls WHERE {where} GROUP BY grp"
-    )
-    for conn in sources:
-        for group, *counts, summaries in conn.execute(sql, params):
-            entry = groups.setdefault(str(group), _Group())
-            for outcome, count in zip(OUTCOMES, counts, strict=True):
-                entry.counts[outcome] += count
-            if summaries:
-                # numpy's C parser, ~10x np.array(text.split()); int32 ms holds 24 days per call
-                parsed = np.fromstring(summaries, sep=",", dtype=np.int32)
-                entry.parts.append(parsed.reshape(-1, len(store.SUMMARY_FIELDS)))
-    names = sorted(groups)
+    sql = f"SELECT local_day, agent, group_concat(summary) FROM calls WHERE {where} GROUP BY local_day, agent"
     width = len(store.SUMMARY_FIELDS)
-    sizes = np.array([sum(len(part) for part in groups[name].parts) for name in names], dtype=np.int64)
-    parts = [part for name in names for part in groups[name].parts]
-    for entry in groups.values():
-        entry.parts.clear()
-    empty = np.zeros((0, width), dtype=np.int32)
-    data = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else empty
-    del parts
-    total_counts = dict.fromkeys(OUTCOMES, 0)
-    for entry in groups.values():
-        for outcome, count in entry.counts.items():
-            total_counts[outcome] += count
+    key = _GROUP_KEY[query.by]
+    parsed: dict[str, list[np.ndarray]] = {}
+    for conn in sources:
+        for day, agent, summaries in conn.execute(sql, params):
+            # numpy's C parser: ~10x np.array(text.split(",")); int32 ms holds 24 days per call
+            calls = np.fromstring(summaries, sep=",", dtype=np.int32).reshape(-1, width)
+            parsed.setdefault(str(key(day, agent)), []).append(calls)
+    if query.by == "hour":
+        parsed = _split_hours(parsed)
+    names = sorted(parsed, key=_hour_order if query.by == "hour" else None)
+    counts: list[np.ndarray] = []
+    handled_parts: list[np.ndarray] = []
+    sizes = np.zeros(len(names), dtype=np.int64)
+    for i, name in enumerate(names):
+        # Piece by piece, freeing each as it is read: the peak stays near one copy of the data.
+        parts = parsed.pop(name)
+        count = np.zeros(len(OUTCOMES), dtype=np.int64)
+        while parts:
+            calls = parts.pop()
+            outcome = calls[:, _F["outcome"]]
+            count += np.bincount(outcome, minlength=len(OUTCOMES))
+            handled = calls[np.ix_(np.isin(outcome, _HANDLED_CODES), _TIMINGS)]
+            handled_parts.append(handled)
+            sizes[i] += len(handled)
+            del calls, outcome
+        counts.append(count)
+    data = np.concatenate(handled_parts) if handled_parts else np.zeros((0, len(_TIMINGS)), dtype=np.int32)
+    del handled_parts
+    total_counts = np.sum(counts, axis=0) if counts else np.zeros(len(OUTCOMES), dtype=np.int64)
     total = _rows([TOTAL], [total_counts], data, np.array([len(data)], dtype=np.int64))[0]
-    rows = _rows(names, [groups[name].counts for name in names], data, sizes) if query.by else []
+    rows = _rows(names, counts, data, sizes) if query.by else []
     return Report(query, rows, total, data[:, 0].copy())
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _split_hours(days: dict[str, list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    """Each day's calls by local hour and UTC offset: '2026-10-25T02:00+02:00' and '…T02:00+01:00'."""
+    hours: dict[str, list[np.ndarray]] = {}
+    for day in list(days):
+        calls = _joined(days.pop(day))
+        key = calls[:, _F["local_hour"]].astype(np.int64) * 10_000 + calls[:, _F["utc_offset_min"]] + 5_000
+        order = np.argsort(key, kind="stable")
+        unique, starts = np.unique(key[order], return_index=True)
+        for value, chunk in zip(unique, np.split(calls[order], starts[1:]), strict=True):
+            hour, offset = divmod(int(value), 10_000)
+            offset -= 5_000
+            sign = "+" if offset >= 0 else "-"
+            hours[f"{day}T{hour:02d}:00{sign}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"] = [chunk]
+    return hours
+
+
+def _hour_order(name: str) -> tuple[str, int]:
+    """Chronological: of two equal local hours (DST ending) the one with the larger UTC offset came first."""
+    sign = 1 if name[-6] == "+" else -1
+    return name[:-6], -sign * (int(name[-5:-3]) * 60 + int(name[-2:]))
 
 
 def _spreads(values: np.ndarray, group_index: np.ndarray, sizes: np.ndarray) -> list[Spread]:
@@ -251,7 +278,7 @@ def _spreads(values: np.ndarray, group_index: np.ndarray, sizes: np.ndarray) -> 
     ]
 
 
-def _rows(names: list[str], counts: list[dict[str, int]], data: np.ndarray, sizes: np.ndarray) -> list[ReportRow]:
+def _rows(names: list[str], counts: list[np.ndarray], data: np.ndarray, sizes: np.ndarray) -> list[ReportRow]:
     """One ReportRow per group; ``data`` holds the groups' handled calls consecutively, ``sizes`` their counts."""
     group_index = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
     ring, talk, hold, wrap = (_spreads(data[:, i], group_index, sizes) for i in range(4))
@@ -259,7 +286,7 @@ def _rows(names: list[str], counts: list[dict[str, int]], data: np.ndarray, size
     totals = np.stack([np.bincount(group_index, weights=data[:, i], minlength=len(sizes)) for i in range(1, 6)], 1)
     rows = []
     for i, name in enumerate(names):
-        count = counts[i]
+        count = {outcome: int(n) for outcome, n in zip(OUTCOMES, counts[i], strict=True)}
         calls = sum(count.values())
         handled = sum(count[o] for o in HANDLED_OUTCOMES)
         column = totals[i]

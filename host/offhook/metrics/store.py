@@ -72,7 +72,7 @@ CREATE TABLE calls (
     wrap_s      REAL,
     holds       INTEGER NOT NULL DEFAULT 0,
     long_holds  INTEGER NOT NULL DEFAULT 0,    -- holds longer than LONG_HOLD_S
-    summary     TEXT                           -- 'ring_ms,talk_ms,hold_ms,wrap_ms,holds,long_holds', see below
+    summary     TEXT                           -- SUMMARY_FIELDS as comma-separated integers, see below
 );
 CREATE INDEX calls_day ON calls (local_day, agent) WHERE completed = 1;
 CREATE INDEX calls_open ON calls (completed) WHERE completed = 0;
@@ -92,7 +92,18 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 # A completed call's figures once more as one fixed-layout text field: a report reads a
 # million calls as one group_concat() string per group and parses it with numpy in C,
 # about four times faster than fetching a million Python tuples.
-SUMMARY_FIELDS = ("ring_ms", "talk_ms", "hold_ms", "wrap_ms", "holds", "long_holds")
+# outcome: index in OUTCOMES; durations in whole ms; local_hour and utc_offset_min at ring start.
+SUMMARY_FIELDS = (
+    "outcome",
+    "ring_ms",
+    "talk_ms",
+    "hold_ms",
+    "wrap_ms",
+    "holds",
+    "long_holds",
+    "local_hour",
+    "utc_offset_min",
+)
 
 # version -> the SQL that takes a store from version-1 to version. Add, never edit.
 MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
@@ -192,9 +203,22 @@ def _migrate(conn: sqlite3.Connection, current: int) -> None:
         raise
 
 
-def summary(ring_s: float, talk_s: float, hold_s: float, wrap_s: float, holds: int, long_holds: int) -> str:
-    """The SUMMARY_FIELDS text of a completed call (durations in whole milliseconds)."""
-    return ",".join(str(round(s * 1000)) for s in (ring_s, talk_s, hold_s, wrap_s)) + f",{holds},{long_holds}"
+def summary(
+    outcome: str,
+    local_start: str,
+    ring_s: float,
+    talk_s: float = 0.0,
+    hold_s: float = 0.0,
+    wrap_s: float = 0.0,
+    holds: int = 0,
+    long_holds: int = 0,
+) -> str:
+    """The SUMMARY_FIELDS text of a completed call."""
+    start = datetime.fromisoformat(local_start)
+    offset = start.utcoffset()
+    offset_min = 0 if offset is None else int(offset.total_seconds() // 60)
+    durations = ",".join(str(round(s * 1000)) for s in (ring_s, talk_s, hold_s, wrap_s))
+    return f"{OUTCOMES.index(outcome)},{durations},{holds},{long_holds},{start.hour},{offset_min}"
 
 
 def store_id(conn: sqlite3.Connection) -> str | None:
@@ -389,7 +413,7 @@ class CallRecorder:
                     wrap_s,
                     holds,
                     long_holds,
-                    summary(ring_s, talk_s, hold_s, wrap_s, holds, long_holds),
+                    summary(row["outcome"], row["local_start"], ring_s, talk_s, hold_s, wrap_s, holds, long_holds),
                     row["id"],
                 ),
             )
@@ -435,7 +459,8 @@ class CallRecorder:
 
     def _open(self, conn: sqlite3.Connection, call_id: str) -> Any:
         return conn.execute(
-            "SELECT id, ring_mono, answer_mono, end_mono, outcome FROM calls WHERE call_id = ? AND completed = 0",
+            "SELECT id, ring_mono, answer_mono, end_mono, outcome, local_start FROM calls"
+            " WHERE call_id = ? AND completed = 0",
             (call_id,),
         ).fetchone()
 
@@ -461,7 +486,14 @@ class CallRecorder:
         conn.execute(
             "UPDATE calls SET end_mono = ?, end_wall = ?, outcome = ?, completed = 1, ring_s = ?, summary = ?"
             " WHERE id = ?",
-            (end, wall, outcome, end - row["ring_mono"], summary(end - row["ring_mono"], 0, 0, 0, 0, 0), row["id"]),
+            (
+                end,
+                wall,
+                outcome,
+                end - row["ring_mono"],
+                summary(outcome, row["local_start"], end - row["ring_mono"]),
+                row["id"],
+            ),
         )
 
     @staticmethod
