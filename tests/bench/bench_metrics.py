@@ -86,8 +86,36 @@ def _run_child(argv: list[str]) -> tuple[float, float, str]:
         return elapsed, usage.ru_maxrss / 1024, out.read()
 
 
+def recorder_latency(path: Path, calls: int = 200, synchronous: str = "FULL") -> tuple[float, float]:
+    """Mean and 99th-percentile milliseconds per recorder event (each one a durable transaction)."""
+    import numpy as np
+
+    from offhook.metrics.store import CallRecorder
+
+    latencies = []
+    with CallRecorder(path) as rec:
+        rec.conn.execute(f"PRAGMA synchronous = {synchronous}")
+        for n in range(calls):
+            call_id = f"lat-{n}"
+            started = time.perf_counter()
+            rec.ringing(call_id, agent="ann", direction="inbound", number="+4930123", tz="UTC", wall=1.8e9, mono=n)
+            latencies.append(time.perf_counter() - started)
+            for i, name in enumerate(("answered", "hold_started", "hold_ended", "hung_up", "wrap_up_ended"), 1):
+                started = time.perf_counter()
+                getattr(rec, name)(call_id, wall=1.8e9 + i, mono=n + i)
+                latencies.append(time.perf_counter() - started)
+    values = np.array(latencies) * 1000
+    return float(values.mean()), float(np.percentile(values, 99))
+
+
 def run() -> list[Figure]:
     figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="offhook-bench-") as tmp:
+        full_mean, full_p99 = recorder_latency(Path(tmp) / "full.sqlite3")
+        normal_mean, _ = recorder_latency(Path(tmp) / "normal.sqlite3", synchronous="NORMAL")
+        reference = f"synchronous=NORMAL (not durable): {normal_mean:.2f} ms"
+        figures.append(Figure("metrics", "recorder event, durable: mean", full_mean, "ms", reference))
+        figures.append(Figure("metrics", "recorder event, durable: p99", full_p99, "ms", reference))
     with tempfile.TemporaryDirectory(prefix="offhook-bench-") as tmp:
         db = Path(tmp) / "metrics.sqlite3"
         started = time.perf_counter()
