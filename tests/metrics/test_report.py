@@ -205,3 +205,16 @@ def test_repeated_dst_hour_east_of_utc_stays_in_time_order(recorder: CallRecorde
         play(recorder, name, start, [("answered", 2), ("hung_up", 32), ("wrap_up_ended", 33)])
     rows = report(recorder, by="hour").rows
     assert [row.group for row in rows] == ["2026-10-25T02:00+02:00", "2026-10-25T02:00+01:00"]
+
+
+def test_missed_call_answered_after_all_is_handled(recorder: CallRecorder) -> None:
+    # Ring-no-answer marks it missed at 30 s, but it keeps ringing and the agent answers at 45 s.
+    play(
+        recorder,
+        "late-answer",
+        datetime(2026, 3, 10, 9, 0, tzinfo=BERLIN),
+        [("missed", 30), ("answered", 45), ("hung_up", 105), ("wrap_up_ended", 115)],
+    )
+    total = report(recorder).total
+    assert (total.calls, total.handled, total.missed) == (1, 1, 0)
+    assert (total.ring.mean, total.talk.mean, total.wrap.mean) == (45.0, 60.0, 10.0)

@@ -329,13 +329,25 @@ class CallRecorder:
             return cursor.rowcount == 1
 
     def answered(self, call_id: str, *, wall: datetime | float, mono: float) -> bool:
-        """The agent answered (inbound) or the customer answered (outbound)."""
+        """The agent answered (inbound) or the customer answered (outbound).
+
+        A call marked missed (ring-no-answer) keeps ringing in the softphone; if the agent
+        answers it after all, it is handled after all: it reopens, with the whole ring time.
+        """
         with self._transaction() as conn:
             row = self._open(conn, call_id)
-            if row is None or row["answer_mono"] is not None or row["end_mono"] is not None:
+            if row is None:
+                row = conn.execute(
+                    "SELECT id, ring_mono FROM calls WHERE call_id = ? AND outcome = 'missed' AND answer_mono IS NULL",
+                    (call_id,),
+                ).fetchone()
+            elif row["answer_mono"] is not None or row["end_mono"] is not None:
+                return False
+            if row is None:
                 return False
             conn.execute(
-                "UPDATE calls SET answer_mono = ?, answer_wall = ?, outcome = 'answered' WHERE id = ?",
+                "UPDATE calls SET answer_mono = ?, answer_wall = ?, outcome = 'answered', completed = 0,"
+                " end_mono = NULL, end_wall = NULL, ring_s = NULL, summary = NULL WHERE id = ?",
                 (max(float(mono), row["ring_mono"]), to_epoch(wall), row["id"]),
             )
             return True
