@@ -139,6 +139,8 @@ class ResidualEchoSuppressor:
         self._y_prev = np.zeros(frame)
         self._overlap = np.zeros(frame)
         self._echo_hold = np.zeros(bins)
+        self.residual_power = 0.0
+        self._residual_prev = 0.0
         self.overestimate = 1.0
         self._noise = np.zeros(bins)
         self._smooth = np.zeros(bins)
@@ -152,8 +154,8 @@ class ResidualEchoSuppressor:
     def analyse(self, error: Float, echo: Float) -> tuple[Complex, Complex]:
         """Windowed spectra of the output and of the echo estimate for this frame."""
         w = self._window
-        e_spec = np.fft.rfft(w * np.concatenate((self._e_prev, error)))
-        y_spec = np.fft.rfft(w * np.concatenate((self._y_prev, echo)))
+        block = np.stack((np.concatenate((self._e_prev, error)), np.concatenate((self._y_prev, echo))))
+        e_spec, y_spec = np.fft.rfft(block * w, axis=1)
         self._e_prev, self._y_prev = error, echo
         return e_spec, y_spec
 
@@ -183,6 +185,11 @@ class ResidualEchoSuppressor:
         prior = 0.85 * self._gain**2 * self._post_prev + 0.15 * np.maximum(posterior - 1.0, 0.0)
         gain = prior / (1.0 + prior)
         gain = np.maximum(gain, self.gain_floor)
+        # Mean power per sample of the echo left after suppression (Parseval, sqrt-Hann frame),
+        # held over two frames: the gate counts it as background, not as the agent talking.
+        left = 4.0 * float(np.sum(gain**2 * residual)) / (2 * self.frame) ** 2
+        self.residual_power = max(left, self._residual_prev)
+        self._residual_prev = left
         self._gain = gain
         self._post_prev = np.minimum(posterior, 1e4)
         out_spec = gain * e_spec
@@ -218,6 +225,8 @@ class EchoCanceller:
         self._norm = np.zeros(self.bins)
         self._davg1 = self._davg2 = self._dvar1 = self._dvar2 = 0.0
         self._delay = 0  # frames the reference is read back (estimate minus margin)
+        self._stable = 0
+        self._last_estimate: int | None = None
         self.estimator = DelayEstimator(self.bins, self.max_lag)
         self.suppressor = (
             ResidualEchoSuppressor(n, comfort_noise=config.comfort_noise, seed=config.seed) if config.suppress else None
@@ -228,6 +237,8 @@ class EchoCanceller:
         # Regularisation: a reference quieter than about -60 dBFS does not drive adaptation.
         self._delta = 2 * n * 1e-6 * self.partitions
         self.adapt = True
+        self._fg_erle = 0.0
+        self._fg_converged = False
         self.adapted = False
         self._sum_adapt = 0.0
         self.foreground_updates = 0
@@ -262,8 +273,8 @@ class EchoCanceller:
         n = self.frame
         mic = np.asarray(mic, dtype=np.float64)
         ref = np.asarray(ref, dtype=np.float64)
-        ref_spec = np.fft.rfft(np.concatenate((self._ref_prev, ref)))
-        mic_spec = np.fft.rfft(np.concatenate((self._mic_prev, mic)))
+        both = np.stack((np.concatenate((self._ref_prev, ref)), np.concatenate((self._mic_prev, mic))))
+        ref_spec, mic_spec = np.fft.rfft(both, axis=1)
         self._ref_prev, self._mic_prev = ref, mic
         self._pos = (self._pos + 1) % self._ring_len
         self._ring[self._pos] = ref_spec
@@ -274,12 +285,21 @@ class EchoCanceller:
         mic_pow = mic_spec.real**2 + mic_spec.imag**2
         estimate = self.estimator.update(ref_pow, mic_pow, ref_active)
         if estimate is not None:
-            self._set_delay(max(0, estimate - self.config.delay_margin_frames))
+            # A fresh estimate is often a few frames late: until it has held for a second, read
+            # the reference earlier (extra margin) so the echo's start stays inside the filter.
+            # Once settled, a wobble of one frame is absorbed by the margin and ignored.
+            last = self._last_estimate
+            if last is not None and self._stable >= 100 and abs(estimate - last) <= 1:
+                estimate = last
+            self._stable = self._stable + 1 if estimate == last else 0
+            self._last_estimate = estimate
+            extra = 0 if self._stable >= 100 else self.config.delay_margin_frames
+            self._set_delay(max(0, estimate - self.config.delay_margin_frames - extra))
 
         idx = (self._pos - self._delay - np.arange(self.partitions)) % self._ring_len
         x = self._ring[idx]
-        y_fg = np.fft.irfft(np.einsum("pk,pk->k", self._fg, x), 2 * n)[n:]
-        y_bg = np.fft.irfft(np.einsum("pk,pk->k", self._bg, x), 2 * n)[n:]
+        spectra = np.stack((np.einsum("pk,pk->k", self._fg, x), np.einsum("pk,pk->k", self._bg, x)))
+        y_fg, y_bg = np.fft.irfft(spectra, 2 * n, axis=1)[:, n:]
         e_fg = mic - y_fg
         e_bg = mic - y_bg
 
@@ -371,7 +391,12 @@ class EchoCanceller:
         # energy (near-end speech is present, or the path changed), the background must be far
         # better (6 dB) to win: in double talk it cannot be, after a path change it soon is.
         smic = float(mic @ mic) + 1e-12
-        if update and self.adapted and sff > 0.2 * smic and see > 0.25 * sff:
+        if not self._fg_converged:
+            # The guard only makes sense once the foreground has been good (10 dB at some point);
+            # before that every improvement is welcome.
+            self._fg_erle += 0.2 * (10 * np.log10(smic / (sff + 1e-12)) - self._fg_erle)
+            self._fg_converged = self._fg_erle > 10.0
+        if update and self._fg_converged and sff > 0.2 * smic and see > 0.25 * sff:
             update = False
         if update:
             self._davg1 = self._davg2 = self._dvar1 = self._dvar2 = 0.0

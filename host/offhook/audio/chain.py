@@ -41,6 +41,7 @@ class Chain:
         self.aec = EchoCanceller(config.aec_config) if config.aec else None
         self.gate = NoiseGate(config.gate_config) if config.gate else None
         self.mute = PrivacyMute(config.rate)
+        self.echo_margin = 4.0  # residual echo estimate x4 (6 dB) counts as background for the gate
         self._resampled = config.rate != PROCESS_RATE
         self._down_mic = Downsampler()
         self._down_ref = Downsampler()
@@ -65,7 +66,8 @@ class Chain:
             ref = self._down_ref.process(ref)
         out = self.aec.process(mic, ref) if self.aec else np.asarray(mic, dtype=np.float64)
         if self.gate:
-            out = self.gate.process(out)
+            echo = self.aec.suppressor.residual_power if self.aec and self.aec.suppressor else 0.0
+            out = self.gate.process(out, echo * self.echo_margin)
         if self._resampled:
             out = self._up.process(out)
         return self.mute.process(out)

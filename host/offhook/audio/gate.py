@@ -67,7 +67,7 @@ class NoiseGate:
     def noise_floor_db(self) -> float | None:
         return self._floor_db
 
-    def _decide(self, level_db: float) -> bool:
+    def _decide(self, level_db: float, echo_power: float = 0.0) -> bool:
         cfg = self.config
         if self._floor_db is None:
             if level_db < -100.0:  # digital silence (stream start, muted source): no floor yet
@@ -80,7 +80,10 @@ class NoiseGate:
             # room that got louder) is still found even if the gate never closes.
             rise = self._rise if not self._open else self._rise / 3
             self._floor_db = min(level_db, self._floor_db + rise)
-        above = level_db - self._floor_db
+        floor = self._floor_db
+        if echo_power > 0.0:
+            floor = 10 * np.log10(10 ** (floor / 10) + echo_power)
+        above = level_db - floor
         if above > cfg.open_db:
             self._open = True
             self._hold_left = self._hold
@@ -92,7 +95,9 @@ class NoiseGate:
             self._hold_left = self._hold
         return self._open
 
-    def process(self, frame: Float) -> Float:
+    def process(self, frame: Float, echo_power: float = 0.0) -> Float:
+        """Gate one frame. ``echo_power``: residual echo the canceller knows it left (mean power
+        per sample); it raises the thresholds, so leftover echo does not open the gate."""
         frame = np.asarray(frame, dtype=np.float64)
         blocks = len(frame) // self.block
         powers = np.mean(frame[: blocks * self.block].reshape(blocks, self.block) ** 2, axis=1)
@@ -106,7 +111,7 @@ class NoiseGate:
         levels = 10 * np.log10(window + 1e-12)
         targets = np.empty(blocks)
         for index, level in enumerate(levels):
-            targets[index] = 1.0 if self._decide(float(level)) else self.floor_gain
+            targets[index] = 1.0 if self._decide(float(level), echo_power) else self.floor_gain
         # Look-ahead inside the frame: if any block opens the gate, rise from the frame start.
         target = np.repeat(targets, self.block)
         if len(target) < len(frame):
@@ -114,15 +119,16 @@ class NoiseGate:
         first_open = np.argmax(targets >= 1.0) if (targets >= 1.0).any() else -1
         if first_open >= 0:
             target[: first_open * self.block] = 1.0
+        # Slew-limited gain, vectorised per run of equal target: at most ``up``/``down`` per sample.
         gains = np.empty(len(frame))
         g = self._gain
-        up, down = self._up, self._down
-        for i, t in enumerate(target):
-            if t > g:
-                g = min(t, g + up)
-            elif t < g:
-                g = max(t, g - down)
-            gains[i] = g
+        edges = np.flatnonzero(np.diff(target)) + 1
+        for lo, hi in zip(np.concatenate(([0], edges)), np.concatenate((edges, [len(frame)])), strict=True):
+            t = float(target[lo])
+            steps = np.arange(1, hi - lo + 1)
+            run = np.minimum(t, g + self._up * steps) if t > g else np.maximum(t, g - self._down * steps)
+            gains[lo:hi] = run
+            g = float(run[-1])
         self._gain = g
         self.gains = gains
         return frame * gains
