@@ -41,10 +41,11 @@ KEY_LABELS = {"plus": "+", "asterisk": "*", "minus": "-", "underscore": "_"}
 
 def lamp(duty: int, rgb: tuple[int, int, int]) -> Text:
     """A lamp glyph whose brightness follows the PWM duty (already gamma-corrected by the firmware)."""
+    if not duty:
+        return Text("○   0%", style="rgb(110,110,110)")  # a dark lamp, still visible on screen
     level = (duty / 65535) ** (1 / 2.2)  # back to perceived brightness for the screen
-    r, g, b = (int(20 + (c - 20) * level) for c in rgb)
-    glyph = "●" if duty else "○"
-    return Text(f"{glyph} {round(100 * duty / 65535):3d}%", style=f"bold rgb({r},{g},{b})")
+    r, g, b = (int(60 + (c - 60) * level) for c in rgb)
+    return Text(f"● {round(100 * duty / 65535):3d}%", style=f"bold rgb({r},{g},{b})")
 
 
 class UnitView(Static):
@@ -60,7 +61,7 @@ class UnitView(Static):
         text = Text()
         power = "on" if unit.powered else "off"
         port = str(unit.port_link) if unit.plugged else "unplugged"
-        text.append(f"unit {unit.serial}   power {power}   port {port}\n\n", style="bold")
+        text.append(f"unit {unit.serial}   power {power}   port {port}\n", style="bold")
         for name, (short, long_, double, label) in KEYS.items():
             if name in LED_COLOURS:
                 text.append_text(lamp(leds[name], LED_COLOURS[name]))
@@ -94,7 +95,11 @@ class UnitView(Static):
 
 class SimApp(App[int]):
     TITLE = "offhook simulated desk unit"
-    CSS = "UnitView { height: auto; padding: 1 2; border: round $accent; } RichLog { height: 1fr; }"
+    CSS = """
+    #unit { height: auto; }
+    UnitView { height: auto; padding: 0 2; border: round $accent; }
+    RichLog { height: 1fr; }
+    """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
