@@ -99,9 +99,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _db_option(parser: argparse.ArgumentParser, *, many: bool) -> None:
     help_text = "metrics store (default: $OFFHOOK_DATA_DIR/metrics.sqlite3 or the user data dir)"
     if many:
-        parser.add_argument("--db", type=Path, action="append", default=[], help=help_text + "; repeatable")
+        parser.add_argument(
+            "--db", type=Path, action="append", default=[], metavar="FILE", help=help_text + "; repeatable"
+        )
     else:
-        parser.add_argument("--db", type=Path, help=help_text)
+        parser.add_argument("--db", type=Path, metavar="FILE", help=help_text)
 
 
 def _range_options(parser: argparse.ArgumentParser) -> None:
