@@ -48,6 +48,9 @@ def test_refuses_newer_schema_and_foreign_files(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE t (x)")
     with pytest.raises(MetricsError, match="not an offhook metrics database"):
         store.connect(foreign, readonly=True)
+    with pytest.raises(MetricsError, match="not an offhook metrics database"):
+        CallRecorder(foreign)  # the recorder never adds its tables to someone else's database
+    assert rows(foreign, "SELECT name FROM sqlite_master") == [("t",)]
     garbage = tmp_path / "garbage.sqlite3"
     garbage.write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(MetricsError, match="not a usable metrics database"):

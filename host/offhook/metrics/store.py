@@ -161,6 +161,9 @@ def connect(path: Path, *, create: bool = False, readonly: bool = False) -> sqli
     if version > SCHEMA_VERSION:
         conn.close()
         raise MetricsError(f"{path} has schema version {version}; this offhook knows up to {SCHEMA_VERSION}")
+    if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        conn.close()  # someone else's database: never add our tables to it
+        raise MetricsError(f"{path} is not an offhook metrics database")
     if version < SCHEMA_VERSION:
         if not create:
             conn.close()
@@ -180,7 +183,7 @@ def _schema_version(conn: sqlite3.Connection) -> int:
 
 
 def _migrate(conn: sqlite3.Connection, current: int) -> None:
-    """Apply each missing migration in its own transaction, recording it in schema_version."""
+    """Apply every missing migration in one transaction (all or nothing), recording each in schema_version."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(
