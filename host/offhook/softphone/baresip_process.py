@@ -180,10 +180,18 @@ class BaresipInstance:
 
 
 def _listening(port: int) -> bool:
-    # Only used before anyone connects: ctrl_tcp keeps a single client, and a probe
-    # connection made later would silently replace the real one.
+    """Whether something listens on 127.0.0.1:port, without connecting to it.
+
+    A probe connection would be wrong: ctrl_tcp serves one client and a new connection
+    silently replaces the old one, so a late-handled probe could knock out the real client.
+    """
+    target = f"0100007F:{port:04X}"
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:  # not Linux: fall back to a connect probe (before anyone else connects)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+    return any(fields[1] == target and fields[3] == "0A" for fields in (line.split() for line in table))
