@@ -15,7 +15,7 @@ import platformdirs
 from serial.tools import list_ports
 
 # (VID, PID) pairs: offhook's allocation first, then stock MicroPython boards.
-OFFHOOK_USB_IDS: set[tuple[int, int]] = set()
+OFFHOOK_USB_IDS = {(0x1209, 0x0001)}  # pid.codes test PID until offhook's own is allocated
 STOCK_MICROPYTHON_IDS = {(0x2E8A, 0x0005), (0x303A, 0x4001)}  # RP2040, ESP32-S3 (MicroPython)
 
 
