@@ -17,6 +17,9 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 LINKPROTO_SOURCE = PACKAGE_DIR / "linkproto.py"
 LINKPROTO_DEVICE_PATH = "/lib/linkproto.py"
+# Signed bundles: the same one-source arrangement as the link protocol.
+BUNDLE_SOURCE = PACKAGE_DIR / "bundle.py"
+BUNDLE_DEVICE_PATH = "/lib/bundle.py"
 # Unit paths that exist only in the simulator, never on a real unit.
 SIM_ONLY = ("/sim/", "/boards/sim.py")
 # In the VM the simulated machine module stands where the built-in one is on a board.
@@ -49,6 +52,7 @@ def device_files(root: Path | None = None, *, sim: bool = False) -> dict[str, Pa
     if not sim:
         files = {device_path: path for device_path, path in files.items() if not _is_sim_only(device_path)}
     files[LINKPROTO_DEVICE_PATH] = LINKPROTO_SOURCE
+    files[BUNDLE_DEVICE_PATH] = BUNDLE_SOURCE
     return files
 
 

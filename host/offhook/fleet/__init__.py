@@ -1,0 +1,1 @@
+"""IT's fleet tools: signing keys, signed firmware bundles, flashing and inventory."""
