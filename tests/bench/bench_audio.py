@@ -111,7 +111,30 @@ def run() -> list[Figure]:
             measured[name] = _measure(name, factory, rooms)
         except Exception as exc:  # an anchor that cannot run is reported, not fatal
             print(f"  {name}: not measured ({exc})")
-    return _figures(measured, rooms)
+    figures = _figures(measured, rooms)
+    figures.extend(_live())
+    return figures
+
+
+def _live() -> list[Figure]:
+    """Real-time pipeline on a private PulseAudio server (see tests/bench/audio/live.py)."""
+    from tests.bench.audio import live
+
+    seconds = float(os.environ.get("OFFHOOK_BENCH_SOAK_S", "60"))
+    try:
+        result = live.measure(seconds)
+    except Exception as exc:
+        print(f"  real-time pipeline: not measured ({exc})")
+        return []
+    print(f"  real-time: {result}")
+    return [
+        Figure(AREA, "real-time: added latency, one clock (48 kHz, PortAudio via ALSA pulse)",
+               result["added_latency_ms"], "ms", f"PulseAudio round trip alone {result['baseline_ms']:.0f} ms",
+               "<= 40 ms", result["added_latency_ms"] <= 40.0),
+        Figure(AREA, f"real-time: xruns in {seconds:.0f} s (goal is stated for 600 s)", result["xruns"], "",
+               "OFFHOOK_BENCH_SOAK_S=600 for the full soak", "0", result["xruns"] == 0),
+        Figure(AREA, "real-time: process CPU share during the soak (one core = 1)", result["cpu_share"], "x"),
+    ]  # fmt: skip
 
 
 def _mean(values: list[float]) -> float:

@@ -148,7 +148,10 @@ class ResidualEchoSuppressor:
         self._post_prev = np.ones(bins)
         self._started = False
         self._comfort = comfort_noise
-        self._rng = np.random.default_rng(seed)
+        # Random-phase unit vectors for comfort noise, drawn once: 5 s of frames before repeating.
+        rng = np.random.default_rng(seed)
+        self._phasors = np.exp(2j * np.pi * rng.uniform(size=(500, frame + 1)))
+        self._phase_row = 0
         self.gain_floor = 10 ** (-40 / 20)
 
     def analyse(self, error: Float, echo: Float) -> tuple[Complex, Complex]:
@@ -195,8 +198,8 @@ class ResidualEchoSuppressor:
         out_spec = gain * e_spec
         if self._comfort:
             missing = np.maximum(1.0 - gain**2, 0.0) * np.minimum(self._noise, e_pow)
-            phase = self._rng.uniform(0, 2 * np.pi, len(gain))
-            out_spec = out_spec + np.sqrt(missing) * np.exp(1j * phase)
+            self._phase_row = (self._phase_row + 1) % len(self._phasors)
+            out_spec = out_spec + np.sqrt(missing) * self._phasors[self._phase_row]
         block = w * np.fft.irfft(out_spec, 2 * self.frame)
         out = self._overlap + block[: self.frame]
         self._overlap = block[self.frame :].copy()

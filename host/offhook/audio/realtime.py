@@ -42,7 +42,8 @@ class RealtimeConfig:
     tail_ms: float = 128.0
     setup_devices: bool = True
     rate: int = RATE
-    buffer_frames: int = 2  # drift-buffer target, in 10 ms frames
+    buffer_frames: float = 1.25  # drift-buffer target, in 10 ms frames
+    period_ms: float = 5.0  # PortAudio callback period: shorter than a frame keeps ALSA's buffers small
     control_socket: Path | None = None
 
 
@@ -77,7 +78,8 @@ class Realtime:
                 rate=config.rate, aec=config.aec, gate=config.gate, aec_config=AecConfig(tail_ms=config.tail_ms)
             )
         )
-        target = config.buffer_frames * self.frame
+        target = int(config.buffer_frames * self.frame)
+        self.period = int(config.rate * config.period_ms / 1000)
         self.ref_buffer = DriftBuffer(target, capacity=6 * self.frame)
         self.out_buffer = DriftBuffer(target, capacity=6 * self.frame)
         self._played: collections.deque[np.ndarray] = collections.deque(maxlen=50)
@@ -149,7 +151,7 @@ class Realtime:
         missing = [name for name in pcms if name not in index]
         if missing:
             raise RuntimeError(f"audio devices not found through ALSA: {', '.join(missing)}")
-        common = dict(format=pyaudio.paInt16, channels=1, rate=cfg.rate, frames_per_buffer=self.frame)
+        common = dict(format=pyaudio.paInt16, channels=1, rate=cfg.rate, frames_per_buffer=self.period)
         self._started_at = time.monotonic()
         plan = [
             ("input", "offhook_reference", self._ref_in),

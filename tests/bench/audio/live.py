@@ -1,0 +1,128 @@
+"""The real-time pipeline on a private PulseAudio server: added latency on one clock, and xruns.
+
+Latency is measured the only way that is valid here: one full-duplex PortAudio stream plays a
+talker into the "room" (what the headset mic hears) and records the softphone's microphone
+(``offhook_mic``) on the same clock; the same stream recording the headset mic directly gives the
+baseline round trip of PulseAudio itself. offhook's added latency is the difference of the two
+lags (cross-correlation peaks). Then the pipeline runs with far end and near end playing for
+``seconds`` and its xrun counters are read.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import fftconvolve, resample_poly
+
+from offhook.audio.pulse import MIC_SINK, MIC_SOURCE, PulseTestServer, alsa_config, default_pcms
+from offhook.audio.realtime import Realtime, RealtimeConfig
+from tests.bench.audio import scenes
+
+RATE = 48000
+FRAME = 480
+
+
+def _lag(played: np.ndarray, recorded: np.ndarray) -> int:
+    corr = fftconvolve(recorded, played[::-1], mode="full")[len(played) - 1 :]
+    return int(np.argmax(np.abs(corr[: RATE // 2])))
+
+
+def _duplex_lag(pa, out_index: int, in_index: int, signal: np.ndarray) -> int:
+    import pyaudio
+
+    pcm = np.clip(np.round(signal * 32768), -32768, 32767).astype("<i2")
+    recorded: list[bytes] = []
+    position = [0]
+
+    def callback(data, count, info, status):
+        recorded.append(data)
+        start = position[0]
+        chunk = pcm[start : start + count]
+        position[0] += count
+        if len(chunk) < count:
+            chunk = np.concatenate((chunk, np.zeros(count - len(chunk), dtype="<i2")))
+        done = position[0] >= len(pcm) + RATE // 2
+        return chunk.tobytes(), pyaudio.paComplete if done else pyaudio.paContinue
+
+    stream = pa.open(format=pyaudio.paInt16, channels=1, rate=RATE, input=True, output=True, frames_per_buffer=FRAME,
+                     input_device_index=in_index, output_device_index=out_index, stream_callback=callback)  # fmt: skip
+    while stream.is_active():
+        time.sleep(0.05)
+    stream.close()
+    rec = np.frombuffer(b"".join(recorded), dtype="<i2").astype(np.float64) / 32768
+    return _lag(signal, rec)
+
+
+def measure(seconds: float) -> dict[str, float]:
+    server = PulseTestServer(
+        sinks=("room", "offhook_far", MIC_SINK),
+        sources={"headset_mic": "room.monitor", MIC_SOURCE: f"{MIC_SINK}.monitor"},
+    ).start()
+    saved = {k: os.environ.get(k) for k in ("PULSE_RUNTIME_PATH", "PULSE_STATE_PATH", "PULSE_SERVER", "PULSE_COOKIE",
+                                            "HOME", "ALSA_CONFIG_PATH")}  # fmt: skip
+    workdir = Path(tempfile.mkdtemp(prefix="offhook-live-"))
+    try:
+        for key in saved:
+            if key != "ALSA_CONFIG_PATH":
+                os.environ[key] = server.env[key]
+        pcms = default_pcms("headset_mic", "room") | {
+            "bench_room": "room", "bench_softphone_mic": MIC_SOURCE, "bench_headset_mic": "headset_mic"
+        }  # fmt: skip
+        (workdir / "alsa.conf").write_text(alsa_config(pcms))
+        os.environ["ALSA_CONFIG_PATH"] = str(workdir / "alsa.conf")
+        engine = Realtime(RealtimeConfig(mic_device="headset_mic", speaker_device="room", setup_devices=False,
+                                         control_socket=workdir / "audio.sock"))  # fmt: skip
+        engine.start()
+        import pyaudio
+
+        pa = pyaudio.PyAudio()
+        index = {pa.get_device_info_by_index(i)["name"]: i for i in range(pa.get_device_count())}
+        time.sleep(2.0)
+        talker = resample_poly(scenes.talker(scenes.NEAR_TEXTS, "en-gb", 3.0, seed=4), 3, 1) * 0.5
+        talker += 0.001 * np.random.default_rng(0).standard_normal(len(talker))
+        through = _duplex_lag(pa, index["bench_room"], index["bench_softphone_mic"], talker)
+        baseline = _duplex_lag(pa, index["bench_room"], index["bench_headset_mic"], talker)
+        pa.terminate()
+        # Soak: far end into the softphone's speaker sink, the agent plus noise into the room.
+        n = int(seconds * RATE)
+        far = np.resize(resample_poly(scenes.talker(scenes.FAR_TEXTS, "en-us+f3", 20.0, seed=3), 3, 1) * 0.5, n)
+        room = np.resize(talker, n) * np.resize(np.repeat([0.0, 1.0], 7 * RATE), n)
+        procs = []
+        for device, signal, name in (("offhook_far", far, "far.raw"), ("room", room, "room.raw")):
+            path = workdir / name
+            path.write_bytes(np.clip(np.round(signal * 32768), -32768, 32767).astype("<i2").tobytes())
+            procs.append(subprocess.Popen(
+                ["pacat", "--playback", f"--device={device}", "--rate=48000", "--channels=1", "--format=s16le",
+                 "--raw", "--latency-msec=20", str(path)], env=dict(os.environ),
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+        before = engine.snapshot()
+        xruns0 = before.stream_xruns + before.buffer_underruns + before.buffer_overruns
+        started = time.process_time()
+        for proc in procs:
+            proc.wait(timeout=seconds + 30)
+        cpu = time.process_time() - started
+        stats = engine.snapshot()
+        engine.stop()
+        return {
+            "added_latency_ms": (through - baseline) * 1000 / RATE,
+            "baseline_ms": baseline * 1000 / RATE,
+            "xruns": float(stats.stream_xruns + stats.buffer_underruns + stats.buffer_overruns - xruns0),
+            "seconds": seconds,
+            "cpu_share": cpu / seconds,
+            "stream_xruns": float(stats.stream_xruns),
+            "ref_underruns": float(engine.ref_buffer.underruns),
+            "out_underruns": float(engine.out_buffer.underruns),
+            "overruns": float(stats.buffer_overruns),
+        }
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
