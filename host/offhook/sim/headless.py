@@ -10,7 +10,7 @@ Requests (``unit`` is an index, default 0):
   {"cmd": "double", "button": B}               double press
   {"cmd": "down" | "up", "button": B}          one edge
   {"cmd": "leds"}                              → {"leds": {"hook": duty 0..65535, ...}}
-  {"cmd": "state"}                             → the last STATE the host sent {"call", "agent", "flags"}
+  {"cmd": "state"}                             → the last STATE the host sent since power-on (or null)
   {"cmd": "power_cycle"} | {"cmd": "unplug"} | {"cmd": "replug"}
   {"cmd": "cut_power_after", "writes": N}      flash keeps only the next N writes
   {"cmd": "units"}                             → the units list again (paths change on replug)

@@ -152,6 +152,8 @@ class SimulatedUnit:
                 await self._process.wait()
         self._process = None
         self.powered = False
+        self.last_state = None  # a rebooted unit has heard from no host yet
+        self._sniffer.reset()
         self.leds = [0] * len(LEDS)
         self._notify("leds")
 
