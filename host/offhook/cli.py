@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "offhook.commands.demo",
     "offhook.commands.audio",
     "offhook.commands.metrics",
+    "offhook.commands.fleet",
 )
 
 EXIT_OK = 0
