@@ -39,3 +39,32 @@ def test_bad_event_is_logged_not_raised(recorder: CallRecorder) -> None:
     sink = MetricsSink(recorder, agent="ann", tz="Nowhere/Town", wall_clock=lambda: WALL0)
     assert sink(Record("ringing", "c1", 1.0, {"direction": "inbound"})) is False
     assert recorder.open_calls() == []
+
+
+def test_retention_is_applied_after_a_call_completes_at_most_daily(recorder: CallRecorder) -> None:
+    day = 86400.0
+    now = [WALL0]
+    sink = MetricsSink(recorder, agent="ann", tz="UTC", wall_clock=lambda: now[0], retention_days=30)
+
+    def old_call(call_id: str) -> None:  # a call from 40 days ago, already in the store
+        recorder.ringing(
+            call_id, agent="ann", direction="inbound", number="+4930111", tz="UTC", wall=WALL0 - 40 * day, mono=1
+        )
+        recorder.missed(call_id, wall=WALL0 - 40 * day + 20, mono=21)
+
+    def new_call(call_id: str, wall: float, mono: float) -> None:
+        now[0] = wall
+        sink(Record("ringing", call_id, mono, {"direction": "inbound", "peer": "+4930222"}))
+        sink(Record("missed", call_id, mono + 20))
+
+    def stored() -> set[str]:
+        return {row[0] for row in recorder.conn.execute("SELECT call_id FROM calls")}
+
+    old_call("old")
+    new_call("new", WALL0, 100.0)
+    assert stored() == {"new"}  # the first completed call applied the retention period
+    old_call("old-2")
+    new_call("an-hour-later", WALL0 + 3600, 3700.0)
+    assert stored() == {"new", "old-2", "an-hour-later"}  # at most once a day
+    new_call("next-day", WALL0 + day, 100.0 + day)
+    assert stored() == {"new", "an-hour-later", "next-day"}

@@ -7,6 +7,9 @@ for dates only), the agent's name and IANA time zone, and calls the recorder met
 of the same name. Plug it in as ``Daemon(..., recorder=MetricsSink(CallRecorder(),
 agent=..., tz=...))``.
 
+Retention: after a call completes, calls that rang more than ``retention_days`` ago
+(default 365; None: never) are deleted, at most once a day.
+
 Mapping of the desk's moments: ``unanswered`` (an outbound call the customer never
 answered) is recorded as ``abandoned`` (rang, not handled); every other moment has a
 recorder method of its own name. Unknown moments are logged and ignored, so a newer
@@ -21,7 +24,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from offhook.metrics.store import CallRecorder, MetricsError
+from offhook.metrics import privacy
+from offhook.metrics.store import CallRecorder, MetricsError, to_epoch
 
 log = logging.getLogger("offhook.metrics")
 
@@ -38,6 +42,7 @@ MOMENTS = (
     "escalated",
 )
 ALIASES = {"unanswered": "abandoned"}
+COMPLETING = ("wrap_up_ended", "missed", "abandoned")
 
 
 class RecordLike(Protocol):
@@ -74,11 +79,14 @@ class MetricsSink:
         agent: str,
         tz: str = "",
         wall_clock: Callable[[], datetime | float] = time.time,
+        retention_days: float | None = privacy.DEFAULT_RETENTION_DAYS,
     ) -> None:
         self.recorder = recorder
         self.agent = agent
         self.tz = tz or local_zone_name()
         self.wall_clock = wall_clock
+        self.retention_days = retention_days
+        self._purged_at: float | None = None  # monotonic reading of the last retention purge
 
     def __call__(self, record: RecordLike) -> bool:
         moment = ALIASES.get(record.moment, record.moment)
@@ -98,7 +106,19 @@ class MetricsSink:
                     mono=record.at,
                 )
             method: Callable[..., bool] = getattr(self.recorder, moment)
-            return method(record.call_id, wall=wall, mono=record.at)
+            recorded = method(record.call_id, wall=wall, mono=record.at)
         except MetricsError as exc:
             log.error("metrics: %s %s not recorded: %s", moment, record.call_id, exc)
             return False
+        if recorded and moment in COMPLETING:
+            self._apply_retention(record.at, wall)
+        return recorded
+
+    def _apply_retention(self, mono: float, wall: datetime | float) -> None:
+        """The retention period, enforced at most once a day, after a call completed (so never mid-call)."""
+        if self.retention_days is None or (self._purged_at is not None and mono - self._purged_at < 86400.0):
+            return
+        self._purged_at = mono
+        purged = self.recorder.purge(older_than_days=self.retention_days, now=to_epoch(wall))
+        if purged:
+            log.info("metrics: %d calls older than %g days purged (retention)", purged, self.retention_days)
