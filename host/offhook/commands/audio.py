@@ -71,6 +71,9 @@ def _process(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import sys
+
+    from offhook.audio.pulse import PulseError
     from offhook.audio.realtime import RealtimeConfig, run_forever
 
     config = RealtimeConfig(
@@ -81,4 +84,10 @@ def _run(args: argparse.Namespace) -> int:
         tail_ms=args.tail_ms,
         setup_devices=not args.no_setup,
     )
-    return run_forever(config, seconds=args.seconds)
+    try:
+        return run_forever(config, seconds=args.seconds)
+    except ImportError:
+        print("offhook: error: pyaudio is not installed (pip install 'offhook[realtime]')", file=sys.stderr)
+    except (PulseError, RuntimeError, OSError) as exc:
+        print(f"offhook: error: audio devices: {exc}", file=sys.stderr)
+    return 1
