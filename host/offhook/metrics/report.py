@@ -189,6 +189,8 @@ def build(sources: Iterable[sqlite3.Connection], query: ReportQuery) -> Report:
     parsed: dict[str, list[np.ndarray]] = {}
     for conn in sources:
         for day, agent, summaries in conn.execute(sql, params):
+            if not summaries:  # cannot happen for calls the recorder completed; never crash on it
+                continue
             # numpy's C parser: ~10x np.array(text.split(",")); int32 ms holds 24 days per call
             calls = np.fromstring(summaries, sep=",", dtype=np.int32).reshape(-1, width)
             parsed.setdefault(str(key(day, agent)), []).append(calls)
