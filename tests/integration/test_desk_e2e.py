@@ -90,3 +90,25 @@ def test_unplug_replug_and_daemon_restart_mid_call_show_the_truth_again(tmp_path
             assert desk.customer.calls  # type: ignore[union-attr]  # nobody hung up on the customer
 
     run(scenario())
+
+
+def test_baresip_killed_mid_call_then_restarted(tmp_path: Path) -> None:
+    """The softphone crashes: the call is gone there, so the unit must stop showing it; when
+    baresip is back the daemon reconnects on its own and the next call works."""
+
+    async def scenario() -> None:
+        async with Desk(tmp_path) as desk:
+            await desk.customer_calls()
+            await desk.wait_lamps({"hook": "moving"})
+            await desk.unit.press("hook")
+            await desk.event(desk.customer, EventKind.ESTABLISHED)
+            await desk.wait_lamps({"hook": "solid"})
+            desk.lines["agent"].kill()
+            await asyncio.to_thread(desk.lines["agent"].start)  # same ports, empty call list
+            await desk.wait_lamps({"hook": "off"}, timeout=10)  # the call is no more: wrap-up
+            assert "hung_up" in desk.records
+            await desk.wait_lamps({"status": "solid:green"}, timeout=8)
+            await desk.customer_calls()  # and the restarted softphone takes the next call
+            await desk.wait_lamps({"hook": "moving"}, timeout=8)
+
+    run(scenario())
