@@ -55,7 +55,7 @@ class ConfigStore:
 
 
 class App:
-    def __init__(self, board, hw, config_path=C.PATH):
+    def __init__(self, board, hw, config_path=C.PATH, hid=None):
         self.board = board
         self.hw = hw
         self.unit = unit.Unit()
@@ -67,8 +67,17 @@ class App:
         self._written = array("i", [-1] * len(hw.pwms))
         self.input_buttons = b""
         self.store = ConfigStore(config_path, self.apply_config)
-        identity = {"board": board.NAME, "serial": hw.serial, "caps": list(board.CAPS)}
-        self.session = session.Session(hw.link, self.unit, identity, self.store)
+        caps = list(board.CAPS)
+        link = hw.link
+        self.hid = hid  # offhook_fw.hid.Hid when usb_setup configured USB HID (boot.py), else None
+        if hid is not None:
+            from offhook_fw.hid import LinkMux
+
+            hid.attach(self.unit)
+            link = LinkMux(link, hid.link)
+            caps.append("usb_hid")
+        identity = {"board": board.NAME, "serial": hw.serial, "caps": caps}
+        self.session = session.Session(link, self.unit, identity, self.store)
         self.apply_config()
         self.beats = array("i", [0] * len(TASK_NAMES))
         self.crashes = 0
@@ -106,8 +115,15 @@ class App:
             if code < 0:
                 break
             button = self.input_buttons[code >> 2]
-            if button != 255:
-                self.unit.pressed(self.session.event(button, code & 3, g.taken_ms), now)
+            if button == 255:
+                continue
+            hid = self.hid
+            if hid is not None and hid.gesture(button, code & 3) and not self.unit.host:
+                # A softphone took it over USB HID and no daemon holds the link: nobody to ask.
+                self.unit.pressed(0, now)
+                self.unit.confirmed(0)
+                continue
+            self.unit.pressed(self.session.event(button, code & 3, g.taken_ms), now)
         self.session.flush()  # out now, not at the link task's next turn
 
     def draw(self, now):
@@ -211,7 +227,15 @@ def create(board_name=None, config_path=C.PATH):
     import boards
 
     board = boards.load(board_name)
-    return App(board, boards.Hardware(board), config_path)
+    return App(board, boards.Hardware(board), config_path, _usb_hid())
+
+
+def _usb_hid():
+    """The HID interface boot.py set up (usb_setup.configure()), or None; imports nothing new."""
+    import sys
+
+    setup = sys.modules.get("usb_setup")
+    return getattr(setup, "DEVICE", None) if setup is not None else None
 
 
 async def main(board_name=None, config_path=C.PATH):

@@ -23,7 +23,12 @@ BUNDLE_DEVICE_PATH = "/lib/bundle.py"
 # Unit paths that exist only in the simulator, never on a real unit.
 SIM_ONLY = ("/sim/", "/boards/sim.py")
 # In the VM the simulated machine module stands where the built-in one is on a board.
-VM_EXTRA = {"/lib/machine.py": "sim/machine.py", "/vm_main.py": "sim/vm_main.py"}
+VM_EXTRA = {
+    "/lib/machine.py": "sim/machine.py",
+    "/vm_main.py": "sim/vm_main.py",
+    # Simulated machine.USBDevice; tests that want USB HID install it into machine first.
+    "/lib/usbdevice.py": "sim/usbdevice.py",
+}
 
 
 def firmware_root() -> Path:
