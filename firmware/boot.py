@@ -1,3 +1,50 @@
-# Runs before main.py on every reset. Kept minimal on purpose: the A/B slot boot loader
-# (signed updates, safe mode) and the USB HID device configuration will live here; both
-# must run before the USB stack and the application start.
+# Runs before main.py on every reset; outside the application slots, never updated over the link.
+# 1. USB: the composite device (CDC + HID) where the board supports it (usb_setup, issue 10).
+# 2. Boot loader: pick the slot (A/B, rollback after 3 unconfirmed boots, safe mode while the
+#    hook key is held at power-on) and put it first on sys.path. The decision is bootsel.BOOT.
+import sys
+
+try:
+    import usb_setup
+
+    usb_setup.configure()
+except ImportError:
+    pass
+except Exception:  # USB setup must never keep the unit from booting
+    pass
+
+# The safe-mode key (K1, hook) per platform: boards/ lives inside the slots, so not from there.
+_SAFE_PIN = {"rp2": 2, "esp32": 4, "webassembly": 2}
+
+
+def _safe_held():
+    try:
+        import machine
+
+        pin = _SAFE_PIN.get(sys.platform)
+        if pin is None:
+            return False
+        if sys.platform == "webassembly":  # the simulator drives the level itself
+            return machine.Pin(pin).value() == 0
+        return machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP).value() == 0
+    except Exception:
+        return False
+
+
+def _boot():
+    if "/lib" not in sys.path:
+        sys.path.append("/lib")
+    import bootsel
+
+    try:
+        slot, reason = bootsel.select(_safe_held())
+    except Exception as exc:  # unreadable flash state: the safe-mode loader still answers
+        slot, reason = "safe", "boot state unreadable: %s" % exc
+    bootsel.BOOT = (slot, reason)
+    if slot not in ("safe", "factory"):
+        where = bootsel.slot_dir(slot)
+        sys.path.insert(0, where + "/lib")
+        sys.path.insert(0, where)
+
+
+_boot()

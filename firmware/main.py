@@ -1,7 +1,21 @@
-# Entry on a real board (Pico, ESP32-S3): everything it starts is offhook_fw.app.main,
-# the same code the simulator runs (its entry, sim/vm_main.py, awaits it instead).
+# Entry on a real board (Pico, ESP32-S3), after boot.py chose a slot (bootsel.BOOT).
+# The application is offhook_fw.app's App from that slot, run by health.main (slot confirmation;
+# the simulator's entry, sim/vm_main.py, awaits the same); safe mode runs the minimal loader
+# instead. Never ends at the REPL: anything that returns or raises resets the board, which counts a boot try (rollback).
 import asyncio
 
-from offhook_fw import app
+import bootsel
+import machine
 
-asyncio.run(app.main())
+try:
+    if bootsel.BOOT and bootsel.BOOT[0] == "safe":
+        import loader
+
+        asyncio.run(loader.main())
+    else:
+        from offhook_fw import health
+
+        asyncio.run(health.main())
+except Exception:
+    pass
+machine.reset()

@@ -31,6 +31,9 @@ class Session:
         self._hello_seq = -1
         self._heard_at = 0  # when a valid frame last arrived from the host
         self.started = False
+        self.receiver = None  # updater.Receiver, imported when the first UPDATE arrives
+        self.reboot = False  # a new slot is switched in: the app resets the board
+        self._now = 0
 
     # ------------------------------------------------------------ outgoing
 
@@ -60,6 +63,10 @@ class Session:
             hello[key] = self.identity[key]
         if self.store.error:
             hello["config_error"] = self.store.error
+        bootsel = sys.modules.get("bootsel")  # present when boot.py chose the slot
+        if bootsel is not None and bootsel.BOOT:
+            hello["slot"] = bootsel.BOOT[0]
+            hello["health"] = bootsel.health()
         self._hello_at = now
         self._hello_seq = self._send(L.HELLO, L.encode_json(hello), now)
 
@@ -84,6 +91,7 @@ class Session:
     # ------------------------------------------------------------ one step
 
     def step(self, now):
+        self._now = now
         data = self.stream.read()
         if data:
             for item in self.link.receive(data, now):
@@ -98,6 +106,9 @@ class Session:
             unit.failed(seq, now)
             if unit.host and (now - self._heard_at) & 0x3FFFFFFF >= RETRY_MS * MAX_TRIES:
                 unit.host_lost()  # unacknowledged and nothing heard meanwhile: show "no host"
+        if self.receiver is not None:
+            self.receiver.poll(self.busy())
+            self.reboot = self.receiver.reboot
         if not unit.host and (now - self._hello_at) & 0x3FFFFFFF >= HELLO_RETRY_MS:
             if not self._in_flight(self._hello_seq):
                 self._send_hello(now)
@@ -132,7 +143,7 @@ class Session:
         elif mtype == L.PING:
             self._send(L.PONG, frame.payload, now)
         elif mtype in (L.UPDATE_BEGIN, L.UPDATE_CHUNK, L.UPDATE_COMMIT, L.UPDATE_ABORT):
-            self.link.nack(frame, L.ERR_REFUSED, "updates are not supported by firmware %s" % VERSION)
+            self._update(frame, now)
         # ACK/NACK/LOG/PONG and unit-to-host types need nothing from the unit.
 
     def _config_get(self, frame, now):
@@ -160,3 +171,31 @@ class Session:
             self.link.nack(frame, L.ERR_REFUSED, reason)
             return
         self._send(L.CONFIG, L.encode_json({"config": self.store.config, "error": None}), now)
+
+    # ------------------------------------------------------------ updates (fleet docs)
+
+    def busy(self):
+        """A call or its wrap-up: a new slot waits, the unit never resets mid-call."""
+        unit = self.unit
+        return unit.call != L.CALL_IDLE or unit.agent in (L.AGENT_ON_CALL, L.AGENT_WRAP_UP)
+
+    def _update(self, frame, now):
+        if self.receiver is None:
+            import updater  # lazily: only a unit being updated pays its heap
+
+            self.receiver = updater.Receiver(self.identity["board"], VERSION, self._send_now)
+        reason = self.receiver.handle(frame, self.busy())
+        if reason:
+            self.link.nack(frame, L.ERR_REFUSED, reason)
+        self.unit.updating = 1 if self.receiver.updater is not None and not self.receiver.reboot else 0
+        self.reboot = self.receiver.reboot
+
+    def _send_now(self, mtype, payload):
+        self._send(mtype, payload, self._now)
+
+    def confirm_health(self, now):
+        """The main loop runs and the self-test passed: keep this slot (no host needed)."""
+        bootsel = sys.modules.get("bootsel")
+        if bootsel is not None and bootsel.confirm():
+            status = {"phase": "confirmed", "fw": VERSION, "slot": bootsel.BOOT[0] if bootsel.BOOT else ""}
+            self._send(L.UPDATE_STATUS, L.encode_json(status), now)

@@ -1,9 +1,12 @@
 """The VM's main.py: the same application as on a board, minus asyncio.run (absent there).
 
 Load with ``offhook.firmware.vm_files()``; from runPythonAsync: ``import vm_main;
-await vm_main.main()``. Tests that want explicit time use ``vm_main.create()`` and
+await vm_main.main()`` (after ``import boot`` when the VM boots like a board: slot
+selection, safe mode). Tests that want explicit time use ``vm_main.create()`` and
 call ``app.boot(t)`` / ``app.step(t)`` themselves.
 """
+
+import sys
 
 from offhook_fw import app
 
@@ -13,4 +16,11 @@ def create(config_path="/config.json"):
 
 
 async def main(config_path="/config.json"):
-    await app.main("sim", config_path)
+    boot = getattr(sys.modules.get("bootsel"), "BOOT", None)
+    if boot and boot[0] == "safe":
+        import loader
+
+        await loader.main("sim")
+    from offhook_fw import health
+
+    await health.main("sim", config_path)

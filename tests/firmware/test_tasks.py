@@ -92,8 +92,9 @@ print(ok, stalled, looping)
 def test_entries_differ_only_in_how_they_start_main() -> None:
     main_py = (REPO_ROOT / "firmware" / "main.py").read_text()
     vm_main = (REPO_ROOT / "firmware" / "sim" / "vm_main.py").read_text()
-    assert "asyncio.run(app.main())" in main_py
-    assert "await app.main(" in vm_main and "asyncio.run" not in vm_main.replace("minus asyncio.run", "")
+    # Both run the app through health.main (slot confirmation, reset into a new slot; issue 8).
+    assert "asyncio.run(health.main())" in main_py
+    assert "await health.main(" in vm_main and "asyncio.run" not in vm_main.replace("minus asyncio.run", "")
 
 
 def test_fatal_error_is_logged_then_reset(mpvm: MicroPythonVM) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import subprocess
 import sys
@@ -33,11 +34,21 @@ def slot_sources(board: str, root: Path | None = None) -> dict[str, Path]:
     return out
 
 
-def compile_files(sources: dict[str, Path]) -> dict[str, bytes]:
-    """mpy-cross each source (MicroPython 1.27 bytecode); unit path .py -> .mpy."""
+VERSION_MODULE = "/offhook_fw/__init__.py"
+
+
+def compile_files(sources: dict[str, Path], version: str | None = None) -> dict[str, bytes]:
+    """mpy-cross each source (MicroPython 1.27 bytecode); unit path .py -> .mpy.
+
+    ``version`` is stamped into offhook_fw.VERSION, so the unit's HELLO reports the bundle's version.
+    """
     out: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for path, source in sorted(sources.items()):
+            if version is not None and path == VERSION_MODULE:
+                text = re.sub(r'(?m)^VERSION = ".*"$', f'VERSION = "{version}"', source.read_text())
+                source = Path(tmp) / "__init__.py"
+                source.write_text(text)
             target = Path(tmp) / "out.mpy"
             proc = subprocess.run(
                 [str(MPY_CROSS), "-s", path.lstrip("/"), "-o", str(target), str(source)],
@@ -92,7 +103,8 @@ def build_firmware(version: str, board: str, key: rsa.RSAPrivateKey, *, new_key:
     if board not in B.BOARDS:
         raise B.BundleError(f"unknown board {board!r}")
     B.parse_version(version)
-    return build_bundle(compile_files(slot_sources(board, firmware_root())), version, board, key, new_key=new_key)
+    files = compile_files(slot_sources(board, firmware_root()), version)
+    return build_bundle(files, version, board, key, new_key=new_key)
 
 
 class _Collect:

@@ -1,0 +1,184 @@
+"""Receives a signed bundle into the inactive slot and switches slots (sans-IO over bootsel.FS).
+
+Used by the application's session and by the safe-mode loader, imported only when an
+update begins. Steps, each safe against a power cut: verify the manifest and signature
+(bundle.Reader) before touching flash; clear the target slot (its manifest.json first,
+so a half-written slot is never complete); write each file, checking its sha256; write
+manifest.json last (temp + rename); switch = one atomic write of the boot state.
+"""
+
+import bootsel
+import bundle
+import linkproto as L
+
+B = bootsel
+
+
+class UpdateError(Exception):
+    pass
+
+
+class Updater:
+    def __init__(self, board, installed):
+        state = B.read_state()
+        if not state.get("confirmed"):
+            raise UpdateError("the running firmware is not confirmed yet; try again after it is")
+        key = B.public_key()
+        if not key:
+            raise UpdateError("no public key in the key store")
+        self.active = state["active"]
+        self.target = "b" if self.active == "a" else "a"
+        self.dir = B.slot_dir(self.target)
+        self.reader = bundle.Reader(bundle.key_modulus(key), self, board, installed, B.LOADER_VERSION)
+        self.ready = False
+        self._file = None
+        self._cleared = False
+
+    # ------------------------------------------------ bundle.Reader's sink
+
+    def begin(self, path, size):
+        fs = B.FS
+        if not self._cleared:
+            fs.remove(self.dir + "/manifest.json")  # incomplete from here on
+            fs.rmtree(self.dir)
+            self._cleared = True
+        parent = (self.dir + path).rsplit("/", 1)[0]
+        fs.makedirs(parent)
+        self._file = fs.open(self.dir + path)
+
+    def write(self, data):
+        self._file.write(data)  # type: ignore[union-attr]
+
+    def end(self, path):
+        self._file.close()  # type: ignore[union-attr]
+        self._file = None
+
+    # ------------------------------------------------ the update
+
+    @property
+    def received(self):
+        return self.reader.received
+
+    def feed(self, offset, data):
+        if offset != self.reader.received:
+            raise UpdateError("chunk at offset %d, expected %d" % (offset, self.reader.received))
+        try:
+            self.reader.feed(data)
+        except bundle.BundleError as exc:
+            self.abort()
+            raise UpdateError(str(exc))
+
+    def finish(self):
+        """All bytes are in: mark the slot complete (manifest.json written last)."""
+        try:
+            self.reader.finish()
+        except bundle.BundleError as exc:
+            self.abort()
+            raise UpdateError(str(exc))
+        fs = B.FS
+        manifest = self.reader.manifest
+        if manifest.get("key"):  # type: ignore[union-attr]
+            fs.write(self.dir + "/key.json", ('{"n":"%s"}' % manifest["key"]).encode())  # type: ignore[index]
+        fs.write(self.dir + "/manifest.sig", self.reader.signature)
+        fs.write(self.dir + "/manifest.tmp", self.reader.manifest_raw)
+        fs.rename(self.dir + "/manifest.tmp", self.dir + "/manifest.json")
+        self.ready = True
+        return manifest["version"]  # type: ignore[index]
+
+    def switch(self):
+        """Boot the new slot from the next reset on, on trial (bootsel.MAX_TRIES boots to confirm)."""
+        if not self.ready:
+            raise UpdateError("nothing to switch to")
+        version = self.reader.manifest["version"]  # type: ignore[index]
+        B.write_state(
+            {"active": self.target, "previous": self.active, "confirmed": False, "tries": 0, "version": version}
+        )
+
+    def abort(self):
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+
+
+class Receiver:
+    """UPDATE_* messages -> Updater; UPDATE_STATUS out through ``send(mtype, payload)``.
+
+    Shared by the application's session and the safe-mode loader. ``handle`` returns None
+    or the reason to NACK the frame with. While ``busy()`` (a call or its wrap-up) the switch
+    waits: ``poll()`` makes it once the unit is idle; ``reboot`` then asks for a reset.
+    """
+
+    def __init__(self, board, installed, send):
+        self.board = board
+        self.installed = installed
+        self.send = send
+        self.updater = None
+        self.switch_pending = False
+        self.reboot = False
+        self.size = 0
+        self._chunks = 0
+
+    def status(self, phase, extra=None):
+        obj = {"phase": phase}
+        if extra:
+            for k in extra:
+                obj[k] = extra[k]
+        self.send(L.UPDATE_STATUS, L.encode_json(obj))
+
+    def handle(self, frame, busy):
+        t = frame.type
+        try:
+            if t == L.UPDATE_BEGIN:
+                meta = L.decode_json(frame.payload)
+                if self.updater is not None:
+                    self.updater.abort()
+                self.updater = None
+                self.switch_pending = False
+                self.updater = Updater(self.board, self.installed)
+                self.size = int(meta.get("size", 0))
+                self._chunks = 0
+                self.status("receiving", {"progress": 0, "slot": self.updater.target})
+            elif t == L.UPDATE_CHUNK:
+                if self.updater is None:
+                    raise UpdateError("no update in progress")
+                offset, data = L.decode_chunk(frame.payload)
+                self.updater.feed(offset, data)
+                self._chunks += 1
+                if self._chunks % 32 == 0:
+                    self.status("receiving", {"progress": self.updater.received, "size": self.size})
+            elif t == L.UPDATE_COMMIT:
+                if self.updater is None:
+                    raise UpdateError("no update in progress")
+                version = self.updater.finish()
+                if busy:
+                    self.switch_pending = True
+                    self.status("deferred", {"version": version, "reason": "call in progress: switching when idle"})
+                else:
+                    self._switch()
+            elif t == L.UPDATE_ABORT:
+                if self.updater is not None:
+                    self.updater.abort()
+                self.updater = None
+                self.switch_pending = False
+                self.status("aborted")
+        except (UpdateError, ValueError, OSError) as exc:
+            if self.updater is not None:
+                self.updater.abort()
+            self.updater = None
+            self.status("failed", {"result": "rejected", "reason": str(exc)})
+            return str(exc)
+        return None
+
+    def poll(self, busy):
+        if self.switch_pending and not busy:
+            self._switch()
+
+    def _switch(self):
+        up = self.updater
+        up.switch()  # type: ignore[union-attr]
+        self.switch_pending = False
+        self.reboot = True
+        self.status("rebooting", {"version": up.reader.manifest["version"], "slot": up.target})  # type: ignore[union-attr,index]
