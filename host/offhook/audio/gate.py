@@ -112,6 +112,10 @@ class NoiseGate:
         targets = np.empty(blocks)
         for index, level in enumerate(levels):
             targets[index] = 1.0 if self._decide(float(level), echo_power) else self.floor_gain
+        if blocks and len(frame) == blocks * self.block and self._gain == targets[0] and (targets == targets[0]).all():
+            # Steady (fully open or fully closed): the common case, no ramp to compute.
+            self.gains = np.full(len(frame), self._gain)
+            return frame * self._gain
         # Look-ahead inside the frame: if any block opens the gate, rise from the frame start.
         target = np.repeat(targets, self.block)
         if len(target) < len(frame):

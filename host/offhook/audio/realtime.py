@@ -54,6 +54,7 @@ class Stats:
     buffer_underruns: int = 0
     buffer_overruns: int = 0
     ref_missing: int = 0
+    stretches: int = 0  # short buffer reads concealed by reading slower (not silence)
     added_latency_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -80,8 +81,8 @@ class Realtime:
         )
         target = int(config.buffer_frames * self.frame)
         self.period = int(config.rate * config.period_ms / 1000)
-        self.ref_buffer = DriftBuffer(target, capacity=6 * self.frame)
-        self.out_buffer = DriftBuffer(target, capacity=6 * self.frame)
+        self.ref_buffer = DriftBuffer(target, capacity=10 * self.frame)
+        self.out_buffer = DriftBuffer(target, capacity=10 * self.frame)
         self._played: collections.deque[np.ndarray] = collections.deque(maxlen=50)
         self.stats = Stats()
         self._streams: list[Any] = []
@@ -186,6 +187,7 @@ class Realtime:
     def snapshot(self) -> Stats:
         s = self.stats
         under0, over0 = self._baseline or (0, 0)
+        s.stretches = self.ref_buffer.stretches + self.out_buffer.stretches
         s.buffer_underruns = self.ref_buffer.underruns + self.out_buffer.underruns - under0
         s.buffer_overruns = self.ref_buffer.overruns + self.out_buffer.overruns - over0
         per = 1000.0 / self.config.rate
