@@ -22,6 +22,9 @@ from offhook import config as config_module
 from offhook.api.server import ApiServer
 from offhook.api.tokens import TokenStore
 from offhook.daemon.service import Daemon
+from offhook.metrics.report import today
+from offhook.metrics.sink import MetricsSink
+from offhook.metrics.store import CallRecorder
 from offhook.softphone.baresip import BaresipAdapter
 from offhook.softphone.baresip_process import BaresipInstance
 from offhook.softphone.base import EventKind
@@ -56,8 +59,15 @@ class Demo:
                 "timers": {"wrap_up_s": 15},
             }
         )
-        self.daemon = Daemon(cfg, BaresipAdapter(port=self.lines["agent"].ctrl_port), self.workdir / "state.json")
-        self.api = ApiServer(self.daemon, TokenStore(), self.api_port)
+        # The demo's calls go to a store of its own, never into the agent's real figures.
+        recorder = CallRecorder(self.workdir / "metrics.sqlite3")
+        sink = MetricsSink(recorder, agent="demo")
+        self.daemon = Daemon(
+            cfg, BaresipAdapter(port=self.lines["agent"].ctrl_port), self.workdir / "state.json", recorder=sink
+        )
+        self.api = ApiServer(
+            self.daemon, TokenStore(), self.api_port, figures=lambda: today(recorder.conn, agent="demo", tz=sink.tz)
+        )
         with contextlib.suppress(OSError):  # the API port may be taken by an installed daemon
             await self.api.start()
         self.customer = BaresipAdapter(port=self.lines["customer"].ctrl_port)

@@ -237,3 +237,29 @@ def test_api_client_drives_a_real_baresip_call(tmp_path: Path) -> None:
     finally:
         agent.stop()
         customer.stop()
+
+
+def test_figures_for_the_panel_follow_completed_calls(tmp_path: Path) -> None:
+    """Calls the desk records land in the metrics store; the panel's figures follow them."""
+    from offhook.daemon.desk import Record
+    from offhook.metrics.report import today
+    from offhook.metrics.sink import MetricsSink
+    from offhook.metrics.store import CallRecorder
+
+    recorder = CallRecorder(tmp_path / "metrics.sqlite3")
+    sink = MetricsSink(recorder, agent="alice", tz="Europe/Berlin")
+
+    async def scenario(api: Api) -> None:
+        api.daemon.recorder = sink
+        api.server.figures = lambda: today(recorder.conn, agent="alice", tz="Europe/Berlin")
+        async with api.client() as panel:
+            assert (await ask(panel, type="figures"))["figures"]["calls"] == 0
+            await ask(panel, type="subscribe")
+            for moment, at in (("ringing", 0.0), ("answered", 4.0), ("hung_up", 64.0), ("wrap_up_ended", 94.0)):
+                await api.daemon.apply([Record(moment, "call-1", at, {"peer": "sip:+4930123@pbx"})])
+            pushed_figures = await pushed(panel, lambda m: m.get("event") == "figures")
+        figures = pushed_figures["figures"]
+        assert (figures["calls"], figures["handled"]) == (1, 1)
+        assert figures["aht_s"] == 90.0  # talk 60 s + wrap-up 30 s
+
+    run(tmp_path, scenario)

@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import mimetypes
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ AUTH_TIMEOUT_S = 5.0
 PAIRING_TIMEOUT_S = 30.0
 MAX_MESSAGE_BYTES = 16 * 1024
 DEFAULT_OWNER = "softphone"
+COMPLETED = ("wrap_up_ended", "missed", "abandoned", "unanswered")  # a call's figures are final
 CLIENT_ACTIONS = ("answer", "reject", "hangup", "hook", "hold", "mute", "escalate")
 PANEL_DIR = Path(__file__).resolve().parents[1] / "panel"
 
@@ -85,12 +87,15 @@ class ApiServer:
         port: int = 8677,
         allowed_origins: list[str] | None = None,
         panel_dir: Path = PANEL_DIR,
+        figures: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
+        """``figures``: the agent's figures for today (metrics), for the panel; None without a store."""
         self.daemon = daemon
         self.tokens = tokens
         self.port = port
         self.allowed_origins = set(allowed_origins or [])
         self.panel_dir = panel_dir
+        self.figures = figures
         self.clients: dict[str, Client] = {}
         self.owner = DEFAULT_OWNER
         self._ids = itertools.count(1)
@@ -259,6 +264,10 @@ class ApiServer:
             return {"agent": daemon.desk.snapshot()["agent"]}
         if kind in ("register_softphone", "softphone_event", "reply"):
             return self._web_softphone(client, kind, message)
+        if kind == "figures":
+            if self.figures is None:
+                raise ApiError("no call metrics store in this daemon")
+            return {"figures": self.figures()}
         if kind == "one_time_token":
             if client.origin is not None:
                 raise ApiError("only local programs may mint panel tokens")
@@ -306,6 +315,11 @@ class ApiServer:
     # ------------------------------------------------------------ events
 
     def _on_daemon_event(self, message: dict[str, Any]) -> None:
+        if message.get("event") == "recorded" and message.get("moment") in COMPLETED and self.figures is not None:
+            try:
+                self._on_daemon_event({"event": "figures", "figures": self.figures()})
+            except Exception:  # figures are a nicety: never break event delivery
+                log.exception("could not compute today's figures")
         if message.get("event") == "pairing_answer" and self._pairing is not None and not self._pairing.done():
             self._pairing.set_result(bool(message.get("approved")))
         for client in list(self.clients.values()):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import json
 import logging
 import signal
@@ -82,9 +83,22 @@ async def serve(config: dict) -> int:
         from offhook.softphone.web import WebSoftphone
 
         softphone = WebSoftphone()
+    from offhook.metrics.report import today
+    from offhook.metrics.sink import MetricsSink
+    from offhook.metrics.store import CallRecorder
+
     state_file = Path(platformdirs.user_state_dir("offhook")) / "daemon-state.json"
-    daemon = Daemon(config, softphone, state_file)
-    api = ApiServer(daemon, TokenStore(), config["api"]["port"], config["api"]["allowed_origins"])
+    agent = config["agent"]["name"] or getpass.getuser()
+    recorder = CallRecorder()
+    sink = MetricsSink(recorder, agent=agent, tz=config["agent"]["timezone"])
+    daemon = Daemon(config, softphone, state_file, recorder=sink)
+    api = ApiServer(
+        daemon,
+        TokenStore(),
+        config["api"]["port"],
+        config["api"]["allowed_origins"],
+        figures=lambda: today(recorder.conn, agent=agent, tz=sink.tz),
+    )
     if hasattr(softphone, "attach"):
         softphone.attach(api)
     try:

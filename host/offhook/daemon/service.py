@@ -241,6 +241,8 @@ class Daemon:
                     self.recorder(effect)
                 except Exception:  # metrics must never take call control down
                     log.exception("could not record %s", effect)
+                else:
+                    self._broadcast({"event": "recorded", "moment": effect.moment, "call": effect.call_id})
 
     async def _execute(self, command: Command) -> None:
         if self.trace:
