@@ -43,6 +43,7 @@ class AecConfig:
     step: float = 1.0  # background NLMS step (per bin, normalised)
     delay_margin_frames: int = 2  # filter starts this many frames before the estimated delay
     suppress: bool = True  # residual echo suppressor + comfort noise
+    low_latency: bool = True  # suppressor as a 3 ms FIR instead of a 10 ms overlap-add
     comfort_noise: bool = True
     seed: int = 1
 
@@ -130,8 +131,21 @@ class ResidualEchoSuppressor:
     comfort noise of the tracked noise spectrum.
     """
 
-    def __init__(self, frame: int, comfort_noise: bool = True, seed: int = 1) -> None:
+    def __init__(self, frame: int, comfort_noise: bool = True, seed: int = 1, low_latency: bool = False) -> None:
         self.frame = frame
+        self.low_latency = low_latency
+        self.half = 48  # low-latency mode: FIR of 97 taps, 3 ms delay at 16 kHz
+        self.latency = self.half if low_latency else frame
+        self._taper = np.hanning(2 * self.half + 3)[1:-1]
+        self._taps = np.zeros(2 * self.half + 1)
+        self._taps[self.half] = 1.0
+        self._cn_taps = np.zeros(2 * self.half + 1)
+        self._e_prev_time = np.zeros(2 * self.half)
+        self._white_prev = np.zeros(2 * self.half)
+        self._current = np.zeros(frame)
+        self._noise_row = 0
+        self._fade = 0.5 - 0.5 * np.cos(np.pi * (np.arange(frame) + 0.5) / frame)
+        self._white = np.random.default_rng(seed + 1).standard_normal((500, frame))
         size = 2 * frame
         self._window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(size) / size))
         bins = frame + 1
@@ -156,6 +170,7 @@ class ResidualEchoSuppressor:
 
     def analyse(self, error: Float, echo: Float) -> tuple[Complex, Complex]:
         """Windowed spectra of the output and of the echo estimate for this frame."""
+        self._current = error
         w = self._window
         block = np.stack((np.concatenate((self._e_prev, error)), np.concatenate((self._y_prev, echo))))
         e_spec, y_spec = np.fft.rfft(block * w, axis=1)
@@ -195,14 +210,48 @@ class ResidualEchoSuppressor:
         self._residual_prev = left
         self._gain = gain
         self._post_prev = np.minimum(posterior, 1e4)
+        missing = np.maximum(1.0 - gain**2, 0.0) * np.minimum(self._noise, e_pow) if self._comfort else None
+        if self.low_latency:
+            return self._filter(gain, missing)
         out_spec = gain * e_spec
-        if self._comfort:
-            missing = np.maximum(1.0 - gain**2, 0.0) * np.minimum(self._noise, e_pow)
+        if missing is not None:
             self._phase_row = (self._phase_row + 1) % len(self._phasors)
             out_spec = out_spec + np.sqrt(missing) * self._phasors[self._phase_row]
         block = w * np.fft.irfft(out_spec, 2 * self.frame)
         out = self._overlap + block[: self.frame]
         self._overlap = block[self.frame :].copy()
+        return out
+
+    def _fir(self, response: Float) -> Float:
+        """Short linear-phase FIR with the given (zero-phase) magnitude response."""
+        h = np.fft.irfft(response, 2 * self.frame)
+        half = self.half
+        return np.concatenate((h[-half:], h[: half + 1])) * self._taper
+
+    def _filter(self, gain: Float, missing: Float | None) -> Float:
+        """Low-latency mode: apply this frame's gains to this frame as a short linear-phase FIR
+        (``half`` samples of delay instead of a whole frame), cross-fading from the previous
+        frame's filter so gain changes never step. Comfort noise is white noise shaped the same way.
+        """
+        e = self._e_prev_time
+        frame = self._current
+        taps = self._fir(gain)
+        history = np.concatenate((e, frame))
+        new = np.convolve(history, taps, mode="valid")[-self.frame :]
+        old = np.convolve(history, self._taps, mode="valid")[-self.frame :]
+        out = old + self._fade * (new - old)
+        self._taps = taps
+        self._e_prev_time = history[-(2 * self.half) :]
+        if missing is not None:
+            self._noise_row = (self._noise_row + 1) % len(self._white)
+            white = np.concatenate((self._white_prev, self._white[self._noise_row]))
+            # White noise of unit variance has STFT power frame (sqrt-Hann, 2*frame points).
+            shape = self._fir(np.sqrt(missing / self.frame))
+            cn_new = np.convolve(white, shape, mode="valid")[-self.frame :]
+            cn_old = np.convolve(white, self._cn_taps, mode="valid")[-self.frame :]
+            out = out + cn_old + self._fade * (cn_new - cn_old)
+            self._cn_taps = shape
+            self._white_prev = white[-(2 * self.half) :]
         return out
 
 
@@ -231,10 +280,10 @@ class EchoCanceller:
         self._stable = 0
         self._last_estimate: int | None = None
         self.estimator = DelayEstimator(self.bins, self.max_lag)
-        self.suppressor = (
-            ResidualEchoSuppressor(n, comfort_noise=config.comfort_noise, seed=config.seed) if config.suppress else None
-        )
-        self.latency = n if self.suppressor else 0
+        self.suppressor: ResidualEchoSuppressor | None = None
+        if config.suppress:
+            self.suppressor = ResidualEchoSuppressor(n, config.comfort_noise, config.seed, config.low_latency)
+        self.latency = self.suppressor.latency if self.suppressor else 0
         self._zeros = np.zeros(n)
         self._fade = 0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)  # 0 -> 1 over a frame
         # Regularisation: a reference quieter than about -60 dBFS does not drive adaptation.

@@ -41,7 +41,7 @@ class Chain:
         self.aec = EchoCanceller(config.aec_config) if config.aec else None
         self.gate = NoiseGate(config.gate_config) if config.gate else None
         self.mute = PrivacyMute(config.rate)
-        self.echo_margin = 4.0  # residual echo estimate x4 (6 dB) counts as background for the gate
+        self.echo_margin = 1.0  # the residual echo estimate counts as background for the gate
         self._resampled = config.rate != PROCESS_RATE
         self._down_mic = Downsampler()
         self._down_ref = Downsampler()
