@@ -14,8 +14,8 @@ What baresip 1.0.0 does and does not tell (measured on this machine):
   adapter keeps exactly one and never probes the port.
 - Call-specific commands act on the "current call": the adapter selects it with
   `callfind CALL-ID` first. `listcalls` lists lines, not Call-IDs; after a reconnect
-  calls are matched to known ids by peer URI, or get a provisional id until an event
-  names them.
+  calls are matched to known ids by peer URI, or selected (`line N`) and identified by
+  `callstat`, whose reply carries the Call-ID (`id=…`).
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ _LISTCALLS_LINE = re.compile(
     r"^(?P<current>[> ])\s*\[line (?P<line>\d+)\]\s+(?P<duration>\d+:\d\d:\d\d)\s+"
     r"(?P<state>[A-Z_]+)\s+(?P<held>\(on hold\))?\s*(?P<peer>\S+)\s*$"
 )
+_CALLSTAT_ID = re.compile(r"\bid=(?P<id>\S+)")
+_CALLSTAT_DIRECTION = re.compile(r"direction:\s*(?P<dir>Incoming|Outgoing)")
 _STATE_FROM_LISTCALLS = {
     "INCOMING": CallState.INCOMING,
     "OUTGOING": CallState.OUTGOING,
@@ -83,6 +85,7 @@ class BaresipAdapter(Softphone):
         self._command_lock = asyncio.Lock()
         self._runner: asyncio.Task[None] | None = None
         self._dial_waiter: asyncio.Future[str] | None = None
+        self._held: list[SoftphoneEvent] | None = None  # events waiting for a CONNECTED snapshot
         self.protocol_errors = 0
 
     # ------------------------------------------------------------ connection
@@ -289,16 +292,44 @@ class BaresipAdapter(Softphone):
     # ------------------------------------------------------------ state
 
     async def refresh(self, announce: bool = False) -> list[Call]:
-        """Re-read baresip's calls (``listcalls``) into ``self.calls``; ``announce`` emits CONNECTED."""
+        """Re-read baresip's calls (``listcalls``) into ``self.calls``; ``announce`` emits CONNECTED.
+
+        ``listcalls`` names lines, not Call-IDs: a call not known yet is selected with
+        ``line N`` and identified by ``callstat`` (its ``id=`` and direction). While a
+        CONNECTED snapshot is being built, events are held back and follow it, in order.
+        """
         snapshot: list[Call] = []
 
         def apply(data: str) -> None:
             snapshot.extend(self._apply_listcalls(parse_listcalls(data)))
-            if announce:
-                self.events.put_nowait(SoftphoneEvent(EventKind.CONNECTED, calls=[*snapshot]))
 
-        await self.command("listcalls", on_reply=apply)
+        if announce:
+            self._held = []
+        try:
+            async with self._command_lock:
+                await self.command("listcalls", on_reply=apply)
+                for provisional in [call_id for call_id in self.calls if call_id.startswith("line:")]:
+                    await self.command("line", provisional.split(":", 1)[1])
+                    self._identify(provisional, await self.command("callstat"))
+        finally:
+            held, self._held = self._held, None
+        if announce:
+            self.events.put_nowait(SoftphoneEvent(EventKind.CONNECTED, calls=[*snapshot]))
+            for event in held or []:
+                self.events.put_nowait(event)
         return snapshot
+
+    def _identify(self, provisional: str, callstat: str) -> None:
+        call = self.calls.get(provisional)
+        found = _CALLSTAT_ID.search(callstat)
+        if call is None or found is None:
+            return  # already named by an event meanwhile, or gone
+        del self.calls[provisional]
+        call.call_id = found["id"]
+        direction = _CALLSTAT_DIRECTION.search(callstat)
+        if direction:
+            call.direction = "inbound" if direction["dir"] == "Incoming" else "outbound"
+        self.calls[call.call_id] = call
 
     def _apply_listcalls(self, rows: list[tuple[int, str, CallState, bool]]) -> list[Call]:
         by_peer = {call.peer: call for call in self.calls.values()}
@@ -315,8 +346,7 @@ class BaresipAdapter(Softphone):
         return list(fresh.values())
 
     async def _resync(self) -> None:
-        async with self._command_lock:
-            await self.refresh(announce=True)
+        await self.refresh(announce=True)
 
     def _on_event(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -363,4 +393,8 @@ class BaresipAdapter(Softphone):
                 return
 
     def _emit(self, kind: EventKind, call_id: str, peer: str, direction: str, reason: str = "") -> None:
-        self.events.put_nowait(SoftphoneEvent(kind, call_id, peer, direction, reason))
+        event = SoftphoneEvent(kind, call_id, peer, direction, reason)
+        if self._held is not None:
+            self._held.append(event)
+        else:
+            self.events.put_nowait(event)
