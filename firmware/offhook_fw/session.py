@@ -67,6 +67,8 @@ class Session:
         if bootsel is not None and bootsel.BOOT:
             hello["slot"] = bootsel.BOOT[0]
             hello["health"] = bootsel.health()
+            if bootsel.BOOT[1]:
+                hello["boot"] = bootsel.BOOT[1]  # e.g. "rolled back from slot a: ..."
         self._hello_at = now
         self._hello_seq = self._send(L.HELLO, L.encode_json(hello), now)
 

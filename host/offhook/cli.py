@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "offhook.commands.audio",
     "offhook.commands.metrics",
     "offhook.commands.fleet",
+    "offhook.commands.flash",
 )
 
 EXIT_OK = 0

@@ -60,7 +60,9 @@ class Throttle:
 
 
 class SimulatedUnit:
-    def __init__(self, serial: str, flash_dir: Path, rate: float = LINK_BYTES_PER_S) -> None:
+    def __init__(
+        self, serial: str, flash_dir: Path, rate: float = LINK_BYTES_PER_S, key_hex: str | None = None
+    ) -> None:
         if len(serial) != 16 or any(c not in "0123456789abcdef" for c in serial):
             raise ValueError(f"serial must be 16 lowercase hex digits, not {serial!r}")
         self.serial = serial
@@ -80,6 +82,10 @@ class SimulatedUnit:
         self._to_unit = Throttle(rate)
         self._to_host = Throttle(rate)
         self._sniffer = L.Decoder()
+        self.key_hex = key_hex  # the fleet's public key (modulus, hex) for the unit's key store
+        self.held_at_boot: tuple[int, ...] = ()  # input pins held low at power-on (safe mode: K1)
+        self.boots = 0
+        self._reset_requested = False
 
     # ------------------------------------------------------------ paths
 
@@ -98,6 +104,9 @@ class SimulatedUnit:
             shutil.rmtree(self.flash_dir)
         if files.exists():
             return
+        if self.key_hex:
+            files.mkdir(parents=True)
+            (files / "keys.json").write_text(json.dumps({"n": self.key_hex}))
         for device_path, source in vm_files().items():
             target = files / device_path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +132,7 @@ class SimulatedUnit:
             str(self.flash_dir),
             self.serial,
             str(RP2040_HEAP_BYTES),
+            ",".join(str(pin) for pin in self.held_at_boot),
             cwd=VM_DIR,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -133,6 +143,8 @@ class SimulatedUnit:
         if not ready.get("ready"):
             raise RuntimeError(f"simulated unit did not start: {ready}")
         self.powered = True
+        self.boots += 1
+        self._reset_requested = False
         self._tasks = [
             asyncio.create_task(self._from_unit(self._process)),
         ]
@@ -156,6 +168,13 @@ class SimulatedUnit:
         self._sniffer.reset()
         self.leds = [0] * len(LEDS)
         self._notify("leds")
+
+    async def _reboot(self, process: asyncio.subprocess.Process) -> None:
+        await process.wait()
+        if self._process is process and self.plugged:
+            self._process = None
+            await asyncio.sleep(0.05)
+            await self._power_on()
 
     async def power_cycle(self, off_s: float = 0.2) -> None:
         """Reset the unit; its USB port stays (the host sees a fresh HELLO)."""
@@ -236,6 +255,10 @@ class SimulatedUnit:
             if not line:
                 self.powered = False
                 self._notify("power")
+                if self._process is process:
+                    # The VM ended by itself: machine.reset() (SystemExit ends the Node process) or
+                    # a crash. A board resets and boots again (boot.py counts the boot).
+                    asyncio.get_running_loop().create_task(self._reboot(process))
                 return
             message = json.loads(line)
             if "link" in message:
@@ -249,7 +272,10 @@ class SimulatedUnit:
                 self._notify("leds")
             elif "log" in message or "crashed" in message:
                 self.logs.append(str(message.get("log") or message.get("crashed")))
+                self._reset_requested = "crashed" in message
                 self._notify("log")
+            elif "reset" in message:
+                self._reset_requested = True
 
     async def _send(self, message: dict[str, object]) -> None:
         if self._process is None or self._process.stdin is None:

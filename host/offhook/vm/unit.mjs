@@ -1,7 +1,8 @@
 // One simulated desk unit: the real firmware on the real MicroPython VM, with the
 // simulated board, its flash kept in a host directory through a write journal.
 //
-// Usage: node unit.mjs FLASH_DIR SERIAL_HEX [HEAP_BYTES]
+// Usage: node unit.mjs FLASH_DIR SERIAL_HEX [HEAP_BYTES] [HELD_PINS]
+// HELD_PINS: comma-separated input pins held low at power-on (safe mode: the hook key).
 // FLASH_DIR/files/ is the unit's filesystem (provisioned by the Python side);
 // FLASH_DIR/journal.jsonl records every file write, rename and removal as it reaches
 // "flash". A power cut after N journal entries drops every later write.
@@ -16,7 +17,7 @@ import { createInterface } from "node:readline";
 import fs from "node:fs";
 import path from "node:path";
 
-const [flashDir, serialHex, heapArg] = process.argv.slice(2);
+const [flashDir, serialHex, heapArg, heldArg] = process.argv.slice(2);
 const filesDir = path.join(flashDir, "files");
 const journalPath = path.join(flashDir, "journal.jsonl");
 const LINK_POLL_MS = 2;
@@ -128,9 +129,15 @@ def _sim_leds():
     return ','.join(str(d) for d in out)
 `);
 
-const running = mp.runPythonAsync("import vm_main\nawait vm_main.main()");
+for (const pin of (heldArg || "").split(",").filter(Boolean)) py0(`machine.set_input(${Number(pin)}, 0)`);
+function py0(code) { mp.runPython(code); }
+// Boot as a board does: boot.py (slot selection, safe mode) when the flash has one, then main.
+const entry = (fs.existsSync(path.join(filesDir, "boot.py")) ? "import boot\n" : "") + "import vm_main\nawait vm_main.main()";
+const running = mp.runPythonAsync(entry);
 running.catch((err) => {
-  emit({ crashed: String(err && err.message ? err.message : err) });
+  const text = String(err && err.message ? err.message : err);
+  // machine.reset() (an update switched slots) or a crash: a board resets; the host side reboots us.
+  emit(text.includes("machine.reset()") ? { reset: true } : { crashed: text });
   process.exit(3);
 });
 

@@ -1,0 +1,152 @@
+"""`offhook flash`, `offhook devices`, `offhook identify`: IT's day-to-day fleet commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from offhook.cli import EXIT_FAILED, EXIT_OK, UsageError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    flash = subparsers.add_parser(
+        "flash",
+        help="flash a signed firmware bundle onto units",
+        description="Send BUNDLE to the chosen units in parallel; each verifies it, switches slots when idle "
+        "and confirms its health. Exit code 1 when any unit failed.",
+    )
+    flash.add_argument("bundle", type=Path)
+    which = flash.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every unit found (USB and simulated)")
+    which.add_argument("--device", action="append", metavar="SERIAL", help="a unit's serial number (repeatable)")
+    which.add_argument("--port", action="append", metavar="PATH", help="a serial port path (repeatable)")
+    flash.add_argument("--parallel", type=int, default=8, metavar="N", help="units flashed at once (default 8)")
+    flash.add_argument("--retries", type=int, default=2, help="tries after a transient failure (default 2)")
+    flash.add_argument("--json", action="store_true", help="results as JSON, no progress bars")
+    flash.set_defaults(handler=_flash)
+
+    devices = subparsers.add_parser("devices", help="list units: serial, board, firmware, slot, health")
+    devices.add_argument("--json", action="store_true")
+    devices.set_defaults(handler=_devices)
+
+    ident = subparsers.add_parser("identify", help="blink one unit so it can be found on the floor")
+    ident.add_argument("serial")
+    ident.add_argument("--seconds", type=float, default=10.0)
+    ident.set_defaults(handler=_identify)
+
+
+def _units(serials: list[str] | None = None) -> list[tuple[str, str, str]]:
+    """(path, kind, serial) of the units found, optionally only the given serials."""
+    from offhook.transport.discovery import candidates
+
+    found = [(c.path, c.kind, c.serial) for c in candidates()]
+    if serials is None:
+        return found
+    chosen = []
+    for serial in serials:
+        match = [unit for unit in found if unit[2].lower() == serial.lower()]
+        if not match:
+            raise UsageError(f"no unit with serial {serial} found")
+        chosen.append(match[0])
+    return chosen
+
+
+def _flash(args: argparse.Namespace) -> int:
+    from offhook import bundle as B
+    from offhook.fleet import build, flasher
+
+    if args.parallel < 1:
+        raise UsageError("--parallel must be at least 1")
+    try:
+        data = args.bundle.read_bytes()
+        manifest = build.peek_manifest(data)
+    except (OSError, B.BundleError) as exc:
+        raise UsageError(f"{args.bundle}: {exc}") from None
+    if args.port:
+        paths = list(args.port)
+    else:
+        paths = [path for path, _kind, _serial in _units(None if args.all else args.device)]
+    if not paths:
+        raise UsageError("no units found")
+    if args.json:
+        results = asyncio.run(flasher.flash_all(paths, data, manifest, args.parallel, args.retries))
+        json.dump([r.as_dict() for r in results], sys.stdout, indent=2)
+        print()
+    else:
+        results = asyncio.run(_with_progress(paths, data, manifest, args.parallel, args.retries))
+        _table(results)
+    return EXIT_OK if all(r.result in ("ok", "up to date") for r in results) else EXIT_FAILED
+
+
+async def _with_progress(paths: list[str], data: bytes, manifest: dict, parallel: int, retries: int) -> list:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from offhook.fleet import flasher
+
+    with Progress(
+        TextColumn("{task.description:<28}"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[phase]}")
+    ) as bar:
+        tasks = {path: bar.add_task(Path(path).name, total=len(data), phase="waiting") for path in paths}
+
+        def progress(path: str, done: int, total: int, phase: str) -> None:
+            bar.update(tasks[path], completed=done, phase=phase)
+
+        return await flasher.flash_all(paths, data, manifest, parallel, retries, progress)
+
+
+def _table(results: list) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="offhook flash")
+    for column in ("unit", "version", "result", "reason", "tries", "time"):
+        table.add_column(column)
+    for r in results:
+        colour = "green" if r.result in ("ok", "up to date") else "red"
+        table.add_row(
+            r.unit,
+            f"{r.old or '?'} → {r.new}",
+            f"[{colour}]{r.result}[/]",
+            r.reason,
+            str(r.tries),
+            f"{r.seconds:.1f} s",
+        )
+    Console().print(table)
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from offhook.fleet import flasher
+
+    units = _units()
+
+    async def ask() -> list:
+        return list(await asyncio.gather(*(flasher.query(path, kind) for path, kind, _serial in units)))
+
+    infos = asyncio.run(ask()) if units else []
+    if args.json:
+        json.dump([info.__dict__ for info in infos], sys.stdout, indent=2)
+        print()
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(infos)} unit(s)")
+    for column in ("serial", "board", "firmware", "slot", "health", "transport", "path"):
+        table.add_column(column)
+    for info in infos:
+        health = info.error or ("safe mode" if info.safe_mode else info.health)
+        table.add_row(info.serial, info.board, info.fw, info.slot, health, info.transport, info.path)
+    Console().print(table)
+    return EXIT_OK
+
+
+def _identify(args: argparse.Namespace) -> int:
+    from offhook.fleet import flasher
+
+    ((path, _kind, _serial),) = _units([args.serial])
+    info = asyncio.run(flasher.identify(path, args.seconds))
+    print(f"{info.serial}: blinked for {args.seconds:g} s ({path})")
+    return EXIT_OK
