@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -40,7 +41,7 @@ class Setup:
         self.daemon: subprocess.Popen[bytes] | None = None
 
     def start_daemon(self) -> None:
-        env = {**os.environ, "XDG_STATE_HOME": str(self.tmp / "state")}
+        env = {**os.environ, "XDG_STATE_HOME": str(self.tmp / "state"), "OFFHOOK_DATA_DIR": str(self.tmp / "data")}
         with self.log.open("ab") as log:
             self.daemon = subprocess.Popen(
                 [OFFHOOK, "daemon", "--config", str(self.config), "--api-port", "0", "-v"], env=env, stderr=log
@@ -57,7 +58,7 @@ class Setup:
             if state is not None and wanted(state):
                 return state
             time.sleep(0.05)
-        raise AssertionError(f"unit never showed the wanted state; last {state}\n{self.log.read_text()[-1500:]}")
+        raise AssertionError(f"unit never showed the wanted state; last {state}\n{self.log.read_text()[-4000:]}")
 
     def close(self) -> None:
         if self.daemon is not None and self.daemon.poll() is None:
@@ -136,9 +137,17 @@ def test_daemon_killed_mid_call_and_restarted(setup: Setup) -> None:
     setup.daemon.send_signal(signal.SIGKILL)
     setup.daemon.wait()
     setup.start_daemon()
-    state = setup.wait(lambda s: s["call"] == "active" and s["agent"] == "on_call")
-    assert state is not None
+    # The new daemon's STATE: the call found again, its mute shown as not yet confirmed.
+    setup.wait(lambda s: s["call"] == "active" and s["agent"] == "on_call" and "mute_unconfirmed" in s["flags"])
     assert customer_calls(setup) == 1
+    # The call goes on under its own SIP Call-ID: hanging up completes the one record.
+    setup.sim.ask(cmd="press", button="hook")
+    setup.wait(lambda s: s["agent"] == "wrap_up")
+    with sqlite3.connect(setup.tmp / "data" / "metrics.sqlite3") as db:
+        rows = db.execute("SELECT call_id, answer_mono, end_mono FROM calls").fetchall()
+    assert len(rows) == 1, rows  # never duplicated by the restart
+    call_id, answered, ended = rows[0]
+    assert not call_id.startswith("line:") and answered is not None and ended is not None
 
 
 def test_bad_config_is_a_clear_error_and_exit_2(tmp_path: Path) -> None:
