@@ -3,9 +3,11 @@
 ``configure()`` does it on boards whose ``machine`` has ``USBDevice`` (MicroPython's
 runtime USB, RP2040) and nothing elsewhere. It keeps MicroPython's built-in CDC
 (the link, stdin/stdout) and adds one HID interface after it (offhook_fw/hid.py).
-IDs: hw/usb-ids.md; descriptors: hw/hid.md. DEVICE is the Hid object, or None; the
-application (offhook_fw/app.py) picks it up from here.
+IDs: hw/usb-ids.md; descriptors: hw/hid.md. The Hid object is ``offhook_fw.hid.DEVICE``,
+where the application (offhook_fw/app.py) picks it up; this module is needed only once.
 """
+
+import sys
 
 import machine
 
@@ -14,8 +16,6 @@ PID = 0x0001  # pid.codes test PID: development only (hw/usb-ids.md)
 MANUFACTURER = "offhook"
 PRODUCT = "offhook desk unit"
 INTERFACE = "offhook telephony"
-
-DEVICE = None
 
 
 def device_descriptor(builtin, bcd_device):
@@ -30,11 +30,11 @@ def device_descriptor(builtin, bcd_device):
     return bytes(d)
 
 
-def config_descriptor(builtin, itf, ep, istr, hid_desc):
+def config_descriptor(builtin, itf, ep, istr, report_len):
     """The built-in CDC configuration plus our HID interface (two interrupt endpoints, 64 bytes)."""
     extra = (
         bytes((9, 4, itf, 0, 2, 3, 0, 0, istr))  # interface: HID, no boot subclass
-        + hid_desc
+        + bytes((9, 0x21, 0x11, 0x01, 0, 1, 0x22, report_len & 0xFF, report_len >> 8))  # HID 1.11
         + bytes((7, 5, 0x80 | ep, 3, 64, 0, 1))  # interrupt IN, 1 ms
         + bytes((7, 5, ep, 3, 64, 0, 1))  # interrupt OUT, 1 ms
     )
@@ -55,33 +55,34 @@ def _bcd(version):
 
 def configure():
     """Set up the composite device; returns the Hid object, or None on boards without USBDevice."""
-    global DEVICE
-    if DEVICE is not None:
-        return DEVICE
     if not hasattr(machine, "USBDevice"):
         return None
     from offhook_fw import VERSION, hid
+
+    if hid.DEVICE is not None:
+        return hid.DEVICE
 
     usbd = machine.USBDevice()
     builtin = usbd.BUILTIN_CDC
     itf = builtin.itf_max  # our interface and endpoint follow the built-in CDC's
     ep = builtin.ep_max
     istr = builtin.str_max
-    dev = hid.Hid(itf, ep)
+    dev = hid.Hid(itf, ep, usbd)
     serial = "".join("%02x" % b for b in machine.unique_id())
     strings = {1: MANUFACTURER, 2: PRODUCT, 3: serial, istr: INTERFACE}
     usbd.active(False)
     usbd.builtin_driver = builtin  # type: ignore[attr-defined]
     usbd.config(
         device_descriptor(builtin.desc_dev, _bcd(VERSION)),
-        config_descriptor(builtin.desc_cfg, itf, ep, istr, hid.hid_descriptor()),
+        config_descriptor(builtin.desc_cfg, itf, ep, istr, len(hid.REPORT_DESCRIPTOR)),
         strings,
         dev.open_itf,
         dev.reset,
         dev.control,
         dev.xfer,
     )
-    dev.usbd = usbd
     usbd.active(True)
-    DEVICE = dev
+    setattr(hid, "DEVICE", dev)  # noqa: B010 (hid.DEVICE is None until now)
+    # Needed once: let its bytecode go (boot.py should not keep a reference either).
+    sys.modules.pop(__name__, None)
     return dev

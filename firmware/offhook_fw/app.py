@@ -71,10 +71,9 @@ class App:
         link = hw.link
         self.hid = hid  # offhook_fw.hid.Hid when usb_setup configured USB HID (boot.py), else None
         if hid is not None:
-            from offhook_fw.hid import LinkMux
-
-            hid.attach(self.unit)
-            link = LinkMux(link, hid.link)
+            hid.unit = self.unit  # shows the softphone's LED outputs
+            hid.cdc = link
+            link = hid  # CDC and HID vendor reports as one stream
             caps.append("usb_hid")
         identity = {"board": board.NAME, "serial": hw.serial, "caps": caps}
         self.session = session.Session(link, self.unit, identity, self.store)
@@ -234,8 +233,8 @@ def _usb_hid():
     """The HID interface boot.py set up (usb_setup.configure()), or None; imports nothing new."""
     import sys
 
-    setup = sys.modules.get("usb_setup")
-    return getattr(setup, "DEVICE", None) if setup is not None else None
+    hid = sys.modules.get("offhook_fw.hid")
+    return getattr(hid, "DEVICE", None) if hid is not None else None
 
 
 async def main(board_name=None, config_path=C.PATH):

@@ -78,8 +78,8 @@ class USBDevice:
     ):
         if self._active:
             raise OSError(16)  # EBUSY: deactivate first
-        self.desc_dev = bytes(desc_dev)
-        self.desc_cfg = bytes(desc_cfg)
+        self.desc_dev = desc_dev  # kept by reference, as the C implementation does
+        self.desc_cfg = desc_cfg
         self.desc_strs = desc_strs
         self._open_itf_cb = open_itf_cb
         self._reset_cb = reset_cb
