@@ -60,6 +60,7 @@ class FlashResult:
     tries: int = 0
     seconds: float = 0.0
     bytes_sent: int = 0
+    transfer_s: float = 0.0  # UPDATE_BEGIN to the last chunk acknowledged
     events: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -280,6 +281,7 @@ class Flasher:
                 raise FlashFailed("unit stopped acknowledging", retry=True)
 
         meta = {"size": len(self.bundle), "version": want, "board": self.manifest["board"]}
+        started = time.monotonic()
         ours.add(await unit.send(L.UPDATE_BEGIN, L.encode_json(meta)))
         self._phase(0, "sending")
         offset = 0
@@ -304,6 +306,7 @@ class Flasher:
                 last_progress = time.monotonic()
             elif time.monotonic() - last_progress > IDLE_TIMEOUT_S:
                 raise FlashFailed("transfer stalled", retry=True)
+        r.transfer_s = time.monotonic() - started
         ours.add(await unit.send(L.UPDATE_COMMIT))
         self._phase(len(self.bundle), "verifying")
 
