@@ -224,3 +224,38 @@ def test_bus_reset_and_reenumeration(mpvm: MicroPythonVM) -> None:
     host.enumerate()
     host.press(K_MUTE, 300)
     assert host.reports() == [b"\x01\x02", b"\x01\x00"]
+
+
+def test_configure_does_nothing_without_usbdevice(mpvm: MicroPythonVM) -> None:
+    """Boards whose machine has no USBDevice (ESP32-S3 builds with a USB-Serial/JTAG console; the
+    default simulated machine): configure() returns None, nothing HID is imported, CDC link only."""
+    fw.load(mpvm)
+    out = mpvm.run(
+        "import sys, usb_setup\nprint(usb_setup.configure(), 'offhook_fw.hid' in sys.modules)\n"
+        "import vm_main\napp = vm_main.create()\napp.boot(0)\nprint(app.hid)"
+    ).check()
+    assert out.split() == ["None", "False", "None"]
+
+
+def test_simulated_usbdevice_keeps_the_real_rules(mpvm: MicroPythonVM) -> None:
+    """The simulator refuses what MicroPython's USBDevice refuses, so the firmware cannot rely on more."""
+    fw.load(mpvm)
+    out = mpvm.run(
+        """
+import usbdevice
+u = usbdevice.USBDevice()
+print(u is usbdevice.USBDevice())
+try:
+    u.submit_xfer(0x83, bytearray(2))
+except OSError:
+    print("inactive")
+u.config(u.BUILTIN_CDC.desc_dev, u.BUILTIN_CDC.desc_cfg)
+u.active(True)
+print(u.submit_xfer(0x83, bytearray(2)))
+try:
+    u.config(u.BUILTIN_CDC.desc_dev, u.BUILTIN_CDC.desc_cfg)
+except OSError:
+    print("busy")
+"""
+    ).check()
+    assert out.split() == ["True", "inactive", "False", "busy"]  # unconfigured: submit_xfer is False
