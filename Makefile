@@ -23,13 +23,14 @@ APT_AUDIO := espeak-ng libspeexdsp-dev libwebrtc-audio-processing-dev pulseaudio
 	portaudio19-dev libasound2-plugins g++ pkg-config
 AEC3_WHEEL_PIN := aec-audio-processing==1.0.1
 
-.PHONY: help venv vm test lint run bench dist clean
+.PHONY: help venv vm test lint run bench soak dist clean
 
 help:
 	@echo "make run    start offhook on the simulated desk unit (or a real one when plugged in)"
 	@echo "make test   all tests except slow/soak, plus lint, type checks and mpy-cross"
 	@echo "make lint   ruff, mypy on host/, firmware type-checked against MicroPython stubs"
 	@echo "make bench  every benchmark, printing a table of figures"
+	@echo "make soak   long runs: 1,000,000 fuzz cases per runtime, atheris, a 30-minute call loop"
 	@echo "make venv   .venv/ with the host package (editable) and the test/lint tools"
 	@echo "make dist   build the host wheel and sdist into dist/"
 
@@ -101,6 +102,13 @@ test: venv vm lint $(STAMPS)/apt-softphone $(STAMPS)/apt-metrics $(STAMPS)/venv-
 
 bench: venv vm $(STAMPS)/bench-audio $(STAMPS)/apt-softphone
 	$(BIN)/python -m tests.bench
+
+# Long runs, never in `make test`: fuzzing (1,000,000 cases per runtime, and atheris), the call loop.
+SOAK_MINUTES ?= 30
+soak: venv vm $(STAMPS)/apt-softphone
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c host/constraints.txt atheris
+	$(BIN)/python tests/reliability/atheris_link.py -runs=1000000 -print_final_stats=1
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m pytest -m soak -s -p no:cacheprovider tests/reliability
 
 # The demo: baresip lines, the daemon, and the simulated unit with its TUI (a real unit when plugged in).
 run: venv vm $(STAMPS)/apt-softphone
