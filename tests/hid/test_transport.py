@@ -306,3 +306,14 @@ def test_the_daemons_unit_session_over_hid() -> None:
 
     info = asyncio.run(main())
     assert (info.board, info.serial, info.firmware) == ("pico", "0ff0", "0.1.0")
+
+
+def test_transport_for_each_kind_of_unit() -> None:
+    from offhook.transport.discovery import Candidate
+    from offhook.transport.hid import transport_for
+    from offhook.transport.serial import SerialTransport
+
+    hid = transport_for(Candidate(PATH, "hid", "0ff0", "offhook desk unit (USB HID)", False))
+    serial = transport_for(Candidate("/dev/ttyACM0", "usb", "0ff0", "", False))
+    assert isinstance(hid, HidTransport) and hid.kind == "hid" and hid.path == PATH
+    assert isinstance(serial, SerialTransport) and serial.kind == "serial"

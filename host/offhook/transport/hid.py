@@ -133,6 +133,15 @@ def hid_candidates(hid_module: Any = None) -> list[Candidate]:
         return []
 
 
+def transport_for(candidate: Candidate) -> Transport:
+    """The transport a discovered unit needs: HID for kind "hid", serial for USB CDC and simulators."""
+    if candidate.kind == "hid":
+        return HidTransport(candidate.path)
+    from offhook.transport.serial import SerialTransport
+
+    return SerialTransport(candidate.path)
+
+
 class HidMonitor:
     """Hot-plug by polling hidapi's enumeration (hidapi's Python binding has no callbacks)."""
 
