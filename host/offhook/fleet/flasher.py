@@ -248,6 +248,8 @@ class Flasher:
         r.unit = str(hello.get("serial", "?"))
         r.old = str(hello.get("fw", ""))
         want = self.manifest["version"]
+        if hello.get("proto") != L.PROTOCOL_VERSION:
+            raise FlashFailed(f"unit speaks link protocol {hello.get('proto')}, this host {L.PROTOCOL_VERSION}")
         if hello.get("board") != self.manifest["board"]:
             raise FlashFailed(f"unit is {hello.get('board')}, bundle is for {self.manifest['board']}")
         if r.old == want and hello.get("health") in ("confirmed", None) and not hello.get("safe_mode"):
