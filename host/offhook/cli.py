@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "offhook.commands.daemon",
     "offhook.commands.sim",
     "offhook.commands.demo",
+    "offhook.commands.diag",
     "offhook.commands.audio",
     "offhook.commands.metrics",
     "offhook.commands.fleet",
