@@ -42,6 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("-o", "--output", type=Path, help="bundle file (default offhook-VERSION-BOARD.ohb)")
     build.set_defaults(handler=_build)
 
+    prov = commands.add_parser(
+        "provision",
+        help="first install onto a board running stock MicroPython (raw REPL)",
+        description="Write the factory image, the boot loader and the key store (IT's public key) onto a "
+        "board over its raw REPL (mpremote). From then on only signed bundles change the unit.",
+    )
+    prov.add_argument("--port", required=True, help="the board's serial port")
+    prov.add_argument("--board", required=True, choices=("pico", "esp32s3"))
+    prov.add_argument("--pubkey", type=Path, required=True, help="IT's public key (KEY.pub from keygen)")
+    prov.set_defaults(handler=_provision)
+
     show = commands.add_parser("show", help="print a bundle's manifest (unverified)")
     show.add_argument("bundle", type=Path)
     show.set_defaults(handler=_show)
@@ -88,4 +99,21 @@ def _show(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     json.dump(manifest, sys.stdout, indent=2)
     print()
+    return EXIT_OK
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from offhook import bundle as B
+    from offhook.fleet import keys, provision
+
+    try:
+        files = provision.plan(args.board, keys.modulus_hex(keys.load_public(args.pubkey)))
+        repl = provision.open_repl(args.port)
+    except (B.BundleError, keys.KeyError_, OSError, RuntimeError) as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        provision.install(repl, files, lambda path: print(f"  {path}"))
+    finally:
+        repl.close()
+    print(f"{args.port}: provisioned for {args.board} ({len(files)} files); reset the board to boot it")
     return EXIT_OK
