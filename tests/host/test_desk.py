@@ -237,3 +237,21 @@ def test_no_call_is_ever_ended_without_an_agent_action() -> None:
                 effects = desk.softphone_event(ev(rng.choice(kinds), rng.choice(["a", "b"])), now)
             ended = [c for c in effects if isinstance(c, Command) and c.op in ("hangup", "reject", "transfer")]
             assert ended == [], ended
+
+
+def test_clock_jump_on_hold_gives_one_reminder_not_a_burst() -> None:
+    """The PC slept for an hour with a call on hold: one reminder on waking, then every 2 minutes."""
+    desk = answered_desk()
+    desk.command_done(Command("hold", "c1"), True, 10)
+    reminders = [n for t in (10.5, 3610, 3610.25, 3610.5, 3611) for n in notices(desk.tick(t)) if n == "hold_reminder"]
+    assert reminders == ["hold_reminder"]
+    assert "hold_reminder" not in notices(desk.tick(3620))
+    assert "hold_reminder" in notices(desk.tick(3730.1))  # the next whole period of hold
+
+
+def test_clock_jump_while_ringing_and_in_wrap_up_acts_once() -> None:
+    desk = Desk(Timers(ring_timeout_s=20, wrap_up_s=30))
+    desk.softphone_event(ev(EventKind.INCOMING), 0)
+    effects = desk.tick(5000)  # slept through the ringing
+    assert records(effects) == ["missed"] and commands(effects) == []
+    assert records(desk.tick(5000.25)) == []

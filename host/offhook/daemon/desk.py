@@ -569,9 +569,11 @@ class Desk:
                     self.wrap_up_until = None
                     self._set_agent(L.AGENT_BREAK, effects, "ring not answered")
             if call.state == "held" and call.held_since is not None:
-                due = call.held_since + (call.reminders_sent + 1) * self.timers.hold_reminder_s
-                if now >= due:
-                    call.reminders_sent += 1
+                # Whole reminder periods held so far; after a clock jump (sleep) this catches up
+                # in one step: one reminder, not a burst of the ones missed.
+                periods = int((now - call.held_since) // self.timers.hold_reminder_s)
+                if periods > call.reminders_sent:
+                    call.reminders_sent = periods
                     self.reminder_until = now + HOLD_REMINDER_FLASH_S
                     held_for = round(now - call.held_since)
                     effects.append(Notice("hold_reminder", {"call": call.call_id, "held_s": held_for}))
