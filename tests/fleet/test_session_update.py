@@ -67,5 +67,5 @@ def test_refused_update_is_nacked_with_the_reason(mpvm: MicroPythonVM) -> None:
     frames = host.run(300)
     nacks = [L.decode_nack(f.payload) for f in frames if f.type == L.NACK]
     assert nacks and nacks[0][1] == L.ERR_REFUSED and "bundle is for board pico, this unit is sim" in nacks[0][2]
-    assert [s for s in _statuses(frames) if s["phase"] == "failed"][0]["reason"] == nacks[0][2]
+    assert next(s for s in _statuses(frames) if s["phase"] == "failed")["reason"] == nacks[0][2]
     assert mpvm.run("import os\nprint('slot_a' in os.listdir('/'))").check().strip() == "False"
