@@ -43,8 +43,9 @@ class Setup:
     def start_daemon(self) -> None:
         env = {**os.environ, "XDG_STATE_HOME": str(self.tmp / "state"), "OFFHOOK_DATA_DIR": str(self.tmp / "data")}
         with self.log.open("ab") as log:
+            port_option = [] if "[api]" in self.config.read_text() else ["--api-port", "0"]
             self.daemon = subprocess.Popen(
-                [OFFHOOK, "daemon", "--config", str(self.config), "--api-port", "0", "-v"], env=env, stderr=log
+                [OFFHOOK, "daemon", "--config", str(self.config), *port_option, "-v"], env=env, stderr=log
             )
 
     def state(self) -> dict[str, Any] | None:

@@ -1,0 +1,63 @@
+"""Faults with the whole desk (real firmware on the simulated unit, daemon, real baresip).
+
+After each: the lamps show the true state again once the link is back, no call is
+answered or ended by the product on its own, and the call's metrics moments are not
+duplicated. (Daemon SIGKILL, sleep/resume and baresip restarts are in
+tests/integration/test_daemon_process.py and test_desk_e2e.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+from offhook.softphone.base import CallState, EventKind
+from tests.integration.desk_rig import Desk
+
+
+def run(coro) -> None:  # type: ignore[no-untyped-def]
+    asyncio.run(asyncio.wait_for(coro, 120))
+
+
+def test_unplug_replug_while_ringing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Desk(tmp_path, ring_timeout_s=60) as desk:
+            await desk.customer_calls()
+            await desk.wait_lamps({"hook": "moving"})
+            await desk.unit.unplug()
+            await desk.unit.replug()
+            await desk.wait_lamps({"hook": "moving", "status": "solid:green"})  # still ringing, truthfully
+            assert desk.customer is not None
+            assert [c.state for c in desk.customer.calls.values()] == [CallState.OUTGOING]  # nobody answered it
+            await desk.unit.press("hook")  # and it can still be answered from the unit
+            await desk.event(desk.customer, EventKind.ESTABLISHED)
+            await desk.wait_lamps({"hook": "solid"})
+            assert desk.records.count("ringing") == 1 and desk.records.count("answered") == 1
+
+    run(scenario())
+
+
+def test_unit_frozen_for_5_seconds_mid_call(tmp_path: Path) -> None:
+    """The unit's VM stops for 5 s (a hung board): the daemon declares it lost, the call goes on,
+    and when the unit runs again the daemon resynchronises it."""
+
+    async def scenario() -> None:
+        async with Desk(tmp_path) as desk:
+            await desk.customer_calls()
+            await desk.wait_lamps({"hook": "moving"})
+            await desk.unit.press("hook")
+            await desk.event(desk.customer, EventKind.ESTABLISHED)
+            await desk.unit.press("mute")
+            await desk.wait_lamps({"hook": "solid", "mute": "solid"})
+            process = desk.unit._process
+            assert process is not None
+            os.kill(process.pid, signal.SIGSTOP)
+            await asyncio.sleep(5)
+            os.kill(process.pid, signal.SIGCONT)
+            await desk.wait_lamps({"hook": "solid", "mute": "solid", "status": "solid:red"}, timeout=8)
+            assert desk.customer is not None and desk.customer.calls  # the call went on
+            assert desk.records.count("answered") == 1 and "hung_up" not in desk.records
+
+    run(scenario())
