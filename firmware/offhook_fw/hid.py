@@ -39,7 +39,7 @@ _SIZE = const(64)  # report ID + 63 bytes: one full-speed interrupt packet
 _HOOK = const(0x01)  # report 1 bit 0; the LED report's Off-Hook is bit 0 too
 # STATE flag (beyond PROTOCOL.md's 0x0080): the daemon's config names a HID softphone, so
 # the unit keeps sending Telephony-page inputs while the daemon holds the link.
-_F_HID_SOFTPHONE = const(0x0100)
+_F_HID_SOFTPHONE = const(0x0100)  # linkproto.STATE_HID_SOFTPHONE
 _Q = const(4)  # short reports waiting for the IN endpoint
 
 # linkproto button -> report id << 8 | bit (0: none): hook, mute, hold (Flash), escalate

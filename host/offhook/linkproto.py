@@ -142,6 +142,7 @@ STATE_CONSULT = const(0x0010)
 STATE_IDENTIFY = const(0x0020)
 STATE_PAIRING = const(0x0040)
 STATE_UPDATING = const(0x0080)
+STATE_HID_SOFTPHONE = const(0x0100)  # a HID softphone is configured: keep sending Telephony reports
 STATE_FLAG_NAMES = (
     (STATE_MUTED, "muted"),
     (STATE_MUTE_UNCONFIRMED, "mute_unconfirmed"),
@@ -151,6 +152,7 @@ STATE_FLAG_NAMES = (
     (STATE_IDENTIFY, "identify"),
     (STATE_PAIRING, "pairing"),
     (STATE_UPDATING, "updating"),
+    (STATE_HID_SOFTPHONE, "hid_softphone"),
 )
 
 # LOG levels.

@@ -255,3 +255,8 @@ def test_clock_jump_while_ringing_and_in_wrap_up_acts_once() -> None:
     effects = desk.tick(5000)  # slept through the ringing
     assert records(effects) == ["missed"] and commands(effects) == []
     assert records(desk.tick(5000.25)) == []
+
+
+def test_hid_softphone_flag_follows_config() -> None:
+    assert not Desk().unit_state().flags & L.STATE_HID_SOFTPHONE
+    assert Desk(hid_softphone=True).unit_state().flags & L.STATE_HID_SOFTPHONE

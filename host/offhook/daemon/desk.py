@@ -91,9 +91,10 @@ class Timers:
 
 
 class Desk:
-    def __init__(self, timers: Timers | None = None, supervisor: str = "") -> None:
+    def __init__(self, timers: Timers | None = None, supervisor: str = "", hid_softphone: bool = False) -> None:
         self.timers = timers or Timers()
         self.supervisor = supervisor
+        self.hid_softphone = hid_softphone  # a HID softphone drives calls too: the unit keeps its HID inputs
         self.calls: dict[str, CallView] = {}
         self.agent = L.AGENT_AVAILABLE
         self.wrap_up_until: float | None = None
@@ -157,6 +158,7 @@ class Desk:
             (self.identify, L.STATE_IDENTIFY),
             (self.pairing, L.STATE_PAIRING),
             (self.updating, L.STATE_UPDATING),
+            (self.hid_softphone, L.STATE_HID_SOFTPHONE),
         ):
             if on:
                 flags |= bit

@@ -75,6 +75,7 @@ class Daemon:
                 consult_timeout_s=config["softphone"]["consult_timeout_s"],
             ),
             supervisor=config["softphone"]["supervisor"],
+            hid_softphone=config["softphone"]["hid_softphone"],
         )
         self.softphone = softphone
         self.state_file = state_file
