@@ -13,17 +13,15 @@ except ImportError:
 except Exception:  # USB setup must never keep the unit from booting
     pass
 
-# The safe-mode key (K1, hook) per platform: boards/ lives inside the slots, so not from there.
-_SAFE_PIN = {"rp2": 2, "esp32": 4, "webassembly": 2}
-
 
 def _safe_held():
+    # The safe-mode key (K1, hook) per platform: boards/ lives inside the slots, so not from there.
+    pin = {"rp2": 2, "esp32": 4, "webassembly": 2}.get(sys.platform)
+    if pin is None:
+        return False
     try:
         import machine
 
-        pin = _SAFE_PIN.get(sys.platform)
-        if pin is None:
-            return False
         if sys.platform == "webassembly":  # the simulator drives the level itself
             return machine.Pin(pin).value() == 0
         return machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP).value() == 0
@@ -31,13 +29,13 @@ def _safe_held():
         return False
 
 
-def _boot():
+def _boot(held):
     if "/lib" not in sys.path:
         sys.path.append("/lib")
     import bootsel
 
     try:
-        slot, reason = bootsel.select(_safe_held())
+        slot, reason = bootsel.select(held)
     except Exception as exc:  # unreadable flash state: the safe-mode loader still answers
         slot, reason = "safe", "boot state unreadable: %s" % exc
     bootsel.BOOT = (slot, reason)
@@ -47,4 +45,5 @@ def _boot():
         sys.path.insert(0, where)
 
 
-_boot()
+_boot(_safe_held())
+del _boot, _safe_held  # boot.py's globals outlive it (main.py shares them): keep the heap

@@ -24,7 +24,8 @@ BOOT = None  # type: tuple | None
 
 
 class OsFs:
-    """The unit's flash through os; tests swap in a simulated flash with a write journal."""
+    """The unit's flash through os (what booting needs; updater.OsFsFull adds the rest).
+    Tests swap in a simulated flash with a write journal."""
 
     def read(self, path):
         try:
@@ -37,17 +38,8 @@ class OsFs:
         with open(path, "wb") as f:
             f.write(data)
 
-    def open(self, path):
-        return open(path, "wb")
-
     def rename(self, old, new):
         os.rename(old, new)
-
-    def remove(self, path):
-        try:
-            os.remove(path)
-        except OSError:
-            pass
 
     def exists(self, path):
         try:
@@ -55,24 +47,6 @@ class OsFs:
             return True
         except OSError:
             return False
-
-    def makedirs(self, path):
-        here = ""
-        for part in path.strip("/").split("/"):
-            here += "/" + part
-            if not self.exists(here):
-                os.mkdir(here)
-
-    def rmtree(self, path):
-        if not self.exists(path):
-            return
-        for entry in os.ilistdir(path):  # type: ignore[attr-defined]
-            child = path + "/" + entry[0]
-            if entry[1] == 0x4000:
-                self.rmtree(child)
-            else:
-                os.remove(child)
-        os.rmdir(path)
 
 
 FS = OsFs()

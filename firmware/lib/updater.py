@@ -7,11 +7,44 @@ so a half-written slot is never complete); write each file, checking its sha256;
 manifest.json last (temp + rename); switch = one atomic write of the boot state.
 """
 
+import os
+
 import bootsel
 import bundle
 import linkproto as L
 
 B = bootsel
+
+
+class OsFsFull(bootsel.OsFs):
+    """bootsel's flash access plus what writing a slot needs (kept out of the boot path's heap)."""
+
+    def open(self, path):
+        return open(path, "wb")
+
+    def remove(self, path):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+    def makedirs(self, path):
+        here = ""
+        for part in path.strip("/").split("/"):
+            here += "/" + part
+            if not self.exists(here):
+                os.mkdir(here)
+
+    def rmtree(self, path):
+        if not self.exists(path):
+            return
+        for entry in os.ilistdir(path):  # type: ignore[attr-defined]
+            child = path + "/" + entry[0]
+            if entry[1] == 0x4000:
+                self.rmtree(child)
+            else:
+                os.remove(child)
+        os.rmdir(path)
 
 
 class UpdateError(Exception):
@@ -20,6 +53,8 @@ class UpdateError(Exception):
 
 class Updater:
     def __init__(self, board, installed):
+        if type(B.FS) is B.OsFs:
+            B.FS = OsFsFull()
         state = B.read_state()
         if not state.get("confirmed"):
             raise UpdateError("the running firmware is not confirmed yet; try again after it is")
