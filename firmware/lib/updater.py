@@ -72,14 +72,14 @@ class Updater:
     # ------------------------------------------------ bundle.Reader's sink
 
     def begin(self, path, size):
-        fs = B.FS
+        fs = B.FS  # OsFsFull on the unit (see __init__), SimFlash in tests
         if not self._cleared:
-            fs.remove(self.dir + "/manifest.json")  # incomplete from here on
-            fs.rmtree(self.dir)
+            fs.remove(self.dir + "/manifest.json")  # type: ignore[attr-defined]  # incomplete from here on
+            fs.rmtree(self.dir)  # type: ignore[attr-defined]
             self._cleared = True
         parent = (self.dir + path).rsplit("/", 1)[0]
-        fs.makedirs(parent)
-        self._file = fs.open(self.dir + path)
+        fs.makedirs(parent)  # type: ignore[attr-defined]
+        self._file = fs.open(self.dir + path)  # type: ignore[attr-defined]
 
     def write(self, data):
         self._file.write(data)  # type: ignore[union-attr]
