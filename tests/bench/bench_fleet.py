@@ -59,6 +59,25 @@ def _verify_on_vm() -> float:
     return float(ms)
 
 
+def _heap_on_vm() -> tuple[int, int]:
+    """Bytes in use after a real boot (boot.py, the app, health; .mpy) and what an update adds."""
+    import json as _json
+
+    from offhook.firmware import vm_files
+    from offhook.vm import MicroPythonVM
+    from tests.firmware import fw
+
+    with tempfile.TemporaryDirectory() as tmp, MicroPythonVM() as vm:
+        vm.put_files(fw.compiled_files(vm_files(), Path(tmp)))
+        vm.put("/keys.json", _json.dumps({"n": keyring.n_hex(0)}))
+        empty = int(vm.run("import gc, sys\nsys.path.insert(0, '/lib')\ngc.collect()\nprint(gc.mem_alloc())").check())
+        vm.run("import boot, vm_main\nfrom offhook_fw import health\napp = vm_main.create()\napp.boot(0)").check()
+        booted = int(vm.run("gc.collect()\nprint(gc.mem_alloc())").check())
+        vm.run("import updater\nu = updater.Updater('sim', '0.1.0')").check()
+        updating = int(vm.run("gc.collect()\nprint(gc.mem_alloc())").check())
+    return booted - empty, updating - booted
+
+
 def run() -> list[Figure]:
     data = simfleet.sim_bundle()
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,8 +91,19 @@ def run() -> list[Figure]:
     rates = sorted(len(data) / r.transfer_s for r in many if r.transfer_s)
     ratio = many_s / one_s
     verify_ms = _verify_on_vm()
+    heap, update_heap = _heap_on_vm()
     link = f"link {LINK_BYTES_PER_S / 1024:.0f} KiB/s each way"
     return [
+        Figure(
+            "fleet",
+            "heap after boot via boot.py (.mpy, incl. usb_setup)",
+            heap / 1024,
+            "KiB",
+            "boot loader state + health task on top of the app",
+            "<= 48 KB",
+            heap <= 48 * 1024,
+        ),
+        Figure("fleet", "heap added while an update runs", update_heap / 1024, "KiB", "updater + bundle, lazily"),
         Figure("fleet", "bundle size (sim board, .mpy)", len(data) / 1024, "KiB"),
         Figure("fleet", "flash 1 unit (to confirmed)", one_s, "s", f"transfer {one.transfer_s:.2f} s; {link}"),
         Figure(

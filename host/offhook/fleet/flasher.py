@@ -316,6 +316,7 @@ class Flasher:
             check()
             phases = [s.get("phase") for s in statuses]
             if "deferred" in phases and "rebooting" not in phases:
+                r.events.append("deferred")
                 self._phase(len(self.bundle), "deferred: call in progress")
             return "rebooting" in phases
 
@@ -344,7 +345,7 @@ class Flasher:
             return any(s.get("phase") == "confirmed" and s.get("fw") == want for s in statuses)
 
         await unit.wait_for(confirmed, CONFIRM_TIMEOUT_S, "new firmware did not confirm its health")
-        r.result, r.reason = "ok", ""
+        r.result, r.reason = "ok", "switched after the call ended" if "deferred" in r.events else ""
         self._phase(len(self.bundle), "ok")
 
 
