@@ -208,3 +208,39 @@ def test_daemon_restart_mid_call_resynchronises(phones: dict[str, BaresipInstanc
         await finish(rig, task)
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_mute_reaches_the_audio_path_first_then_follows_the_softphone(
+    phones: dict[str, BaresipInstance], tmp_path: Path
+) -> None:
+    """The daemon mutes offhook's audio path (a datagram to `offhook audio run`) at once, then
+    keeps it on the state the softphone confirmed."""
+    import socket
+
+    from offhook.audio.realtime import request_mute
+
+    control = tmp_path / "audio.sock"
+    pipeline = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # stands in for the audio process
+    pipeline.bind(str(control))
+    pipeline.settimeout(3)
+
+    async def scenario() -> None:
+        rig = Rig(phones, tmp_path)
+        rig.daemon.audio_mute = lambda muted: request_mute(muted, control)
+        task = await started(rig)
+        await rig.customer.command("dial", phones["agent"].uri)
+        await rig.wait_state(lambda s: s[0] == L.CALL_RINGING)
+        await rig.press(L.BUTTON_HOOK)
+        await rig.wait_state(lambda s: s[0] == L.CALL_ACTIVE)
+        await rig.press(L.BUTTON_MUTE)
+        assert await asyncio.to_thread(pipeline.recv, 16) == b"mute"  # before baresip's reply
+        await rig.wait_state(lambda s: bool(s[2] & L.STATE_MUTED))
+        assert await asyncio.to_thread(pipeline.recv, 16) == b"mute"  # and on its confirmation
+        await rig.press(L.BUTTON_MUTE)
+        assert await asyncio.to_thread(pipeline.recv, 16) == b"unmute"
+        await finish(rig, task)
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        pipeline.close()

@@ -68,6 +68,16 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(serve(config))
 
 
+def _audio_mute(muted: bool) -> None:
+    """Mute a running `offhook audio run` (raises OSError when none runs)."""
+    from offhook.audio.realtime import control_socket_path, request_mute
+
+    path = control_socket_path()
+    if not path.exists():
+        raise FileNotFoundError(f"no audio pipeline at {path}")
+    request_mute(muted, path)
+
+
 async def serve(config: dict) -> int:
     from offhook.api.server import ApiServer
     from offhook.api.tokens import TokenStore
@@ -91,7 +101,7 @@ async def serve(config: dict) -> int:
     agent = config["agent"]["name"] or getpass.getuser()
     recorder = CallRecorder()
     sink = MetricsSink(recorder, agent=agent, tz=config["agent"]["timezone"])
-    daemon = Daemon(config, softphone, state_file, recorder=sink)
+    daemon = Daemon(config, softphone, state_file, recorder=sink, audio_mute=_audio_mute)
     api = ApiServer(
         daemon,
         TokenStore(),

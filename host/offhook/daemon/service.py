@@ -62,7 +62,9 @@ class Daemon:
         discover: Callable[[], list[Candidate]] = candidates,
         clock: Callable[[], float] = time.monotonic,
         recorder: Any = None,
+        audio_mute: Callable[[bool], None] | None = None,
     ) -> None:
+        """``audio_mute(muted)`` mutes offhook's own audio path (digital zeros), when it runs."""
         timers = config["timers"]
         self.config = config
         self.desk = Desk(
@@ -83,6 +85,7 @@ class Daemon:
         self.discover = discover
         self.clock = clock
         self.recorder = recorder
+        self.audio_mute = audio_mute
         self.session: UnitSession | None = None
         self.unit: UnitInfo | None = None
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -234,6 +237,8 @@ class Daemon:
                         log.warning("unit lost while sending STATE: %s", exc)
                 self._broadcast({"event": "state", **self.desk.snapshot()})
             elif isinstance(effect, Notice):
+                if effect.name in ("mute", "mute_unconfirmed", "command_failed"):
+                    self._mute_audio(self.desk.muted)  # the audio path follows the confirmed state
                 level = logging.WARNING if effect.name in ("refused", "command_failed") else logging.INFO
                 log.log(level, "%s %s", effect.name, effect.data)
                 self._broadcast({"event": effect.name, **effect.data})
@@ -245,7 +250,16 @@ class Daemon:
                 else:
                     self._broadcast({"event": "recorded", "moment": effect.moment, "call": effect.call_id})
 
+    def _mute_audio(self, muted: bool | None) -> None:
+        if self.audio_mute is not None and muted is not None:
+            try:
+                self.audio_mute(muted)
+            except OSError as exc:  # no audio pipeline running: the softphone's mute is all there is
+                log.debug("audio path not muted: %s", exc)
+
     async def _execute(self, command: Command) -> None:
+        if command.op == "mute":
+            self._mute_audio(bool(command.arg))  # privacy first: zeros at once, before the softphone answers
         if self.trace:
             self.trace(f"command:{command.op}", time.monotonic())
         try:
