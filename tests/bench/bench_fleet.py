@@ -142,7 +142,7 @@ def run() -> list[Figure]:
             f"transfer rate per unit, {PARALLEL} in parallel (median)",
             rates[len(rates) // 2] / 1024,
             "KiB/s",
-            f"min {rates[0] / 1024:.0f}; {link}",
+            f"min {rates[0] / 1024:.0f}; {link}; {sum(r.retransmissions for r in many)} frames retransmitted",
         ),
         Figure(
             "fleet",

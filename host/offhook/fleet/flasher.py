@@ -61,6 +61,7 @@ class FlashResult:
     seconds: float = 0.0
     bytes_sent: int = 0
     transfer_s: float = 0.0  # UPDATE_BEGIN to the last chunk acknowledged
+    retransmissions: int = 0  # frames the link sent again (ACK late or lost)
     events: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -309,6 +310,7 @@ class Flasher:
             elif time.monotonic() - last_progress > IDLE_TIMEOUT_S:
                 raise FlashFailed("transfer stalled", retry=True)
         r.transfer_s = time.monotonic() - started
+        r.retransmissions += unit.link.stats["retries"]
         ours.add(await unit.send(L.UPDATE_COMMIT))
         self._phase(len(self.bundle), "verifying")
 
