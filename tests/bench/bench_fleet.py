@@ -33,6 +33,22 @@ async def _flash(workdir: Path, count: int, data: bytes) -> tuple[float, float, 
         return time.monotonic() - start, _cpu() - cpu, results
 
 
+def _proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _idle_unit_cpu(workdir: Path) -> float:
+    """CPU share of one simulated unit doing nothing (its VM's polling and asyncio tasks)."""
+    async with simfleet.units(workdir, 1) as (unit,):
+        await asyncio.sleep(1)
+        assert unit._process is not None
+        pid = unit._process.pid
+        cpu, start = _proc_cpu(pid), time.monotonic()
+        await asyncio.sleep(3)
+        return (_proc_cpu(pid) - cpu) / (time.monotonic() - start)
+
+
 def _verify_on_vm() -> float:
     """Mean ms of bundle.verify (one pow(s, 65537, n) with a 3072-bit n, plus SHA-256) on the VM."""
     from offhook.firmware import BUNDLE_SOURCE, LINKPROTO_DEVICE_PATH, LINKPROTO_SOURCE
@@ -90,6 +106,8 @@ def run() -> list[Figure]:
     rate_one = len(data) / one.transfer_s
     rates = sorted(len(data) / r.transfer_s for r in many if r.transfer_s)
     ratio = many_s / one_s
+    with tempfile.TemporaryDirectory() as tmp:
+        idle = asyncio.run(_idle_unit_cpu(Path(tmp)))
     verify_ms = _verify_on_vm()
     heap, update_heap = _heap_on_vm()
     link = f"link {LINK_BYTES_PER_S / 1024:.0f} KiB/s each way"
@@ -135,6 +153,13 @@ def run() -> list[Figure]:
             100 * many_cpu / (many_s * cores),
             "% of all cores",
             f"{many_cpu:.1f} CPU-s in {many_s:.1f} s on {cores} cores (flasher + sim relay); the rest: the VMs",
+        ),
+        Figure(
+            "fleet",
+            "one idle simulated unit (VM) CPU",
+            100 * idle,
+            "% of a core",
+            f"{PARALLEL} idle units = {PARALLEL * idle:.1f} of {cores} cores before any flashing",
         ),
         Figure("fleet", "transfer rate, 1 unit", rate_one / 1024, "KiB/s", link, "", None),
         Figure(
