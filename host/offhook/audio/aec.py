@@ -289,7 +289,6 @@ class EchoCanceller:
         # Regularisation: a reference quieter than about -60 dBFS does not drive adaptation.
         self._delta = 2 * n * 1e-6 * self.partitions
         self.adapt = True
-        self._rotation = 0
         self._fg_erle = 0.0
         self._fg_converged = False
         self.adapted = False
@@ -419,15 +418,10 @@ class EchoCanceller:
         energy += 0.1 * energy.max() + 1e-9
         prop = 0.99 * energy / energy.sum()
         grad = np.conj(x) * (err_spec * step) * prop[:, None]
-        # Constraint (each partition a causal block of n taps, linear not circular convolution),
-        # applied to the weights of a rotating third of the partitions per frame: the FFT pair per
-        # partition is the largest cost, and an unconstrained update drifts little in 3 frames.
-        self._bg += grad
-        rows = slice(self._rotation, None, 3)
-        self._rotation = (self._rotation + 1) % 3
-        taps = np.fft.irfft(self._bg[rows], 2 * n, axis=1)
+        # Gradient constraint: keep each partition a causal block of n taps (linear, not circular).
+        taps = np.fft.irfft(grad, 2 * n, axis=1)
         taps[:, n:] = 0.0
-        self._bg[rows] = np.fft.rfft(taps, axis=1)
+        self._bg += np.fft.rfft(taps, axis=1)
 
     def _compare(self, mic: Float, e_fg: Float, e_bg: Float, y_fg: Float, y_bg: Float) -> tuple[Float, Float]:
         """Foreground/background decision (MDF): copy the better filter, reset a diverged one."""
