@@ -89,7 +89,9 @@ def select(safe_held=False):
     if not state.get("confirmed"):
         if state.get("tries", 0) >= MAX_TRIES or not slot_ok(active):
             back = state.get("previous") or "factory"
-            write_state({"active": back, "previous": None, "confirmed": True, "tries": 0, "rolled_back": active})
+            old = {"active": back, "previous": None, "confirmed": True, "tries": 0, "rolled_back": active}
+            old["version"] = state.get("previous_version") or "0.0.0"  # anti-rollback in safe mode
+            write_state(old)
             return _fallback(back, "rolled back from slot %s: not confirmed after %d boots" % (active, MAX_TRIES))
         state["tries"] = state.get("tries", 0) + 1
         write_state(state)

@@ -64,6 +64,7 @@ class Updater:
         self.active = state["active"]
         self.target = "b" if self.active == "a" else "a"
         self.dir = B.slot_dir(self.target)
+        self.installed = installed
         self.reader = bundle.Reader(bundle.key_modulus(key), self, board, installed, B.LOADER_VERSION)
         self.ready = False
         self._file = None
@@ -125,9 +126,9 @@ class Updater:
         if not self.ready:
             raise UpdateError("nothing to switch to")
         version = self.reader.manifest["version"]  # type: ignore[index]
-        B.write_state(
-            {"active": self.target, "previous": self.active, "confirmed": False, "tries": 0, "version": version}
-        )
+        state = {"active": self.target, "previous": self.active, "confirmed": False, "tries": 0, "version": version}
+        state["previous_version"] = self.installed
+        B.write_state(state)
 
     def abort(self):
         if self._file is not None:

@@ -46,7 +46,9 @@ def test_plan_has_loader_factory_image_and_key_store() -> None:
     for path in ("/loader.mpy", "/lib/bootsel.mpy", "/lib/updater.mpy", "/lib/bundle.mpy", "/offhook_fw/app.mpy"):
         assert files[path][:2] == b"M\x06", path
     assert "/boards/pico.mpy" in files and "/boards/esp32s3.mpy" not in files and "/boards/sim.mpy" not in files
-    assert not any(path.startswith(("/slot_", "/sim/")) or path == "/boot_state.json" for path in files)
+    assert not any(path.startswith(("/slot_", "/sim/")) for path in files)
+    state = json.loads(files["/boot_state.json"])
+    assert (state["active"], state["confirmed"], state["version"]) == ("factory", True, provision.firmware_version())
 
 
 def test_install_writes_every_file_inside_the_raw_repl() -> None:

@@ -92,6 +92,7 @@ def test_unconfirmed_slot_rolls_back_after_three_boots() -> None:
     assert slot == "factory" and "rolled back from slot a" in reason
     state = json.loads(flash.live["/boot_state.json"])
     assert state["confirmed"] and state["rolled_back"] == "a"
+    assert state["version"] == "1.0.0", "the safe-mode loader's anti-rollback floor is the version running again"
 
 
 def test_button_held_at_power_on_enters_safe_mode_without_counting_a_try() -> None:

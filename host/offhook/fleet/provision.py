@@ -2,13 +2,15 @@
 
 Writes the factory image at the flash root (the application as .mpy, boards for this board only),
 the boot loader (boot.py, main.py, loader.py, /lib/bootsel.py; outside the slots and never updated
-over the link) and the key store /keys.json with IT's public key. Any old /boot_state.json and
-slots are removed, so the unit boots the factory image. Afterwards only signed bundles change it.
+over the link) and the key store /keys.json with IT's public key. A fresh /boot_state.json
+(factory, with its version) replaces any old one and the slots are removed. Afterwards only
+signed bundles change the unit.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -39,7 +41,18 @@ def plan(board: str, public_key_hex: str) -> dict[str, bytes]:
     for path in SOURCE_ONLY:
         files[path] = loader[path].read_bytes()
     files["/keys.json"] = json.dumps({"n": public_key_hex}).encode()
+    # The factory image's version, so anti-rollback holds in safe mode too (the loader reads it here).
+    state = {"active": "factory", "previous": None, "confirmed": True, "tries": 0, "version": firmware_version()}
+    files["/boot_state.json"] = json.dumps(state).encode()
     return files
+
+
+def firmware_version() -> str:
+    text = (build.firmware_root() / "offhook_fw" / "__init__.py").read_text()
+    match = re.search(r'(?m)^VERSION = "(.*)"$', text)
+    if not match:
+        raise B.BundleError("offhook_fw/__init__.py has no VERSION")
+    return match.group(1)
 
 
 _CLEAN = """
@@ -54,7 +67,7 @@ def _rm(p):
             os.remove(p)
     except OSError:
         pass
-for p in ('/boot_state.json', '/boot_state.json.tmp', '/slot_a', '/slot_b'):
+for p in ('/boot_state.json.tmp', '/slot_a', '/slot_b'):
     _rm(p)
 """
 
