@@ -87,3 +87,21 @@ def test_provisioned_files_boot_the_factory_image_on_the_vm(mpvm: MicroPythonVM)
         "print(bootsel.BOOT[0], bootsel.health(), bootsel.public_key() is not None)"
     )
     assert mpvm.run(code).check().split() == ["factory", "confirmed", "True"]
+
+
+def test_simulated_units_take_the_key_from_the_environment(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives import serialization
+
+    from offhook.sim.unit import SimulatedUnit
+
+    pub = tmp_path / "it.key.pub"
+    pub.write_bytes(
+        keyring.key(0)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    monkeypatch.setenv("OFFHOOK_SIM_PUBKEY", str(pub))
+    unit = SimulatedUnit("00000000000000aa", tmp_path / "unit")
+    unit.provision()
+    assert json.loads((tmp_path / "unit/files/keys.json").read_text()) == {"n": keyring.n_hex(0)}
+    assert (tmp_path / "unit/files/boot.py").exists()

@@ -44,6 +44,17 @@ BUTTONS = ("hook", "mute", "hold", "escalate", "state", "vol_up", "vol_down")
 LEDS = ("hook", "mute", "hold", "escalate", "status_r", "status_g", "status_b")
 
 
+def _env_public_key() -> str | None:
+    """IT's public key for simulated units' key stores: $OFFHOOK_SIM_PUBKEY (a KEY.pub from
+    `offhook fleet keygen`), so `offhook flash` can update `offhook sim` units."""
+    path = os.environ.get("OFFHOOK_SIM_PUBKEY")
+    if not path:
+        return None
+    from offhook.fleet import keys
+
+    return keys.modulus_hex(keys.load_public(Path(path)))
+
+
 @dataclass
 class Throttle:
     """Spreads bytes over time at ``rate`` bytes/s (a serial line's pace)."""
@@ -104,9 +115,10 @@ class SimulatedUnit:
             shutil.rmtree(self.flash_dir)
         if files.exists():
             return
-        if self.key_hex:
+        key_hex = self.key_hex or _env_public_key()
+        if key_hex:
             files.mkdir(parents=True)
-            (files / "keys.json").write_text(json.dumps({"n": self.key_hex}))
+            (files / "keys.json").write_text(json.dumps({"n": key_hex}))
         for device_path, source in vm_files().items():
             target = files / device_path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
