@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from offhook.api.tokens import TokenStore
-from offhook.daemon.service import Daemon
+from offhook.daemon.service import Daemon, NoUnit
 from offhook.softphone.base import SoftphoneError
 
 if TYPE_CHECKING:
@@ -102,6 +102,7 @@ class ApiServer:
         self._server: Server | None = None
         self._pairing: asyncio.Future[bool] | None = None
         self.web_softphone: WebSoftphone | None = None  # set when softphone.kind = "api"
+        self._borrower: str | None = None  # the client that borrowed the unit
         daemon.listeners.append(self._on_daemon_event)
 
     @property
@@ -183,6 +184,9 @@ class ApiServer:
                 self.web_softphone.detach(client)
             if self.owner == client.id:
                 self._set_owner(DEFAULT_OWNER)
+            if self._borrower == client.id:  # a fleet tool that vanished gives the unit back
+                self._borrower = None
+                self.daemon.take_back()
 
     async def _authenticate(self, client: Client) -> bool:
         try:
@@ -264,6 +268,8 @@ class ApiServer:
             return {"agent": daemon.desk.snapshot()["agent"]}
         if kind in ("register_softphone", "softphone_event", "reply"):
             return self._web_softphone(client, kind, message)
+        if kind in ("unit", "lend_unit", "return_unit"):
+            return await self._unit_request(client, kind)
         if kind == "figures":
             if self.figures is None:
                 raise ApiError("no call metrics store in this daemon")
@@ -273,6 +279,26 @@ class ApiServer:
                 raise ApiError("only local programs may mint panel tokens")
             return {"token": self.tokens.one_time()}
         raise ApiError(f"unknown request type {kind!r}")
+
+    async def _unit_request(self, client: Client, kind: str) -> dict[str, Any]:
+        """The daemon's unit for fleet tools: describe it, lend its port, take it back."""
+        if kind != "unit" and client.origin is not None:
+            raise ApiError("only local programs may borrow the unit")
+        daemon = self.daemon
+        if kind == "unit":
+            info = daemon.unit if daemon.unit_connected.is_set() else None
+            return {"unit": None if info is None else {**info.hello, "path": daemon.unit_path, "transport": "serial"}}
+        if kind == "return_unit":
+            if client.id == self._borrower:
+                self._borrower = None
+                daemon.take_back()
+            return {}
+        try:
+            path, info = await daemon.lend(client.id)
+        except NoUnit as exc:
+            raise ApiError(str(exc)) from None
+        self._borrower = client.id
+        return {"path": path, "serial": info.serial}
 
     def _web_softphone(self, client: Client, kind: str, message: dict[str, Any]) -> dict[str, Any]:
         phone = self.web_softphone

@@ -34,7 +34,11 @@ MAX_BACKOFF_S = 5.0
 
 
 class NoUnit(RuntimeError):
-    """No unit, or several and none configured: the message says which."""
+    """No unit, or several and none configured, or it cannot be lent now: the message says why."""
+
+
+class UnitLent(Exception):
+    """The session ends because a fleet tool borrowed the unit (the message names it)."""
 
 
 def choose_unit(found: list[Candidate], serial: str = "") -> Candidate:
@@ -90,6 +94,10 @@ class Daemon:
         self.unit: UnitInfo | None = None
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self.unit_connected = asyncio.Event()
+        self.unit_path = ""  # the port of the unit the daemon owns (or last owned)
+        self._lent_to: str | None = None  # who borrowed the unit (fleet tools), or None
+        self._lent = asyncio.Event()  # set while lent: ends the session
+        self._given_back = asyncio.Event()  # set when returned: the unit loop reconnects
         self._tasks: list[asyncio.Task[Any]] = []
         self._commands: set[asyncio.Task[None]] = set()  # softphone commands in flight
         # Optional probe for benchmarks and diagnostics: trace(point, monotonic seconds).
@@ -166,6 +174,9 @@ class Daemon:
         backoff = 0.2
         unit_config = self.config["unit"]
         while True:
+            if self._lent_to is not None:  # a fleet tool has the port: wait until it is given back
+                await self._given_back.wait()
+                continue
             try:
                 path = unit_config["port"] or choose_unit(self.discover(), unit_config["serial"]).path
                 session = UnitSession(self.transport_factory(path), self.clock)
@@ -177,20 +188,59 @@ class Daemon:
                 continue
             backoff = 0.2
             self.session = session
+            self.unit_path = path
             log.info("unit %s (%s, firmware %s) on %s", self.unit.serial, self.unit.board, self.unit.firmware, path)
             self._broadcast({"event": "unit", "connected": True, "serial": self.unit.serial})
             try:
                 state = self.desk.full_state(self.clock())
                 await session.send_state(state.call, state.agent, state.flags, state.timer_s)
                 self.unit_connected.set()
-                await asyncio.gather(session.run(), self._button_loop(session), self._resync_loop(session))
-            except UnitLost as exc:
-                log.warning("unit lost: %s", exc)
+                # A task group: when one part ends the session, the others are cancelled with it.
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(session.run())
+                    group.create_task(self._button_loop(session))
+                    group.create_task(self._resync_loop(session))
+                    group.create_task(self._until_lent())
+            except* UnitLost as lost:  # also a plain UnitLost from send_state, before the group
+                log.warning("unit lost: %s", lost.exceptions[0])
+            except* UnitLent as lent:
+                log.info("unit lent to %s", lent.exceptions[0])
             finally:
                 self.unit_connected.clear()
                 self.session = None
                 session.close()
                 self._broadcast({"event": "unit", "connected": False})
+
+    async def _until_lent(self) -> None:
+        """Ends the session when the unit is lent (raises UnitLent)."""
+        await self._lent.wait()
+        raise UnitLent(self._lent_to)
+
+    async def lend(self, borrower: str) -> tuple[str, UnitInfo]:
+        """Give the unit's port to a fleet tool (an update) until ``take_back``; returns once the
+        daemon has closed the port. Refused during a call or its wrap-up: an update never
+        interrupts a live call.
+        """
+        if self.unit is None or not self.unit_connected.is_set():
+            raise NoUnit("the daemon has no unit connected")
+        if self._lent_to is not None:
+            raise NoUnit(f"the unit is already lent to {self._lent_to}")
+        if self.desk.calls or self.desk.agent in (L.AGENT_ON_CALL, L.AGENT_WRAP_UP):
+            raise NoUnit("a call or its wrap-up is in progress: try again when the agent is idle")
+        self._lent_to = borrower
+        self._given_back.clear()
+        self._lent.set()
+        info = self.unit
+        while self.session is not None:  # the session closes the port on its way out
+            await asyncio.sleep(0.01)
+        return self.unit_path, info
+
+    def take_back(self) -> None:
+        if self._lent_to is not None:
+            log.info("unit given back by %s", self._lent_to)
+            self._lent_to = None
+            self._lent.clear()
+            self._given_back.set()
 
     async def _resync_loop(self, session: UnitSession) -> None:
         """A unit that reset (said HELLO again) gets the whole state again at once."""
