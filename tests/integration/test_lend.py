@@ -69,6 +69,28 @@ def test_unit_lent_for_an_update_then_given_back(tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 120))
 
 
+def test_client_helpers_find_and_borrow_the_daemons_unit(tmp_path: Path) -> None:
+    from offhook.api.client import borrowed_unit, daemon_unit
+
+    async def scenario() -> None:
+        async with Desk(tmp_path) as desk:
+            assert desk.daemon is not None
+            api = ApiServer(desk.daemon, TokenStore(), 0)
+            await api.start()
+            unit = await daemon_unit(api.port)
+            assert unit is not None and unit["serial"] == desk.unit.serial
+            async with borrowed_unit(api.port) as path:
+                assert not desk.daemon.unit_connected.is_set()
+                session = UnitSession(SerialTransport(path))
+                assert (await session.connect(timeout=5)).serial == desk.unit.serial
+                session.close()
+            await asyncio.wait_for(desk.daemon.unit_connected.wait(), 10)
+            await api.stop()
+            assert await daemon_unit(api.port) is None  # no daemon listening: None, not an error
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
 def test_reconnects_leak_no_tasks(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with Desk(tmp_path) as desk:
