@@ -51,6 +51,10 @@ class UpdateError(Exception):
     pass
 
 
+class OutOfOrder(Exception):
+    """A chunk ahead of what arrived (a frame lost and resent): the sender rewinds; nothing is lost."""
+
+
 class Updater:
     def __init__(self, board, installed):
         if type(B.FS) is B.OsFs:
@@ -96,8 +100,10 @@ class Updater:
         return self.reader.received
 
     def feed(self, offset, data):
-        if offset != self.reader.received:
-            raise UpdateError("chunk at offset %d, expected %d" % (offset, self.reader.received))
+        if offset < self.reader.received:
+            return  # already have these bytes (a chunk sent again)
+        if offset > self.reader.received:
+            raise OutOfOrder("expected offset %d" % self.reader.received)
         try:
             self.reader.feed(data)
         except bundle.BundleError as exc:
@@ -200,6 +206,8 @@ class Receiver:
                 self.updater = None
                 self.switch_pending = False
                 self.status("aborted")
+        except OutOfOrder as exc:
+            return str(exc)  # NACKed: the sender goes back to that offset
         except (UpdateError, ValueError, OSError) as exc:
             if self.updater is not None:
                 self.updater.abort()

@@ -219,3 +219,21 @@ def test_power_cut_during_confirmation_and_rollback_never_bricks() -> None:
             bootsel.confirm()
             slot, version = booted_version(flash.reboot())
             assert (slot, version) in {("factory", "1.0.0"), ("a", "1.1.0")}
+
+
+def test_a_chunk_ahead_of_a_lost_one_is_nacked_and_the_sender_rewinds() -> None:
+    flash = use(fresh_flash())
+    data = keyring.signed(v_files("1.1.0"), "1.1.0")
+    sent: list = []
+    rx = _status_receiver(sent)
+    chunks = [(o, data[o : o + 476]) for o in range(0, len(data), 476)]
+    assert rx.handle(L.Frame(L.UPDATE_BEGIN, 0, L.encode_json({"size": len(data)})), False) is None
+    assert rx.handle(L.Frame(L.UPDATE_CHUNK, 0, L.encode_chunk(*chunks[0])), False) is None
+    # chunks[1] is lost on the wire: chunks[2] arrives first.
+    assert rx.handle(L.Frame(L.UPDATE_CHUNK, 0, L.encode_chunk(*chunks[2])), False) == "expected offset 476"
+    assert not any(s["phase"] == "failed" for s in sent), "nothing lost: the update goes on"
+    for offset, piece in chunks[1:]:  # the sender goes back to 476
+        assert rx.handle(L.Frame(L.UPDATE_CHUNK, 0, L.encode_chunk(offset, piece)), False) is None
+    assert rx.handle(L.Frame(L.UPDATE_CHUNK, 0, L.encode_chunk(*chunks[3])), False) is None  # a late duplicate
+    assert rx.handle(L.Frame(L.UPDATE_COMMIT, 0), False) is None
+    assert rx.reboot and booted_version(flash.reboot()) == ("a", "1.1.0")

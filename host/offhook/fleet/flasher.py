@@ -258,8 +258,9 @@ class Flasher:
             self._phase(len(self.bundle), "up to date")
             return
         statuses: list[dict] = []
-        nacks: list[str] = []
+        nacks: list[tuple[int, str]] = []
         ours: set[int] = set()
+        nacked: set[int] = set()
 
         def drain() -> None:
             while not unit.frames.empty():
@@ -270,18 +271,27 @@ class Flasher:
                 elif frame.type == L.NACK:
                     seq, _code, reason = L.decode_nack(frame.payload)
                     if seq in ours:
-                        nacks.append(reason)
+                        nacks.append((seq, reason))
+                        nacked.add(seq)
 
-        def check() -> None:
+        def check() -> int | None:
+            """Raise on a refusal; return the offset to go back to if the unit asked for one."""
+            failed = unit.link.take_failed()  # NACKed frames land here too
             drain()
-            if nacks:
-                raise FlashFailed(nacks[0])
+            rewind = None
+            for _seq, reason in nacks:
+                if reason.startswith("expected offset "):
+                    wanted = int(reason.rsplit(" ", 1)[1])
+                    rewind = wanted if rewind is None else min(rewind, wanted)
+                else:
+                    raise FlashFailed(reason)
+            nacks.clear()
             for status in statuses:
                 if status.get("phase") == "failed":
                     raise FlashFailed(str(status.get("reason", "refused")))
-            failed = unit.link.take_failed()
-            if failed:
+            if any(seq not in nacked for seq, _type in failed):
                 raise FlashFailed("unit stopped acknowledging", retry=True)
+            return rewind
 
         meta = {"size": len(self.bundle), "version": want, "board": self.manifest["board"]}
         started = time.monotonic()
@@ -290,7 +300,11 @@ class Flasher:
         offset = 0
         last_progress = time.monotonic()
         while offset < len(self.bundle) or unit.link.pending:
-            check()
+            rewind = check()
+            if rewind is not None and rewind < offset:
+                r.events.append(f"rewind {rewind}")
+                offset = rewind
+                continue
             if offset < len(self.bundle) and unit.link.pending < WINDOW:
                 data = self.bundle[offset : offset + CHUNK]
                 ours.add(await unit.send(L.UPDATE_CHUNK, L.encode_chunk(offset, data)))
