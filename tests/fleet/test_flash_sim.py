@@ -125,3 +125,30 @@ def test_safe_mode_answers_hello_and_takes_an_update(tmp_path: Path) -> None:
     assert before.safe_mode and before.slot == "safe"
     assert result.result == "ok", result.reason
     assert (after.fw, after.slot, after.safe_mode) == (simfleet.NEW, "a", False)
+
+
+def test_new_slot_confirms_itself_with_no_host(tmp_path: Path) -> None:
+    """A unit may go to a desk with only a HID softphone: nobody speaks the link after the reset."""
+    data = simfleet.sim_bundle()
+
+    async def scenario() -> dict:
+        async with simfleet.units(tmp_path, 1) as (unit,):
+            phases: list[str] = []
+            flash = flasher.Flasher(
+                str(unit.port_link), data, build.peek_manifest(data), lambda *a: phases.append(a[3])
+            )
+            task = asyncio.create_task(flash.run(0))
+            while "rebooting" not in phases:
+                await asyncio.sleep(0.05)
+            task.cancel()  # the host goes away as the unit resets
+            await asyncio.gather(task, return_exceptions=True)
+            state_file = unit.flash_dir / "files/boot_state.json"
+            for _ in range(100):
+                state = json.loads(state_file.read_text())
+                if state.get("confirmed"):
+                    break
+                await asyncio.sleep(0.1)
+            return state
+
+    state = asyncio.run(scenario())
+    assert (state["active"], state["confirmed"], state["version"]) == ("a", True, simfleet.NEW)
