@@ -83,6 +83,17 @@ def default_pcms(mic: str | None, speaker: str | None) -> dict[str, str]:
     }
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the parent dies, so a crashed test leaves no server behind."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 @dataclass
 class PulseTestServer:
     """A private PulseAudio server (no sound card, one process) for tests and benchmarks."""
@@ -121,7 +132,7 @@ class PulseTestServer:
         self.process = subprocess.Popen(
             ["pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "--system=false", "-n", "-F", str(config),
              "--log-target=file:" + str(self.directory / "server.log")],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -45,6 +45,7 @@ class RealtimeConfig:
     buffer_frames: float = 1.25  # drift-buffer target, in 10 ms frames
     period_ms: float = 5.0  # PortAudio callback period: shorter than a frame keeps ALSA's buffers small
     control_socket: Path | None = None
+    rt_priority: int = 20  # SCHED_FIFO priority for the callback threads (0: leave them alone)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Stats:
     buffer_overruns: int = 0
     ref_missing: int = 0
     stretches: int = 0  # short buffer reads concealed by reading slower (not silence)
+    realtime_threads: int = 0  # callback threads that got SCHED_FIFO
     added_latency_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -91,6 +93,7 @@ class Realtime:
         self._stop = threading.Event()
         self._started_at = 0.0
         self._baseline: tuple[int, int] | None = None
+        self._rt_threads: set[int] = set()
 
     def set_muted(self, muted: bool) -> None:
         self.chain.mute.set_muted(muted)
@@ -129,7 +132,25 @@ class Realtime:
         self._note(status)
         return _pcm(self.out_buffer.pull(count)), self._continue()
 
+    def _realtime_priority(self) -> None:
+        """Ask for SCHED_FIFO on the calling PortAudio callback thread (once per thread).
+
+        Debian's PortAudio does not enable real-time scheduling for ALSA callback threads by
+        itself; without it a busy machine stalls the callbacks and the buffers xrun. Best effort:
+        needs root, CAP_SYS_NICE or an rtprio limit (the audio group, or rtkit)."""
+        ident = threading.get_ident()
+        if ident in self._rt_threads:
+            return
+        self._rt_threads.add(ident)
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.config.rt_priority))
+            self.stats.realtime_threads += 1
+        except (PermissionError, OSError, AttributeError):
+            pass
+
     def _note(self, status: int) -> None:
+        if self.config.rt_priority > 0:
+            self._realtime_priority()
         if status and time.monotonic() - self._started_at > 2.0:  # start-up backlog is not an xrun
             self.stats.stream_xruns += 1
 

@@ -11,6 +11,7 @@ lags (cross-correlation peaks). Then the pipeline runs with far end and near end
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -125,6 +126,7 @@ def measure(seconds: float) -> dict[str, float]:
         }
     finally:
         server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
