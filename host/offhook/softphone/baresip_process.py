@@ -91,6 +91,12 @@ class BaresipInstance:
     sip_port: int = 0
     ctrl_port: int = 0
     rtp_first: int = 0
+    # Real audio instead of files: e.g. audio_source "alsa,softphone_mic" with ALSA's pulse plugin.
+    audio_source: str = ""
+    audio_player: str = ""
+    extra_modules: tuple[str, ...] = ()  # e.g. ("alsa.so", "sndfile.so")
+    extra_config: tuple[str, ...] = ()  # e.g. ("snd_path /tmp/calls",)
+    env: dict[str, str] | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -121,18 +127,20 @@ class BaresipInstance:
                     "net_interface 127.0.0.1",
                     f"rtp_ports {self.rtp_first}-{self.rtp_first + 9}",
                     "call_max_calls 4",
-                    f"audio_source aufile,{microphone}",
-                    f"audio_player aubridge,{self.user}-out",
+                    f"audio_source {self.audio_source or f'aufile,{microphone}'}",
+                    f"audio_player {self.audio_player or f'aubridge,{self.user}-out'}",
                     f"audio_alert aubridge,{self.user}-alert",
                     "module_path /usr/lib/baresip/modules",
                     "module g711.so",
                     "module aufile.so",
                     "module aubridge.so",
+                    *(f"module {name}" for name in self.extra_modules),
                     "module_tmp uuid.so",
                     "module_tmp account.so",
                     "module_app menu.so",
                     "module_app ctrl_tcp.so",
                     f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
+                    *self.extra_config,
                     "",
                 ]
             )
@@ -146,6 +154,7 @@ class BaresipInstance:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [BARESIP, "-f", str(self.config_dir)],
+            env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
