@@ -16,9 +16,15 @@ NEW = "0.2.0"
 
 
 @functools.cache
+def sim_files(version: str = NEW) -> dict[str, bytes]:
+    """The sim board's application compiled with ``version`` stamped into offhook_fw.VERSION."""
+    return build.compile_files(build.slot_sources("sim"), version)
+
+
+@functools.cache
 def sim_bundle(version: str = NEW, crash: bool = False) -> bytes:
     """The whole firmware for the sim board; ``crash``: its app raises at import (a bad release)."""
-    files = build.compile_files(build.slot_sources("sim"), version)
+    files = dict(sim_files(version))
     if crash:
         files["/offhook_fw/app.mpy"] = _compiled(b"raise RuntimeError('release 0.3.0 crashes at boot')\n")
     return build.build_bundle(files, version, "sim", keyring.key(0))

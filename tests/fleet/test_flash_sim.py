@@ -152,3 +152,31 @@ def test_new_slot_confirms_itself_with_no_host(tmp_path: Path) -> None:
 
     state = asyncio.run(scenario())
     assert (state["active"], state["confirmed"], state["version"]) == ("a", True, simfleet.NEW)
+
+
+def test_key_rotation_reaches_the_safe_mode_loader(tmp_path: Path) -> None:
+    rotate = build.build_bundle(simfleet.sim_files("0.2.0"), "0.2.0", "sim", keyring.key(0), new_key=keyring.n_hex(1))
+    old_key = build.build_bundle(simfleet.sim_files("0.3.0"), "0.3.0", "sim", keyring.key(0))
+    new_key = build.build_bundle(simfleet.sim_files("0.3.0"), "0.3.0", "sim", keyring.key(1))
+
+    async def scenario() -> tuple:
+        async with simfleet.units(tmp_path, 1) as (unit,):
+            path = str(unit.port_link)
+
+            async def flash(data: bytes) -> flasher.FlashResult:
+                return (await flasher.flash_all([path], data, build.peek_manifest(data), 1, 0))[0]
+
+            rotated = await flash(rotate)
+            keystore = json.loads((unit.flash_dir / "files/keys.json").read_text())
+            unit.held_at_boot = (2,)  # safe mode: the loader reads the same key store
+            await unit.power_cycle()
+            unit.held_at_boot = ()  # released once booted: the update's reset boots the new slot
+            refused = await flash(old_key)
+            accepted = await flash(new_key)
+            return rotated, keystore, refused, accepted, await flasher.query(path)
+
+    rotated, keystore, refused, accepted, info = asyncio.run(scenario())
+    assert rotated.result == "ok" and keystore == {"n": keyring.n_hex(1)}
+    assert refused.result == "failed" and "bad signature" in refused.reason and refused.old == "0.2.0"
+    assert accepted.result == "ok", accepted.reason
+    assert (info.fw, info.slot, info.health) == ("0.3.0", "b", "confirmed")

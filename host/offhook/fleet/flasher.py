@@ -96,6 +96,11 @@ class UnitLink:
         self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._poller())]
 
     async def close(self) -> None:
+        # Let frames still on their way (a refused update's chunks) reach the unit and be ACKed
+        # first: arriving after the next session's HELLO they would reuse its sequence numbers.
+        if self._tasks and not self.closed:
+            with contextlib.suppress(FlashFailed):
+                await self.wait_for(lambda: not self.link.pending, 2.0, "")
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
