@@ -45,7 +45,9 @@ class RealtimeConfig:
     buffer_frames: float = 1.25  # drift-buffer target, in 10 ms frames
     period_ms: float = 5.0  # PortAudio callback period: shorter than a frame keeps ALSA's buffers small
     control_socket: Path | None = None
-    rt_priority: int = 20  # SCHED_FIFO priority for the callback threads (0: leave them alone)
+    # SCHED_FIFO priority for the callback threads; 0 leaves them alone (the default: on a
+    # saturated 2-core machine the measurements were inconclusive, see docs/audio.md).
+    rt_priority: int = 0
 
 
 @dataclass

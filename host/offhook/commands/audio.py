@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--no-gate", action="store_true")
     run.add_argument("--tail-ms", type=float, default=128.0)
     run.add_argument("--no-setup", action="store_true", help="do not load the virtual devices (already there)")
+    run.add_argument("--rt-priority", type=int, default=0, help="SCHED_FIFO priority for the audio threads (0: off)")
     run.set_defaults(handler=_run)
 
 
@@ -83,6 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         gate=not args.no_gate,
         tail_ms=args.tail_ms,
         setup_devices=not args.no_setup,
+        rt_priority=args.rt_priority,
     )
     try:
         return run_forever(config, seconds=args.seconds)
