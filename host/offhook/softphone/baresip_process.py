@@ -149,7 +149,22 @@ class BaresipInstance:
             f"<sip:{self.user}@127.0.0.1:{self.sip_port}>;regint=0;answermode=manual;audio_codecs=pcmu\n"
         )
 
-    def start(self, timeout: float = 10.0) -> BaresipInstance:
+    def start(self, timeout: float = 10.0, attempts: int = 3) -> BaresipInstance:
+        """Start baresip; ports picked here can be taken by someone else before baresip binds
+        them, so a start that does not end up listening on *its own* socket is retried."""
+        fixed_ports = bool(self.sip_port and self.ctrl_port)
+        for attempt in range(attempts):
+            if attempt and not fixed_ports:
+                self.sip_port = self.ctrl_port = self.rtp_first = 0
+            try:
+                return self._start_once(timeout)
+            except (RuntimeError, TimeoutError):
+                self.kill()
+                if attempt == attempts - 1 or fixed_ports:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> BaresipInstance:
         self.write_config()
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -166,7 +181,7 @@ class BaresipInstance:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"baresip {self.user} exited: {self.log_path.read_text()[-2000:]}")
-            if _listening(self.ctrl_port):
+            if _listening(self.ctrl_port, self.process.pid):
                 return self
             time.sleep(0.01)
         raise TimeoutError(f"baresip {self.user} did not open ctrl_tcp on {self.ctrl_port}")
@@ -188,11 +203,12 @@ class BaresipInstance:
             self.process.wait()
 
 
-def _listening(port: int) -> bool:
-    """Whether something listens on 127.0.0.1:port, without connecting to it.
+def _listening(port: int, pid: int) -> bool:
+    """Whether process ``pid`` listens on 127.0.0.1:port, found without connecting to it.
 
     A probe connection would be wrong: ctrl_tcp serves one client and a new connection
-    silently replaces the old one, so a late-handled probe could knock out the real client.
+    silently replaces the old one. And the listener must be baresip's own socket: another
+    process may have taken the port first.
     """
     target = f"0100007F:{port:04X}"
     try:
@@ -203,4 +219,11 @@ def _listening(port: int) -> bool:
                 return True
         except OSError:
             return False
-    return any(fields[1] == target and fields[3] == "0A" for fields in (line.split() for line in table))
+    inodes = {fields[9] for fields in (line.split() for line in table) if fields[1] == target and fields[3] == "0A"}
+    if not inodes:
+        return False
+    try:
+        owned = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    except OSError:
+        return False
+    return any(f"socket:[{inode}]" in owned for inode in inodes)
