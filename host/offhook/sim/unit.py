@@ -182,7 +182,9 @@ class SimulatedUnit:
         self._notify("leds")
 
     async def _reboot(self, process: asyncio.subprocess.Process) -> None:
-        await process.wait()
+        code = await process.wait()
+        if code < 0:  # killed by a signal (the terminal closed, shutdown): not a board reset
+            return
         if self._process is process and self.plugged:
             self._process = None
             await asyncio.sleep(0.05)
