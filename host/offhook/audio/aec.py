@@ -63,15 +63,15 @@ class DelayEstimator:
 
     def __init__(self, bins: int, max_lag: int, bands: int = 24, smoothing: float = 0.985) -> None:
         edges = np.unique(np.geomspace(3, bins - 1, bands + 1).astype(int))
-        self._band_of = np.zeros(bins, dtype=np.int64)
-        self._band_mask = np.zeros(bins, dtype=bool)
+        self._bandmat = np.zeros((bins, len(edges) - 1))
         for index, (lo, hi) in enumerate(itertools.pairwise(edges)):
-            self._band_of[lo:hi] = index
-            self._band_mask[lo:hi] = True
+            self._bandmat[lo:hi, index] = 1.0
         self._bands = len(edges) - 1
         self.max_lag = max_lag
         self._alpha = smoothing
         self._ref_hist = np.zeros((max_lag + 1, self._bands))
+        self._ref_sq = np.zeros(max_lag + 1)
+        self._lags = np.arange(max_lag + 1)
         self._ref_slow = np.zeros(self._bands)
         self._mic_slow = np.zeros(self._bands)
         self._ref_level = np.zeros(max_lag + 1)
@@ -84,29 +84,29 @@ class DelayEstimator:
         self.delay: int | None = None
         self.confidence = 0.0
 
-    def _features(self, power: Float, slow: Float) -> Float:
-        energies = np.bincount(self._band_of[self._band_mask], weights=power[self._band_mask], minlength=self._bands)
-        level = np.log(energies + 1e-10)
-        feature = level - slow
-        slow += 0.4 * (level - slow)
-        return feature
-
     def update(self, ref_power: Float, mic_power: Float, ref_active: bool) -> int | None:
         """Feed one frame's power spectra; returns the current delay estimate (frames) or None."""
-        self._pos = (self._pos + 1) % (self.max_lag + 1)
-        self._ref_hist[self._pos] = self._features(ref_power, self._ref_slow)
+        levels = np.log(np.stack((ref_power, mic_power)) @ self._bandmat + 1e-10)
+        slow = np.stack((self._ref_slow, self._mic_slow))
+        ref_feature, mic_feature = levels - slow
+        self._ref_slow += 0.4 * (levels[0] - self._ref_slow)
+        self._mic_slow += 0.4 * (levels[1] - self._mic_slow)
+        size = self.max_lag + 1
+        self._pos = (self._pos + 1) % size
+        self._ref_hist[self._pos] = ref_feature
+        self._ref_sq[self._pos] = float(ref_feature @ ref_feature)
         self._ref_level[self._pos] = 1.0 if ref_active else 0.0
-        mic_feature = self._features(mic_power, self._mic_slow)
-        # Row for lag d is the reference frame d frames ago.
-        order = (self._pos - np.arange(self.max_lag + 1)) % (self.max_lag + 1)
-        hist = self._ref_hist[order]
+        # Entry d of each vector below is the reference frame d frames ago.
+        order = (self._pos - self._lags) % size
         active = self._ref_level[order]
         if active.sum() < 1:
             return self.delay
+        dots = (self._ref_hist @ mic_feature)[order]
+        squares = self._ref_sq[order]
         a = self._alpha
         weight = (1 - a) * active
-        self._cross = self._cross * (1 - weight) + weight * (hist @ mic_feature)
-        self._ref_pow = self._ref_pow * (1 - weight) + weight * np.einsum("ij,ij->i", hist, hist)
+        self._cross = self._cross * (1 - weight) + weight * dots
+        self._ref_pow = self._ref_pow * (1 - weight) + weight * squares
         self._mic_pow = a * self._mic_pow + (1 - a) * float(mic_feature @ mic_feature)
         corr = self._cross / np.sqrt(self._ref_pow * self._mic_pow + 1e-12)
         best = int(np.argmax(corr))
