@@ -61,3 +61,69 @@ def test_unit_frozen_for_5_seconds_mid_call(tmp_path: Path) -> None:
             assert desk.records.count("answered") == 1 and "hung_up" not in desk.records
 
     run(scenario())
+
+
+def test_unplug_during_an_update(tmp_path: Path) -> None:
+    """The cable is pulled while the bundle streams: the unit boots its old, confirmed version; the
+    flasher's retry after replug installs the update (a slot is switched only once it is whole)."""
+    from offhook.fleet import build, flasher
+    from tests.fleet import simfleet
+
+    data = simfleet.sim_bundle()
+    manifest = build.peek_manifest(data)
+
+    async def scenario() -> None:
+        async with simfleet.units(tmp_path, 1) as (unit,):
+            path = str(unit.port_link)
+            pulled = asyncio.Event()
+
+            def progress(_path: str, done: int, total: int, phase: str) -> None:
+                if phase == "sending" and 0 < done < total and not pulled.is_set():
+                    pulled.set()
+
+            async def pull_cable() -> None:
+                await pulled.wait()
+                await unit.unplug()
+                await asyncio.sleep(0.5)
+                await unit.replug()
+
+            cable = asyncio.create_task(pull_cable())
+            result = await flasher.Flasher(path, data, manifest, progress).run(retries=3)
+            await cable
+            assert result.result == "ok", result.reason
+            assert (result.old, result.new) == ("0.1.0", simfleet.NEW)
+            info = await flasher.query(path)
+            assert (info.fw, info.health) == (simfleet.NEW, "confirmed")
+
+    run(scenario())
+
+
+def test_unplugged_mid_update_and_not_retried_keeps_the_old_version(tmp_path: Path) -> None:
+    from offhook.fleet import build, flasher
+    from tests.fleet import simfleet
+
+    data = simfleet.sim_bundle()
+
+    async def scenario() -> None:
+        async with simfleet.units(tmp_path, 1) as (unit,):
+            path = str(unit.port_link)
+            pulled = asyncio.Event()
+
+            def progress(_path: str, done: int, total: int, phase: str) -> None:
+                if phase == "sending" and 0 < done < total:
+                    pulled.set()
+
+            async def pull_cable() -> None:
+                await pulled.wait()
+                await unit.unplug()
+                await asyncio.sleep(0.3)
+                await unit.replug()
+
+            cable = asyncio.create_task(pull_cable())
+            result = await flasher.Flasher(path, data, build.peek_manifest(data), progress).run(retries=0)
+            await cable
+            assert result.result != "ok"
+            info = await flasher.query(path)
+            assert (info.fw, info.health) == ("0.1.0", "confirmed")  # never a half-installed slot
+
+    run(scenario())
