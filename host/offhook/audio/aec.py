@@ -178,7 +178,7 @@ class ResidualEchoSuppressor:
         return e_spec, y_spec
 
     def process(self, e_spec: Complex, y_pow: Float, leak: float) -> Float:
-        """Suppress one analysed frame; returns the previous frame's worth of output (OLA latency)."""
+        """Suppress one analysed frame; returns one frame of output, delayed by :attr:`latency`."""
         w = self._window
         e_pow = e_spec.real**2 + e_spec.imag**2
         # Spread the echo estimate over neighbouring bins and hold it over a few frames: non-linear
@@ -194,9 +194,9 @@ class ResidualEchoSuppressor:
             self._noise[:] = e_pow
             self._started = True
         self._smooth += 0.3 * (e_pow - self._smooth)
-        falling = self._smooth < self._noise
-        self._noise[falling] += 0.5 * (self._smooth[falling] - self._noise[falling])
-        self._noise[~falling] *= 1.002
+        self._noise = np.where(
+            self._smooth < self._noise, self._noise + 0.5 * (self._smooth - self._noise), self._noise * 1.002
+        )
 
         residual = self.overestimate * self._echo_hold
         posterior = e_pow / (residual + 1e-12)
@@ -223,10 +223,10 @@ class ResidualEchoSuppressor:
         return out
 
     def _fir(self, response: Float) -> Float:
-        """Short linear-phase FIR with the given (zero-phase) magnitude response."""
-        h = np.fft.irfft(response, 2 * self.frame)
+        """Short linear-phase FIRs with the given (zero-phase) magnitude responses (one per row)."""
+        h = np.fft.irfft(response, 2 * self.frame, axis=-1)
         half = self.half
-        return np.concatenate((h[-half:], h[: half + 1])) * self._taper
+        return np.concatenate((h[..., -half:], h[..., : half + 1]), axis=-1) * self._taper
 
     def _filter(self, gain: Float, missing: Float | None) -> Float:
         """Low-latency mode: apply this frame's gains to this frame as a short linear-phase FIR
@@ -235,18 +235,20 @@ class ResidualEchoSuppressor:
         """
         e = self._e_prev_time
         frame = self._current
-        taps = self._fir(gain)
+        if missing is not None:
+            # White noise of unit variance has STFT power frame (sqrt-Hann, 2*frame points).
+            taps, shape = self._fir(np.stack((gain, np.sqrt(missing / self.frame))))
+        else:
+            taps, shape = self._fir(gain), None
         history = np.concatenate((e, frame))
         new = np.convolve(history, taps, mode="valid")[-self.frame :]
         old = np.convolve(history, self._taps, mode="valid")[-self.frame :]
         out = old + self._fade * (new - old)
         self._taps = taps
         self._e_prev_time = history[-(2 * self.half) :]
-        if missing is not None:
+        if shape is not None:
             self._noise_row = (self._noise_row + 1) % len(self._white)
             white = np.concatenate((self._white_prev, self._white[self._noise_row]))
-            # White noise of unit variance has STFT power frame (sqrt-Hann, 2*frame points).
-            shape = self._fir(np.sqrt(missing / self.frame))
             cn_new = np.convolve(white, shape, mode="valid")[-self.frame :]
             cn_old = np.convolve(white, self._cn_taps, mode="valid")[-self.frame :]
             out = out + cn_old + self._fade * (cn_new - cn_old)
