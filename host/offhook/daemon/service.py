@@ -102,6 +102,7 @@ class Daemon:
         self._commands: set[asyncio.Task[None]] = set()  # softphone commands in flight
         # Optional probe for benchmarks and diagnostics: trace(point, monotonic seconds).
         self.trace: Callable[[str, float], None] | None = None
+        self._persisted: tuple[bool | None, int] | None = None
         self._restore()
 
     # ------------------------------------------------------------ persistence
@@ -123,6 +124,11 @@ class Daemon:
         self.desk.restore(muted, agent, self.clock())
 
     def _persist(self) -> None:
+        """Save what must survive a restart, when it changed (not on every STATE: no fsync per second)."""
+        saved = (self.desk.muted, self.desk.agent)
+        if saved == self._persisted:
+            return
+        self._persisted = saved
         data = json.dumps({"muted": self.desk.muted, "agent": self.desk.agent})
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
