@@ -263,3 +263,17 @@ def test_figures_for_the_panel_follow_completed_calls(tmp_path: Path) -> None:
         assert figures["aht_s"] == 90.0  # talk 60 s + wrap-up 30 s
 
     run(tmp_path, scenario)
+
+
+def test_paired_origin_removed_from_the_allowed_list_is_refused(tmp_path: Path) -> None:
+    async def scenario(api: Api) -> None:
+        token = api.tokens.pair(CRM, "Acme CRM")
+        async with api.client(token, origin=CRM) as crm:
+            assert (await ask(crm, type="state"))["ok"]
+        api.server.allowed_origins = set()  # IT removed it from api.allowed_origins
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(api.url, origin=CRM):  # type: ignore[arg-type]
+                pass
+        assert refused.value.response.status_code == 403
+
+    run(tmp_path, scenario)

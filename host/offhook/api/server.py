@@ -140,7 +140,8 @@ class ApiServer:
         return None
 
     def _origin_may_connect(self, origin: str) -> bool:
-        return origin in self.allowed_origins or origin in self.panel_origins or origin in self.tokens.paired()
+        # IT's list wins: an origin removed from it is refused even if it was paired once.
+        return origin in self.allowed_origins or origin in self.panel_origins
 
     def _serve_panel(self, connection: ServerConnection, path: str) -> Response:
         relative = path.removeprefix("/panel").lstrip("/") or "index.html"
