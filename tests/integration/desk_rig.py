@@ -25,11 +25,12 @@ SERIAL = "0ff0514d000000e2"
 
 
 class Desk:
-    def __init__(self, workdir: Path, **timers: float) -> None:
+    def __init__(self, workdir: Path, key_hex: str = "", **timers: float) -> None:
+        """``key_hex``: the public key provisioned in the unit's key store (for update tests)."""
         self.workdir = workdir
         self.timers = {"wrap_up_s": 2, **timers}
         self.lines: dict[str, BaresipInstance] = {}
-        self.unit = SimulatedUnit(SERIAL, workdir / "flash")
+        self.unit = SimulatedUnit(SERIAL, workdir / "flash", key_hex=key_hex)
         self.daemon: Daemon | None = None
         self.daemon_task: asyncio.Task[Any] | None = None
         self.customer: BaresipAdapter | None = None

@@ -105,3 +105,55 @@ def test_reconnects_leak_no_tasks(tmp_path: Path) -> None:
             assert counts[-1] <= counts[0], counts
 
     asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
+def test_flash_and_devices_go_through_the_running_daemon(tmp_path: Path) -> None:
+    """`offhook devices` describes the daemon's unit from the daemon; `offhook flash` borrows it
+    when the agent is idle and is refused (with the reason) during a call."""
+    import os
+    import subprocess
+    import sys
+
+    from offhook import config
+    from tests.fleet import keyring, simfleet
+
+    offhook = Path(sys.executable).with_name("offhook")
+    bundle = tmp_path / "release.bundle"
+    bundle.write_bytes(simfleet.sim_bundle())
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([offhook, *args], capture_output=True, text=True, timeout=120, env=dict(os.environ))
+
+    async def scenario() -> None:
+        async with Desk(tmp_path, key_hex=keyring.n_hex(0)) as desk:
+            assert desk.daemon is not None
+            api = ApiServer(desk.daemon, TokenStore(), 0)
+            await api.start()
+            config.default_config_path().parent.mkdir(parents=True, exist_ok=True)
+            config.default_config_path().write_text(f"[api]\nport = {api.port}\n")
+
+            devices = await asyncio.to_thread(cli, "devices", "--json")
+            assert devices.returncode == 0, devices.stderr
+            (unit,) = [d for d in json.loads(devices.stdout) if d["serial"] == desk.unit.serial]
+            assert unit["transport"] == "serial (daemon)" and unit["fw"] == "0.1.0"
+
+            await desk.customer_calls()
+            await desk.wait_lamps({"hook": "moving"})
+            await desk.unit.press("hook")
+            await desk.event(desk.customer, EventKind.ESTABLISHED)
+            refused = await asyncio.to_thread(cli, "flash", str(bundle), "--all", "--json")
+            assert refused.returncode == 1
+            (result,) = json.loads(refused.stdout)
+            assert result["result"] == "failed" and "call" in result["reason"]
+            await desk.unit.press("hook")
+            await desk.wait_lamps({"status": "solid:green"}, timeout=8)
+
+            flashed = await asyncio.to_thread(cli, "flash", str(bundle), "--all", "--json")
+            assert flashed.returncode == 0, flashed.stdout + flashed.stderr
+            (result,) = json.loads(flashed.stdout)
+            assert (result["old"], result["new"], result["result"]) == ("0.1.0", simfleet.NEW, "ok")
+            await asyncio.wait_for(desk.daemon.unit_connected.wait(), 15)  # back with the daemon
+            assert desk.daemon.unit is not None and desk.daemon.unit.firmware == simfleet.NEW
+            await api.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 180))

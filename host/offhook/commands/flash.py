@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from offhook.cli import EXIT_FAILED, EXIT_OK, UsageError
@@ -56,7 +57,7 @@ def _units(serials: list[str] | None = None) -> list[tuple[str, str, str]]:
 
 def _flash(args: argparse.Namespace) -> int:
     from offhook import bundle as B
-    from offhook.fleet import build, flasher
+    from offhook.fleet import build
 
     if args.parallel < 1:
         raise UsageError("--parallel must be at least 1")
@@ -72,7 +73,7 @@ def _flash(args: argparse.Namespace) -> int:
     if not paths:
         raise UsageError("no units found")
     if args.json:
-        results = asyncio.run(flasher.flash_all(paths, data, manifest, args.parallel, args.retries))
+        results = asyncio.run(_flash_paths(paths, data, manifest, args.parallel, args.retries, None))
         json.dump([r.as_dict() for r in results], sys.stdout, indent=2)
         print()
     else:
@@ -84,8 +85,6 @@ def _flash(args: argparse.Namespace) -> int:
 async def _with_progress(paths: list[str], data: bytes, manifest: dict, parallel: int, retries: int) -> list:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-    from offhook.fleet import flasher
-
     with Progress(
         TextColumn("{task.description:<28}"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[phase]}")
     ) as bar:
@@ -94,7 +93,39 @@ async def _with_progress(paths: list[str], data: bytes, manifest: dict, parallel
         def progress(path: str, done: int, total: int, phase: str) -> None:
             bar.update(tasks[path], completed=done, phase=phase)
 
+        return await _flash_paths(paths, data, manifest, parallel, retries, progress)
+
+
+def _api_port() -> int:
+    from offhook import config
+
+    try:
+        return int(config.load()["api"]["port"])
+    except config.ConfigError:
+        return int(config.defaults()["api"]["port"])
+
+
+async def _flash_paths(
+    paths: list[str], data: bytes, manifest: dict, parallel: int, retries: int, progress: Callable | None
+) -> list:
+    """Flash ``paths``; the unit a running daemon owns is borrowed from it for the duration
+    (the daemon refuses during a call or wrap-up: that unit is reported, the others flashed)."""
+    from offhook.api.client import DaemonRefused, borrowed_unit, daemon_unit
+    from offhook.fleet import flasher
+
+    port = _api_port()
+    owned = await daemon_unit(port)
+    if owned is None or owned.get("path") not in paths:
         return await flasher.flash_all(paths, data, manifest, parallel, retries, progress)
+    try:
+        async with borrowed_unit(port):
+            return await flasher.flash_all(paths, data, manifest, parallel, retries, progress)
+    except DaemonRefused as exc:
+        others = [path for path in paths if path != owned["path"]]
+        results = await flasher.flash_all(others, data, manifest, parallel, retries, progress) if others else []
+        refused = flasher.FlashResult(unit=str(owned.get("serial", "?")), path=str(owned["path"]))
+        refused.old, refused.reason = str(owned.get("fw", "")), f"the daemon keeps the unit: {exc}"
+        return [*results, refused]
 
 
 def _table(results: list) -> None:
@@ -123,9 +154,30 @@ def _devices(args: argparse.Namespace) -> int:
     units = _units()
 
     async def ask() -> list:
-        return list(await asyncio.gather(*(flasher.query(path, kind) for path, kind, _serial in units)))
+        # The daemon holds its unit's port: describe that unit from the daemon, open the others.
+        from offhook.api.client import daemon_unit
 
-    infos = asyncio.run(ask()) if units else []
+        owned = await daemon_unit(_api_port())
+        owned_path = owned.get("path") if owned else None
+        infos = list(
+            await asyncio.gather(*(flasher.query(path, kind) for path, kind, _serial in units if path != owned_path))
+        )
+        if owned is not None:
+            text = {key: str(owned.get(key, "")) for key in ("serial", "board", "fw", "slot", "health")}
+            info = flasher.UnitInfo(
+                path=str(owned_path),
+                transport="serial (daemon)",
+                serial=text["serial"],
+                board=text["board"],
+                fw=text["fw"],
+                slot=text["slot"],
+                health=text["health"],
+                safe_mode=bool(owned.get("safe_mode", False)),
+            )
+            infos.insert(0, info)
+        return infos
+
+    infos = asyncio.run(ask())
     if args.json:
         json.dump([info.__dict__ for info in infos], sys.stdout, indent=2)
         print()
