@@ -1,18 +1,8 @@
 # Runs before main.py on every reset; outside the application slots, never updated over the link.
-# 1. USB: the composite device (CDC + HID) where the board supports it (usb_setup, issue 10).
-# 2. Boot loader: pick the slot (A/B, rollback after 3 unconfirmed boots, safe mode while the
+# 1. Boot loader: pick the slot (A/B, rollback after 3 unconfirmed boots, safe mode while the
 #    hook key is held at power-on) and put it first on sys.path. The decision is bootsel.BOOT.
+# 2. USB: the composite device (CDC + HID) where the board supports it (usb_setup, issue 10).
 import sys
-
-try:
-    import usb_setup
-
-    usb_setup.configure()
-except ImportError:
-    pass
-except Exception:  # USB setup must never keep the unit from booting
-    pass
-
 
 def _safe_held():
     # The safe-mode key (K1, hook) per platform: boards/ lives inside the slots, so not from there.
@@ -47,3 +37,18 @@ def _boot(held):
 
 _boot(_safe_held())
 del _boot, _safe_held  # boot.py's globals outlive it (main.py shares them): keep the heap
+
+
+def _usb():
+    # After slot selection: usb_setup imports offhook_fw (HID), which lives in the slot.
+    try:
+        import usb_setup
+
+        usb_setup.configure()
+    except Exception:  # no USBDevice, safe mode without a slot, or a fault: CDC alone still works
+        pass
+    sys.modules.pop("usb_setup", None)  # needed once: free its code (the device keeps its descriptors)
+
+
+_usb()
+del _usb

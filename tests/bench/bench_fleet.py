@@ -114,7 +114,7 @@ def run() -> list[Figure]:
     return [
         Figure(
             "fleet",
-            "heap after boot via boot.py (.mpy, incl. usb_setup)",
+            "heap after boot via boot.py (.mpy; no USBDevice in the VM, so HID inactive)",
             heap / 1024,
             "KiB",
             "boot loader state + health task on top of the app",
