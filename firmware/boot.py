@@ -4,6 +4,7 @@
 # 2. USB: the composite device (CDC + HID) where the board supports it (usb_setup, issue 10).
 import sys
 
+
 def _safe_held():
     # The safe-mode key (K1, hook) per platform: boards/ lives inside the slots, so not from there.
     pin = {"rp2": 2, "esp32": 4, "webassembly": 2}.get(sys.platform)
