@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from offhook.transport.base import Transport, TransportClosed
+from offhook.transport.base import ThreadedTransport, Transport, TransportClosed
 from offhook.transport.discovery import OFFHOOK_USB_IDS, Candidate
 
 VENDOR_USAGE_PAGE = 0xFFA0
@@ -161,23 +161,20 @@ class HidMonitor:
 # ---------------------------------------------------------------- the transport
 
 
-class HidTransport(Transport):
+class HidTransport(ThreadedTransport):
     kind = "hid"
+    gone_errors = (OSError, ValueError, TypeError, AttributeError)
 
     def __init__(self, path: str, hid_module: Any = None) -> None:
         super().__init__(path)
         self._hid_module = hid_module
         self._device: Any = None
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._thread: threading.Thread | None = None
         self._write_lock = threading.Lock()
-        self._closing = False
         self._seq = 0
         self.reassembler = Reassembler()
 
     async def open(self) -> None:
         hid = self._hid_module or _hidapi()
-        loop = asyncio.get_running_loop()
 
         def _open() -> Any:
             device = hid.device()
@@ -188,33 +185,12 @@ class HidTransport(Transport):
             self._device = await asyncio.to_thread(_open)
         except (OSError, ValueError) as exc:
             raise TransportClosed(f"cannot open HID {self.path}: {exc}") from None
-        self._closing = False
         self.reassembler.reset()
-        self._thread = threading.Thread(target=self._reader, args=(loop,), name=f"hid {self.path}", daemon=True)
-        self._thread.start()
+        self._start_reader()
 
-    def _reader(self, loop: asyncio.AbstractEventLoop) -> None:
-        device = self._device
-        try:
-            while not self._closing:
-                report = device.read(REPORT_SIZE, READ_TIMEOUT_MS)
-                if report:
-                    data = self.reassembler.feed(bytes(report))
-                    if data:
-                        loop.call_soon_threadsafe(self._queue.put_nowait, data)
-        except (OSError, ValueError, TypeError, AttributeError):
-            pass  # unplugged or closed under us
-        except RuntimeError:
-            return  # the event loop is gone
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self._queue.put_nowait, None)
-
-    async def read(self) -> bytes:
-        data = await self._queue.get()
-        if data is None:
-            self._queue.put_nowait(None)  # every later read sees the close too
-            raise TransportClosed(f"HID {self.path} closed")
-        return data
+    def _read_blocking(self) -> bytes:
+        report = self._device.read(REPORT_SIZE, READ_TIMEOUT_MS)
+        return (self.reassembler.feed(bytes(report)) or b"") if report else b""
 
     async def write(self, data: bytes) -> None:
         if self._device is None or self._closing:
@@ -234,9 +210,7 @@ class HidTransport(Transport):
                     raise OSError("write failed (unit unplugged?)")
 
     def close(self) -> None:
-        self._closing = True
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=1)
+        self._stop_reader()
         if self._device is not None:
             with contextlib.suppress(Exception):
                 self._device.close()
