@@ -23,17 +23,12 @@ from offhook import linkproto as L
 from offhook.daemon.service import Daemon
 from offhook.softphone.baresip import BaresipAdapter
 from offhook.softphone.baresip_process import BaresipInstance
-from tests.bench.figures import Figure
+from tests.bench.figures import Figure, percentile
 from tests.host.fake_unit import PtyUnit
 
 PRESSES = 200
 CALLS = 30
 IDLE_S = 60
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def _wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
@@ -179,11 +174,11 @@ def run() -> list[Figure]:
         Figure(
             "daemon",
             "button → softphone command p99",
-            pct(b2c, 0.99) * ms,
+            percentile(b2c, 0.99) * ms,
             "ms",
             "pty unit, host side",
             "p99 ≤ 10 ms",
-            pct(b2c, 0.99) <= 0.010,
+            percentile(b2c, 0.99) <= 0.010,
         ),
         Figure(
             "daemon", "softphone event → STATE on unit p50", statistics.median(e2l) * ms, "ms", "baresip CALL_INCOMING"
@@ -191,16 +186,18 @@ def run() -> list[Figure]:
         Figure(
             "daemon",
             "softphone event → STATE on unit p99",
-            pct(e2l, 0.99) * ms,
+            percentile(e2l, 0.99) * ms,
             "ms",
             "pty unit (sim: later)",
             "p99 ≤ 20 ms",
-            pct(e2l, 0.99) <= 0.020,
+            percentile(e2l, 0.99) <= 0.020,
         ),
         Figure(
             "daemon", "button → confirmed mute STATE p50", statistics.median(b2l) * ms, "ms", "incl. baresip's reply"
         ),
-        Figure("daemon", "button → confirmed mute STATE p99", pct(b2l, 0.99) * ms, "ms", "incl. baresip's reply"),
+        Figure(
+            "daemon", "button → confirmed mute STATE p99", percentile(b2l, 0.99) * ms, "ms", "incl. baresip's reply"
+        ),
         Figure("daemon", "idle CPU over 60 s", cpu, "%", f"bare python {bare_cpu:.2f} %", "≤ 0.5 %", cpu <= 0.5),
         Figure("daemon", "idle RSS", rss, "MB", f"bare python {bare_rss:.1f} MB", "≤ 60 MB", rss <= 60),
     ]

@@ -13,17 +13,12 @@ from offhook import linkproto as L
 from offhook.daemon.unit import UnitSession
 from offhook.sim.unit import SimulatedUnit
 from offhook.transport.serial import SerialTransport
-from tests.bench.figures import Figure
+from tests.bench.figures import Figure, percentile
 from tests.integration.desk_rig import Desk
 
 STARTS = 5
 ROUND_TRIPS = 100
 CALLS = 15
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def _lit(unit: SimulatedUnit, lamp: str, lit: bool, timeout: float = 3.0) -> float:
@@ -107,7 +102,7 @@ def run() -> list[Figure]:
     return [
         Figure("sim", "start-up to HELLO (median of 5)", statistics.median(starts), "s", "Node + VM + firmware boot"),
         Figure("sim", "STATE sent → LED changed p50", statistics.median(trips) * ms, "ms", "LED frame period 20 ms"),
-        Figure("sim", "STATE sent → LED changed p99", pct(trips, 0.99) * ms, "ms", "LED frame period 20 ms"),
+        Figure("sim", "STATE sent → LED changed p99", percentile(trips, 0.99) * ms, "ms", "LED frame period 20 ms"),
         Figure(
             "daemon",
             "softphone event → LED on simulated unit p50",
@@ -118,11 +113,11 @@ def run() -> list[Figure]:
         Figure(
             "daemon",
             "softphone event → LED on simulated unit p99",
-            pct(event_to_led, 0.99) * ms,
+            percentile(event_to_led, 0.99) * ms,
             "ms",
             "real firmware",
             "p99 ≤ 20 ms",
-            pct(event_to_led, 0.99) <= 0.020,
+            percentile(event_to_led, 0.99) <= 0.020,
         ),
         Figure("daemon", "replug mid-call → true LEDs", replug_s, "s", "incl. VM boot", "≤ 1 s after link up"),
         Figure(

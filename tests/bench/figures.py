@@ -21,3 +21,9 @@ class Figure:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of ``values``, nearest rank (no interpolation: what really happened)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
