@@ -135,3 +135,10 @@ class Desk:
     async def customer_calls(self) -> None:
         assert self.customer is not None
         await self.customer.command("dial", self.lines["agent"].uri)
+
+    async def answer_call(self) -> None:
+        """The customer calls, the ring shows, the agent answers on the unit, the call is up."""
+        await self.customer_calls()
+        await self.wait_lamps({"hook": "moving"})
+        await self.unit.press("hook")
+        await self.event(self.customer, EventKind.ESTABLISHED)

@@ -55,10 +55,7 @@ def test_call_answer_hold_mute_escalate_from_the_unit(tmp_path: Path) -> None:
 def test_hang_up_then_wrap_up_then_available(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with Desk(tmp_path) as desk:
-            await desk.customer_calls()
-            await desk.wait_lamps({"hook": "moving"})
-            await desk.unit.press("hook")
-            await desk.event(desk.customer, EventKind.ESTABLISHED)
+            await desk.answer_call()
             await desk.wait_lamps({"hook": "solid"})
             await desk.unit.press("hook")
             await desk.event(desk.customer, EventKind.CLOSED)
@@ -71,10 +68,7 @@ def test_hang_up_then_wrap_up_then_available(tmp_path: Path) -> None:
 def test_unplug_replug_and_daemon_restart_mid_call_show_the_truth_again(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with Desk(tmp_path) as desk:
-            await desk.customer_calls()
-            await desk.wait_lamps({"hook": "moving"})
-            await desk.unit.press("hook")
-            await desk.event(desk.customer, EventKind.ESTABLISHED)
+            await desk.answer_call()
             await desk.unit.press("mute")
             await desk.wait_lamps({"hook": "solid", "mute": "solid"})
 
@@ -98,10 +92,7 @@ def test_baresip_killed_mid_call_then_restarted(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with Desk(tmp_path) as desk:
-            await desk.customer_calls()
-            await desk.wait_lamps({"hook": "moving"})
-            await desk.unit.press("hook")
-            await desk.event(desk.customer, EventKind.ESTABLISHED)
+            await desk.answer_call()
             await desk.wait_lamps({"hook": "solid"})
             desk.lines["agent"].kill()
             await asyncio.to_thread(desk.lines["agent"].start)  # same ports, empty call list

@@ -137,10 +137,7 @@ def test_flash_and_devices_go_through_the_running_daemon(tmp_path: Path) -> None
             (unit,) = [d for d in json.loads(devices.stdout) if d["serial"] == desk.unit.serial]
             assert unit["transport"] == "serial (daemon)" and unit["fw"] == "0.1.0"
 
-            await desk.customer_calls()
-            await desk.wait_lamps({"hook": "moving"})
-            await desk.unit.press("hook")
-            await desk.event(desk.customer, EventKind.ESTABLISHED)
+            await desk.answer_call()
             refused = await asyncio.to_thread(cli, "flash", str(bundle), "--all", "--json")
             assert refused.returncode == 1
             (result,) = json.loads(refused.stdout)

@@ -45,10 +45,7 @@ def test_unit_frozen_for_5_seconds_mid_call(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with Desk(tmp_path) as desk:
-            await desk.customer_calls()
-            await desk.wait_lamps({"hook": "moving"})
-            await desk.unit.press("hook")
-            await desk.event(desk.customer, EventKind.ESTABLISHED)
+            await desk.answer_call()
             await desk.unit.press("mute")
             await desk.wait_lamps({"hook": "solid", "mute": "solid"})
             process = desk.unit._process
