@@ -381,8 +381,8 @@ class BaresipAdapter(Softphone):
             self._dial_waiter.set_result(call_id)
 
     def _adopt_provisional(self, call_id: str, peer: str) -> None:
-        # After a reconnect, calls known only by line get their real Call-ID from the
-        # first event that names them (RTCP reports arrive every few seconds).
+        # Fallback for a call `callstat` could not name after a reconnect: its real Call-ID
+        # comes with the first event that names it (RTCP reports arrive every few seconds).
         if call_id in self.calls:
             return
         for provisional, call in list(self.calls.items()):
