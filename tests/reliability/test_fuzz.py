@@ -79,6 +79,7 @@ def test_same_case_stream_on_both_runtimes(mpvm: MicroPythonVM) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)  # pytest.ini's 300 s is for make test
 def test_fuzz_cpython_soak() -> None:
     stats, growth = cpython(SOAK_CASES)
     check(stats, SOAK_CASES, growth)
@@ -86,6 +87,7 @@ def test_fuzz_cpython_soak() -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_fuzz_vm_soak(mpvm: MicroPythonVM) -> None:
     stats, growth = on_vm(mpvm, SOAK_CASES, chunk=20000)
     check(stats, SOAK_CASES, growth)

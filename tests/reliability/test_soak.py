@@ -104,6 +104,7 @@ def test_call_loop_short(tmp_path: Path) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(int(SOAK_MINUTES * 60) + 600)  # pytest.ini's 300 s is for make test
 def test_call_loop_soak(tmp_path: Path) -> None:
     result = run_loop(tmp_path, seconds=SOAK_MINUTES * 60)
     print(summary(result))
