@@ -226,18 +226,20 @@ def test_tui_closed_terminal_leaves_no_process(tmp_path: Path) -> None:
     session_name = f"offhook-hup-{os.getpid()}"
     env = f"XDG_RUNTIME_DIR={tmp_path}"
     subprocess.run(["tmux", "new-session", "-d", "-s", session_name, f"{env} {OFFHOOK} sim"], check=True)
-    link = tmp_path / "offhook" / "sim" / "0ff0514d00000001.tty"
-    deadline = time.monotonic() + 15
-    while not link.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    pane_pid = int(
-        subprocess.run(
-            ["tmux", "list-panes", "-t", session_name, "-F", "#{pane_pid}"], capture_output=True, text=True
-        ).stdout.split()[0]
-    )
-    sim_pids = [pane_pid, *node_children(pane_pid)]
-    assert len(sim_pids) == 2
-    subprocess.run(["tmux", "kill-session", "-t", session_name], check=True)
+    try:
+        link = tmp_path / "offhook" / "sim" / "0ff0514d00000001.tty"
+        deadline = time.monotonic() + 15
+        while not link.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pane_pid = int(
+            subprocess.run(
+                ["tmux", "list-panes", "-t", session_name, "-F", "#{pane_pid}"], capture_output=True, text=True
+            ).stdout.split()[0]
+        )
+        sim_pids = [pane_pid, *node_children(pane_pid)]
+        assert len(sim_pids) == 2
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session_name], capture_output=True)
     assert wait_gone(sim_pids, 10), "the simulator or its VM outlived the terminal"
     assert not link.exists()
 
