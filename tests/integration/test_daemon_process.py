@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from offhook.procutil import child_preexec
 from offhook.softphone.baresip import BaresipAdapter
 from offhook.softphone.baresip_process import BaresipInstance
 from tests.integration.test_sim import Sim
@@ -45,7 +46,10 @@ class Setup:
         with self.log.open("ab") as log:
             port_option = [] if "[api]" in self.config.read_text() else ["--api-port", "0"]
             self.daemon = subprocess.Popen(
-                [OFFHOOK, "daemon", "--config", str(self.config), *port_option, "-v"], env=env, stderr=log
+                [OFFHOOK, "daemon", "--config", str(self.config), *port_option, "-v"],
+                env=env,
+                stderr=log,
+                preexec_fn=child_preexec(),  # a killed test run leaves no daemon behind
             )
 
     def state(self) -> dict[str, Any] | None:

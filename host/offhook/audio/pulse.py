@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from offhook.procutil import child_preexec
+
 RATE = 48000
 FAR_SINK = "offhook_far"
 MIC_SINK = "offhook_mic_sink"
@@ -83,17 +85,6 @@ def default_pcms(mic: str | None, speaker: str | None) -> dict[str, str]:
     }
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the parent dies, so a crashed test leaves no server behind."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 @dataclass
 class PulseTestServer:
     """A private PulseAudio server (no sound card, one process) for tests and benchmarks."""
@@ -132,7 +123,7 @@ class PulseTestServer:
         self.process = subprocess.Popen(
             ["pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "--system=false", "-n", "-F", str(config),
              "--log-target=file:" + str(self.directory / "server.log")],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=child_preexec(),
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -9,8 +9,6 @@ aufile source ends (so the file is long), and stdio is left out without a termin
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 import os
 import shutil
@@ -18,11 +16,12 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from offhook.procutil import child_preexec
 
 BARESIP = "baresip"
 MICROPHONE_SECONDS = 20 * 60  # a call ends when its source file ends
@@ -30,13 +29,6 @@ MICROPHONE_SECONDS = 20 * 60  # a call ends when its source file ends
 
 class BaresipMissing(RuntimeError):
     pass
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the parent dies, even by SIGKILL (Linux)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def write_microphone_wav(path: Path, seconds: int = MICROPHONE_SECONDS) -> Path:
@@ -174,7 +166,7 @@ class BaresipInstance:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it cleanly
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=child_preexec(),
         )
         log.close()
         deadline = time.monotonic() + timeout
