@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
+from offhook.audio.control import request_mute
 from offhook.audio.pulse import MIC_SINK, MIC_SOURCE, PulseTestServer, alsa_config, default_pcms
-from offhook.audio.realtime import Realtime, RealtimeConfig, request_mute
+from offhook.audio.realtime import Realtime, RealtimeConfig
 from tests.bench.audio import scenes
 
 pytest.importorskip("pyaudio")

@@ -217,7 +217,7 @@ def test_mute_reaches_the_audio_path_first_then_follows_the_softphone(
     keeps it on the state the softphone confirmed."""
     import socket
 
-    from offhook.audio.realtime import request_mute
+    from offhook.audio.control import request_mute
 
     control = tmp_path / "audio.sock"
     pipeline = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # stands in for the audio process

@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 
 from offhook import config
+from offhook.audio.control import request_mute
 from offhook.audio.pulse import MIC_SINK, MIC_SOURCE, PulseTestServer, alsa_config, default_pcms
-from offhook.audio.realtime import Realtime, RealtimeConfig, request_mute
+from offhook.audio.realtime import Realtime, RealtimeConfig
 from offhook.daemon.service import Daemon
 from offhook.sim.unit import SimulatedUnit
 from offhook.softphone.baresip import BaresipAdapter

@@ -48,14 +48,15 @@ async def call_loop(setup: Setup, *, calls: int | None = None, seconds: float | 
     async def press(button: str) -> None:
         await asyncio.to_thread(setup.sim.ask, cmd="press", button=button)
 
-    while (calls is not None and handled < calls) or (seconds is not None and time.monotonic() < deadline):
+    async def one_call() -> float:
+        """One whole call; returns button release → answered at the far end (s)."""
         await customer.command("dial", setup.agent.uri)
         await wait_state(lambda s: s["call"] == "ringing")
         await press("hook")
         released = time.monotonic()  # a short press is reported on release (after 80 ms down)
         while (await asyncio.wait_for(customer.events.get(), 10)).kind is not EventKind.ESTABLISHED:
             pass
-        latencies.append(time.monotonic() - released)
+        answered = time.monotonic() - released
         await wait_state(lambda s: s["call"] == "active")
         await press("mute")
         await wait_state(lambda s: "muted" in s["flags"])
@@ -65,12 +66,21 @@ async def call_loop(setup: Setup, *, calls: int | None = None, seconds: float | 
         while (await asyncio.wait_for(customer.events.get(), 10)).kind is not EventKind.CLOSED:
             pass
         await wait_state(lambda s: s["call"] == "idle" and s["agent"] == "available")
+        return answered
+
+    failure = ""
+    while (calls is not None and handled < calls) or (seconds is not None and time.monotonic() < deadline):
+        try:
+            latencies.append(await one_call())
+        except (TimeoutError, AssertionError) as exc:  # stop; report what happened with the figures so far
+            failure = f"call {handled + 1} failed: {exc!r}\n{setup.log.read_text()[-3000:]}"
+            break
         handled += 1
         if handled in (2, 3) or handled % 25 == 0:
             resources.append(daemon_resources(setup.daemon.pid))
     resources.append(daemon_resources(setup.daemon.pid))
     await customer.stop()
-    return {"handled": handled, "latencies": latencies, "resources": resources}
+    return {"handled": handled, "latencies": latencies, "resources": resources, "failure": failure}
 
 
 def run_loop(tmp_path: Path, **limits: float) -> dict:
@@ -97,6 +107,7 @@ def summary(result: dict) -> str:
 
 def test_call_loop_short(tmp_path: Path) -> None:
     result = run_loop(tmp_path, calls=8)
+    assert not result["failure"], result["failure"]
     assert result["handled"] == 8
     (_, fds_early), (_, fds_end) = result["resources"][0], result["resources"][-1]
     assert fds_end <= fds_early  # no descriptor leaks per call
@@ -108,6 +119,7 @@ def test_call_loop_short(tmp_path: Path) -> None:
 def test_call_loop_soak(tmp_path: Path) -> None:
     result = run_loop(tmp_path, seconds=SOAK_MINUTES * 60)
     print(summary(result))
+    assert not result["failure"], result["failure"]
     (rss_early, fds_early), (rss_end, fds_end) = result["resources"][0], result["resources"][-1]
     assert fds_end <= fds_early
     assert rss_end < rss_early * 1.10 + 2  # no growth beyond allocator noise

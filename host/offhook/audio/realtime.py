@@ -29,6 +29,7 @@ import numpy as np
 from offhook.audio import FRAME_MS
 from offhook.audio.aec import AecConfig
 from offhook.audio.chain import Chain, ChainConfig
+from offhook.audio.control import control_socket_path
 from offhook.audio.drift import DriftBuffer
 from offhook.audio.pulse import RATE, alsa_config, default_pcms, ensure_virtual_devices
 
@@ -61,17 +62,6 @@ class Stats:
     realtime_threads: int = 0  # callback threads that got SCHED_FIFO
     added_latency_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
-
-
-def control_socket_path() -> Path:
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
-    return base / "offhook-audio.sock"
-
-
-def request_mute(muted: bool, path: Path | None = None) -> None:
-    """For the daemon: tell a running `offhook audio run` to mute or un-mute (datagram)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.sendto(b"mute" if muted else b"unmute", str(path or control_socket_path()))
 
 
 class Realtime:

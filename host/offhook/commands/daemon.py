@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -68,9 +69,16 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(serve(config))
 
 
+def _today(recorder: Any, agent: str, tz: str) -> dict:
+    """Today's figures for the panel; the report code (numpy) loads on the first request only."""
+    from offhook.metrics.report import today
+
+    return today(recorder.conn, agent=agent, tz=tz)
+
+
 def _audio_mute(muted: bool) -> None:
     """Mute a running `offhook audio run` (raises OSError when none runs)."""
-    from offhook.audio.realtime import control_socket_path, request_mute
+    from offhook.audio.control import control_socket_path, request_mute
 
     path = control_socket_path()
     if not path.exists():
@@ -93,7 +101,6 @@ async def serve(config: dict) -> int:
         from offhook.softphone.web import WebSoftphone
 
         softphone = WebSoftphone()
-    from offhook.metrics.report import today
     from offhook.metrics.sink import MetricsSink
     from offhook.metrics.store import CallRecorder
 
@@ -107,7 +114,7 @@ async def serve(config: dict) -> int:
         TokenStore(),
         config["api"]["port"],
         config["api"]["allowed_origins"],
-        figures=lambda: today(recorder.conn, agent=agent, tz=sink.tz),
+        figures=lambda: _today(recorder, agent, sink.tz),
     )
     if hasattr(softphone, "attach"):
         softphone.attach(api)
