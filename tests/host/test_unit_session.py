@@ -18,6 +18,15 @@ async def pump_unit(unit: PtyUnit, seconds: float) -> None:
     await asyncio.to_thread(unit.pump, seconds)
 
 
+async def stop(running: asyncio.Task[None], session: UnitSession, unit: PtyUnit | None = None) -> None:
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError, UnitLost):
+        await running
+    session.close()
+    if unit is not None:
+        unit.unplug()
+
+
 async def connect(unit: PtyUnit) -> UnitSession:
     session = UnitSession(SerialTransport(unit.path))
     pumping = asyncio.create_task(pump_unit(unit, 0.4))
@@ -45,11 +54,7 @@ def test_hello_state_and_events_with_duplicates_dropped() -> None:
         assert (event.button, event.gesture) == (L.BUTTON_HOOK, L.GESTURE_SHORT)
         await asyncio.sleep(0.2)
         assert session.events.empty()
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-        session.close()
-        unit.unplug()
+        await stop(running, session, unit)
 
     asyncio.run(scenario())
 
@@ -63,11 +68,7 @@ def test_garbage_on_the_line_is_survived() -> None:
         unit.press(L.BUTTON_MUTE)
         event = await asyncio.wait_for(session.events.get(), 2)
         assert event.button == L.BUTTON_MUTE
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-        session.close()
-        unit.unplug()
+        await stop(running, session, unit)
 
     asyncio.run(scenario())
 
@@ -81,10 +82,7 @@ def test_unplug_ends_the_session() -> None:
         with pytest.raises(UnitLost):  # from the write, or from the reader seeing the port close
             await session.send_state(L.CALL_IDLE, L.AGENT_AVAILABLE, 0, 0)
             await asyncio.wait_for(running, 3)
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError, UnitLost):
-            await running
-        session.close()
+        await stop(running, session)
 
     asyncio.run(scenario())
 
@@ -115,11 +113,7 @@ def test_unit_reset_is_noticed_by_a_second_hello() -> None:
         unit.send(L.HELLO, L.encode_json(unit.hello()))
         await asyncio.wait_for(session.resync.wait(), 2)
         assert session.info is not None and session.info.serial == "0000000000000042"
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-        session.close()
-        unit.unplug()
+        await stop(running, session, unit)
 
     asyncio.run(scenario())
 

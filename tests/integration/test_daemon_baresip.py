@@ -72,6 +72,14 @@ class Rig:
                 return states[-1]
         raise AssertionError(f"unit never showed the wanted state; last: {self.unit.states()[-3:]}")
 
+    async def answer_call(self) -> None:
+        """The customer calls; the unit's hook button answers; both sides see the call up."""
+        await self.customer.command("dial", self.phones["agent"].uri)
+        await self.wait_state(lambda s: s[0] == L.CALL_RINGING)
+        await self.press(L.BUTTON_HOOK)
+        await event(self.customer, EventKind.ESTABLISHED)
+        await self.wait_state(lambda s: s[0] == L.CALL_ACTIVE)  # the agent's side knows it too
+
     async def press(self, button: int, gesture: int = L.GESTURE_SHORT) -> None:
         self.unit.press(button, gesture)
         await asyncio.to_thread(self.unit.pump, 0.02)
@@ -140,11 +148,7 @@ def test_escalate_reaches_supervisor(phones: dict[str, BaresipInstance], tmp_pat
     async def scenario() -> None:
         rig = Rig(phones, tmp_path)
         task = await started(rig)
-        await rig.customer.command("dial", phones["agent"].uri)
-        await rig.wait_state(lambda s: s[0] == L.CALL_RINGING)
-        await rig.press(L.BUTTON_HOOK)
-        await event(rig.customer, EventKind.ESTABLISHED)
-        await rig.wait_state(lambda s: s[0] == L.CALL_ACTIVE)  # the agent's side knows it too
+        await rig.answer_call()
 
         await rig.press(L.BUTTON_ESCALATE)
         consult = await event(rig.supervisor, EventKind.INCOMING)  # the agent consults first
@@ -184,11 +188,7 @@ def test_daemon_restart_mid_call_resynchronises(phones: dict[str, BaresipInstanc
     async def scenario() -> None:
         rig = Rig(phones, tmp_path)
         task = await started(rig)
-        await rig.customer.command("dial", phones["agent"].uri)
-        await rig.wait_state(lambda s: s[0] == L.CALL_RINGING)
-        await rig.press(L.BUTTON_HOOK)
-        await event(rig.customer, EventKind.ESTABLISHED)
-        await rig.wait_state(lambda s: s[0] == L.CALL_ACTIVE)
+        await rig.answer_call()
         await rig.press(L.BUTTON_MUTE)
         await rig.wait_state(lambda s: bool(s[2] & L.STATE_MUTED))
         task.cancel()
@@ -228,10 +228,7 @@ def test_mute_reaches_the_audio_path_first_then_follows_the_softphone(
         rig = Rig(phones, tmp_path)
         rig.daemon.audio_mute = lambda muted: request_mute(muted, control)
         task = await started(rig)
-        await rig.customer.command("dial", phones["agent"].uri)
-        await rig.wait_state(lambda s: s[0] == L.CALL_RINGING)
-        await rig.press(L.BUTTON_HOOK)
-        await rig.wait_state(lambda s: s[0] == L.CALL_ACTIVE)
+        await rig.answer_call()
         await rig.press(L.BUTTON_MUTE)
         assert await asyncio.to_thread(pipeline.recv, 16) == b"mute"  # before baresip's reply
         await rig.wait_state(lambda s: bool(s[2] & L.STATE_MUTED))
