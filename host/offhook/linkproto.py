@@ -9,6 +9,7 @@ it is installed as the top-level module ``linkproto``; on the host it is
 
 import json
 import struct
+from array import array
 
 try:
     from micropython import const
@@ -34,6 +35,7 @@ ACK = const(0x02)
 NACK = const(0x03)
 EVENT = const(0x10)
 STATE = const(0x11)
+HID_LEDS = const(0x12)
 CONFIG_GET = const(0x20)
 CONFIG_SET = const(0x21)
 CONFIG = const(0x22)
@@ -52,6 +54,7 @@ MESSAGE_NAMES = {
     NACK: "NACK",
     EVENT: "EVENT",
     STATE: "STATE",
+    HID_LEDS: "HID_LEDS",
     CONFIG_GET: "CONFIG_GET",
     CONFIG_SET: "CONFIG_SET",
     CONFIG: "CONFIG",
@@ -70,6 +73,7 @@ RELIABLE_TYPES = (
     HELLO,
     EVENT,
     STATE,
+    HID_LEDS,
     CONFIG_GET,
     CONFIG_SET,
     CONFIG,
@@ -155,6 +159,12 @@ STATE_FLAG_NAMES = (
     (STATE_HID_SOFTPHONE, "hid_softphone"),
 )
 
+# HID_LEDS bits: the Telephony LED output report a HID softphone set (hw/hid.md), same order.
+HID_LED_OFF_HOOK = const(0x01)
+HID_LED_MUTE = const(0x02)
+HID_LED_RING = const(0x04)
+HID_LED_HOLD = const(0x08)
+
 # LOG levels.
 LOG_DEBUG = const(10)
 LOG_INFO = const(20)
@@ -178,7 +188,7 @@ def _make_crc_table():
         for _ in range(8):
             crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
         table.append(crc & 0xFFFF)
-    return tuple(table)
+    return array("H", table)  # 512 bytes; a tuple costs the unit's heap 1 KB
 
 
 _CRC_TABLE = _make_crc_table()
@@ -404,6 +414,17 @@ def decode_state(payload):
     if call >= len(CALL_NAMES) or agent >= len(AGENT_NAMES):
         raise ValueError("STATE call %d / agent %d unknown" % (call, agent))
     return call, agent, flags, timer_s
+
+
+def encode_hid_leds(bits):
+    return bytes((bits & 0x0F,))
+
+
+def decode_hid_leds(payload):
+    """-> HID_LED_* bits; reserved bits 4-7 are ignored. ValueError if malformed."""
+    if len(payload) != 1:
+        raise ValueError("HID_LEDS payload must be 1 byte")
+    return payload[0] & 0x0F
 
 
 def encode_ack(seq):

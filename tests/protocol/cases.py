@@ -27,6 +27,8 @@ def message_vectors(L):
         (L.EVENT, 3, L.encode_event(L.BUTTON_HOOK, L.GESTURE_SHORT, 123456)),
         (L.EVENT, 4, L.encode_event(L.BUTTON_STATE, L.GESTURE_DOUBLE, 0xFFFFFFFF)),
         (L.STATE, 5, L.encode_state(L.CALL_ACTIVE, L.AGENT_ON_CALL, L.STATE_MUTED | L.STATE_HOLD_REMINDER, 42)),
+        (L.HID_LEDS, 15, L.encode_hid_leds(L.HID_LED_OFF_HOOK | L.HID_LED_MUTE | L.HID_LED_HOLD)),
+        (L.HID_LEDS, 16, L.encode_hid_leds(0xF4)),  # reserved bits 4-7 are not sent
         (L.CONFIG_GET, 6, L.encode_json({"keys": ["debounce_ms"]})),
         (L.CONFIG_SET, 7, L.encode_json({"debounce_ms": 25, "brightness": 80})),
         (L.CONFIG, 8, L.encode_json({"config": {"debounce_ms": 25}, "error": None})),
@@ -46,6 +48,8 @@ def decode_payload(L, mtype, payload):
         return L.decode_event(payload)
     if mtype == L.STATE:
         return L.decode_state(payload)
+    if mtype == L.HID_LEDS:
+        return L.decode_hid_leds(payload)
     if mtype == L.ACK:
         return L.decode_ack(payload)
     if mtype == L.NACK:

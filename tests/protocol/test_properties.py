@@ -84,6 +84,8 @@ def test_oversize_payload_refused_at_encode() -> None:
         (L.decode_chunk, b"\x00\x01"),
         (L.decode_ping, b"\x00"),
         (L.decode_log, b""),
+        (L.decode_hid_leds, b""),
+        (L.decode_hid_leds, b"\x01\x00"),
     ],
 )
 def test_malformed_payloads_raise_value_error(decode, payload: bytes) -> None:  # type: ignore[no-untyped-def]
@@ -142,3 +144,10 @@ def test_next_retry_tells_when_poll_has_work() -> None:
     link.poll(1400)
     assert link.take_output().count(b"\x00") == 2  # the original and one retransmission
     assert link.next_retry_ms(1400) == 250
+
+
+def test_hid_leds_ignore_reserved_bits() -> None:
+    """Bits 4-7 of HID_LEDS are reserved: a newer unit may set them, this side ignores them."""
+    assert L.decode_hid_leds(b"\xf4") == L.HID_LED_RING
+    assert L.encode_hid_leds(0xFF) == b"\x0f"
+    assert [L.decode_hid_leds(L.encode_hid_leds(bits)) for bits in range(16)] == list(range(16))
