@@ -34,6 +34,7 @@ class Session:
         self.receiver = None  # updater.Receiver, imported when the first UPDATE arrives
         self.reboot = False  # a new slot is switched in: the app resets the board
         self._now = 0
+        self._leds = 0  # HID LEDs last reported to the host; -1: its daemon NACKed HID_LEDS
 
     # ------------------------------------------------------------ outgoing
 
@@ -50,6 +51,7 @@ class Session:
             self.unit.failed(self.unit.request_seq, now)
         self.link.reset()
         self.unit.host_lost()
+        self._leds = 0
         self._send_hello(now)
 
     def flush(self):
@@ -103,8 +105,17 @@ class Session:
         unit = self.unit
         if unit.request_seq >= 0 and not self._in_flight(unit.request_seq):
             unit.confirmed(unit.request_seq)
+        if unit.host:
+            # What a HID softphone set, for the daemon to fold in (after its first STATE if non-zero).
+            leds = unit.hid
+            if leds != self._leds and self._leds >= 0 and self._send(L.HID_LEDS, L.encode_hid_leds(leds), now) >= 0:
+                self._leds = leds
+        elif self._leds > 0:
+            self._leds = 0  # the next daemon session hears the current LEDs anew
         self.link.poll(now)
-        for seq, _type in self.link.take_failed():
+        for seq, mtype in self.link.take_failed():
+            if mtype == L.HID_LEDS:
+                self._leds = -1  # a daemon older than HID_LEDS NACKs it: not sent again this session
             unit.failed(seq, now)
             if unit.host and (now - self._heard_at) & 0x3FFFFFFF >= RETRY_MS * MAX_TRIES:
                 unit.host_lost()  # unacknowledged and nothing heard meanwhile: show "no host"
