@@ -37,8 +37,8 @@ _ID_CONSUMER = const(3)
 _ID_LINK_OUT = const(0x11)
 _SIZE = const(64)  # report ID + 63 bytes: one full-speed interrupt packet
 _HOOK = const(0x01)  # report 1 bit 0; the LED report's Off-Hook is bit 0 too
-# STATE flag (beyond PROTOCOL.md's 0x0080): the daemon's config names a HID softphone, so
-# the unit keeps sending Telephony-page inputs while the daemon holds the link.
+# STATE flag: the daemon's config names a HID softphone, so the unit keeps sending
+# Telephony-page inputs while the daemon holds the link.
 _F_HID_SOFTPHONE = const(0x0100)  # linkproto.STATE_HID_SOFTPHONE
 _Q = const(4)  # short reports waiting for the IN endpoint
 
@@ -187,7 +187,8 @@ class Hid:
         if count < 2:
             return
         if rid == _ID_LEDS:
-            # The softphone's LEDs: shown by the unit when no daemon holds the link.
+            # The softphone's LEDs: shown by the unit when no daemon holds the link, and sent to
+            # the daemon as HID_LEDS when one does (session.py).
             bits = buf[1] & 0x0F
             if (bits ^ self.leds) & _HOOK:
                 # The softphone went off or on hook (maybe on screen): every later report carries

@@ -14,8 +14,9 @@ from typing import NamedTuple
 
 from offhook import linkproto as L
 
-# Situations a rule can require; "any" matches always.
-WHEN = ("pairing", "ringing", "wrap_up", "not_wrap_up", "any")
+# Situations a rule can require; "any" matches always. "hid_call": a configured HID softphone
+# (softphone.hid_softphone) rings or has a call, so the unit sent the press to it as a HID report.
+WHEN = ("hid_call", "pairing", "ringing", "wrap_up", "not_wrap_up", "any")
 
 
 class Rule(NamedTuple):
@@ -27,6 +28,9 @@ class Rule(NamedTuple):
 
 
 TABLE: tuple[Rule, ...] = (
+    Rule("hook", "short", "hid_call", "to_hid_softphone", "nothing more: the HID softphone answers or hangs up"),
+    Rule("mute", "short", "hid_call", "to_hid_softphone", "nothing more: the HID softphone mutes"),
+    Rule("hold", "short", "hid_call", "to_hid_softphone", "nothing more: the HID softphone holds"),
     Rule("hook", "short", "pairing", "approve_pairing", "approve the pairing request (unit idle)"),
     Rule("hook", "long", "pairing", "refuse_pairing", "refuse the pairing request (unit idle)"),
     Rule("hook", "long", "ringing", "reject", "reject the ringing call"),
@@ -43,9 +47,11 @@ TABLE: tuple[Rule, ...] = (
 )
 
 
-def situations(*, pairing: bool, ringing: bool, wrap_up: bool) -> set[str]:
+def situations(*, pairing: bool, ringing: bool, wrap_up: bool, hid_call: bool = False) -> set[str]:
     """The WHEN names true for a desk. Pairing only counts while the unit is otherwise idle."""
     found = {"any", "wrap_up" if wrap_up else "not_wrap_up"}
+    if hid_call:
+        found.add("hid_call")
     if pairing:
         found.add("pairing")
     if ringing:

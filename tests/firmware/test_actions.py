@@ -42,22 +42,43 @@ def test_daemon_resolves_like_the_table() -> None:
     from offhook.daemon import actions as daemon_actions
 
     call = object()
-    for button, gesture, pairing, ringing, active, agent in itertools.product(
+    for button, gesture, pairing, ringing, active, agent, hid in itertools.product(
         range(len(L.BUTTON_NAMES)),
         L.GESTURE_NAMES,
         (False, True),
         (False, True),
         (False, True),
         range(len(L.AGENT_NAMES)),
+        (False, True),
     ):
         desk = SimpleNamespace(
-            pairing=pairing, ringing=call if ringing else None, active=call if active else None, agent=agent
+            pairing=pairing,
+            ringing=call if ringing else None,
+            active=call if active else None,
+            agent=agent,
+            hid_owns_buttons=hid,
         )
         now = actions.situations(
-            pairing=pairing and not ringing and not active, ringing=ringing, wrap_up=agent == L.AGENT_WRAP_UP
+            pairing=pairing and not ringing and not active,
+            ringing=ringing,
+            wrap_up=agent == L.AGENT_WRAP_UP,
+            hid_call=hid,
         )
         assert daemon_actions.resolve(button, gesture, desk) == actions.lookup(button, gesture, now), (  # type: ignore[arg-type]
             L.BUTTON_NAMES[button],
             L.GESTURE_NAMES[gesture],
             desk,
         )
+
+
+def test_a_hid_call_takes_the_short_hook_mute_and_hold_presses_only() -> None:
+    """While a configured HID softphone rings or has a call, the presses the unit sent it as HID
+    reports (short hook, mute, hold) do nothing more in the daemon; everything else is unchanged."""
+    hid = actions.situations(pairing=False, ringing=True, wrap_up=False, hid_call=True)
+    own = actions.situations(pairing=False, ringing=True, wrap_up=False)
+    for button in range(len(L.BUTTON_NAMES)):
+        for gesture in L.GESTURE_NAMES:
+            taken = L.BUTTON_NAMES[button] in ("hook", "mute", "hold") and gesture == L.GESTURE_SHORT
+            expected = "to_hid_softphone" if taken else actions.lookup(button, gesture, own)
+            assert actions.lookup(button, gesture, hid) == expected
+    assert actions.lookup(L.BUTTON_HOOK, L.GESTURE_LONG, hid) == "reject"  # long press: no HID report went out

@@ -18,5 +18,6 @@ def resolve(button: int, gesture: int, desk: Desk) -> str | None:
         pairing=desk.pairing and idle,
         ringing=desk.ringing is not None,
         wrap_up=desk.agent == L.AGENT_WRAP_UP,
+        hid_call=desk.hid_owns_buttons,
     )
     return actions.lookup(button, gesture, now)

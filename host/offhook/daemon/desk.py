@@ -13,6 +13,11 @@ softphone command, a new unit STATE, an API event, a metrics record. Rules:
 - Escalate consults the supervisor on a second line (customer on hold); when the
   supervisor answers, the consult leg ends and the customer is blind-transferred
   (baresip 1.0 has no attended transfer); no answer in time: back to the customer.
+- A HID softphone (Teams, a WebHID page) reports its call through the unit's LED
+  outputs (HID_LEDS). Our softphone's call wins the lamps; with none, the HID
+  softphone's call is shown; its ringing beside our call is shown as call waiting.
+  With ``hid_softphone`` configured, the hook, mute and hold buttons belong to the HID
+  softphone while it rings or has a call (hw/hid.md, "Who controls the call").
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from offhook import linkproto as L
 from offhook.softphone.base import Call, CallState, EventKind, SoftphoneEvent
 
 HOLD_REMINDER_FLASH_S = 5.0  # how long the unit shows a hold reminder
+# HID LEDs that mean the HID softphone rings or has a call (mute alone does not).
+HID_CALL_LEDS = L.HID_LED_OFF_HOOK | L.HID_LED_RING | L.HID_LED_HOLD
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,7 @@ class Desk:
         self.timers = timers or Timers()
         self.supervisor = supervisor
         self.hid_softphone = hid_softphone  # a HID softphone drives calls too: the unit keeps its HID inputs
+        self.hid_leds = 0  # the Telephony LEDs a HID softphone set (HID_LEDS from the unit)
         self.calls: dict[str, CallView] = {}
         self.agent = L.AGENT_AVAILABLE
         self.wrap_up_until: float | None = None
@@ -130,6 +138,24 @@ class Desk:
     def consult_call(self) -> CallView | None:
         return next((c for c in self.calls.values() if c.consult), None)
 
+    @property
+    def hid_call(self) -> int:
+        """The HID softphone's call as a STATE call value: hold, then off-hook, then ring decides."""
+        leds = self.hid_leds
+        if leds & L.HID_LED_HOLD:
+            return L.CALL_HELD
+        if leds & L.HID_LED_OFF_HOOK:
+            return L.CALL_ACTIVE
+        if leds & L.HID_LED_RING:
+            return L.CALL_RINGING
+        return L.CALL_IDLE
+
+    @property
+    def hid_owns_buttons(self) -> bool:
+        """A configured HID softphone rings or has a call: the unit's hook, mute and hold presses
+        went to it as HID reports, so acting on them here too could answer a call twice."""
+        return self.hid_softphone and bool(self.hid_leds & HID_CALL_LEDS)
+
     def unit_state(self) -> UnitState:
         active, ringing, held = self.active, self.ringing, self.held
         consult = self.consult_call
@@ -152,6 +178,17 @@ class Desk:
             flags |= L.STATE_HOLD_REMINDER
         if ringing and (active or held):
             flags |= L.STATE_CALL_WAITING
+        leds = self.hid_leds
+        if call == L.CALL_IDLE:
+            # Our softphone has no call: the lamps show the HID softphone's.
+            call = self.hid_call
+            if call in (L.CALL_ACTIVE, L.CALL_HELD):
+                if leds & L.HID_LED_MUTE:
+                    flags |= L.STATE_MUTED
+                if leds & L.HID_LED_RING:
+                    flags |= L.STATE_CALL_WAITING
+        elif leds & L.HID_LED_RING and call != L.CALL_RINGING:
+            flags |= L.STATE_CALL_WAITING  # our call wins; the HID softphone's ringing one waits
         if consult is not None:
             flags |= L.STATE_CONSULT
         for on, bit in (
@@ -179,6 +216,7 @@ class Desk:
             "wrap_up_remaining_s": state.timer_s if state.agent == L.AGENT_WRAP_UP else None,
             "consulting": self.consult_call is not None,
             "softphone_connected": self.softphone_up,
+            "hid_softphone": {"call": L.CALL_NAMES[self.hid_call], "muted": bool(self.hid_leds & L.HID_LED_MUTE)},
             "calls": [
                 {
                     "id": c.call_id,
@@ -204,8 +242,10 @@ class Desk:
         return effects
 
     def full_state(self, now: float) -> UnitState:
-        """The whole STATE to send after a (re)connect of the unit."""
+        """The whole STATE to send after a (re)connect of the unit. The unit reports its HID LEDs
+        again after this STATE (if any is on), so what we knew of them is forgotten here."""
         self._now = now
+        self.hid_leds = 0
         self._last_state = self.unit_state()
         return self._last_state
 
@@ -380,6 +420,23 @@ class Desk:
         self.wrap_up_until = None
         effects.append(Record("wrap_up_ended", self._wrap_call, now))
         self._set_agent(next_state, effects, "wrap-up ended")
+
+    # ------------------------------------------------------------ HID softphone
+
+    def hid_softphone_leds(self, leds: int, now: float) -> list[Effect]:
+        """The unit reported the Telephony LEDs a HID softphone set (linkproto.HID_LED_* bits)."""
+        self._now = now
+        effects: list[Effect] = []
+        if leds != self.hid_leds:
+            self.hid_leds = leds
+            muted = bool(leds & L.HID_LED_MUTE)
+            effects.append(Notice("hid_softphone", {"call": L.CALL_NAMES[self.hid_call], "muted": muted}))
+        return self._with_state(effects)
+
+    def _do_to_hid_softphone(self, effects: list[Effect], now: float) -> str:
+        """A hook, mute or hold press the HID softphone acts on (its HID report went out): not ours."""
+        effects.append(Notice("left_to_hid_softphone", {"call": L.CALL_NAMES[self.hid_call]}))
+        return ""
 
     # ------------------------------------------------------------ softphone
 

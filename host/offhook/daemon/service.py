@@ -205,6 +205,7 @@ class Daemon:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(session.run())
                     group.create_task(self._button_loop(session))
+                    group.create_task(self._hid_leds_loop(session))
                     group.create_task(self._resync_loop(session))
                     group.create_task(self._until_lent())
             except* UnitLost as lost:  # also a plain UnitLost from send_state, before the group
@@ -214,6 +215,7 @@ class Daemon:
             finally:
                 self.unit_connected.clear()
                 self.session = None
+                self.desk.hid_leds = 0  # unknown until the unit reports them again
                 session.close()
                 self._broadcast({"event": "unit", "connected": False})
 
@@ -261,6 +263,12 @@ class Daemon:
         while True:
             event = await session.events.get()
             await self.press(event.button, event.gesture)
+
+    async def _hid_leds_loop(self, session: UnitSession) -> None:
+        """What a HID softphone set on the unit's LED outputs, folded into the unit's STATE."""
+        while True:
+            leds = await session.hid_leds.get()
+            await self.apply(self.desk.hid_softphone_leds(leds, self.clock()))
 
     async def press(self, button: int, gesture: int) -> None:
         """A gesture from the unit (or the API's virtual buttons)."""

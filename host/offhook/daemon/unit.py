@@ -66,6 +66,7 @@ class UnitSession:
         self.link = L.Link()
         self.info: UnitInfo | None = None
         self.events: asyncio.Queue[ButtonEvent] = asyncio.Queue()
+        self.hid_leds: asyncio.Queue[int] = asyncio.Queue()  # HID_LED_* bits a HID softphone set
         self.unit_messages: asyncio.Queue[L.Frame] = asyncio.Queue()  # CONFIG, UPDATE_STATUS, ...
         self.resync = asyncio.Event()  # the unit said HELLO again: send it the full state
         self._sent = asyncio.Event()  # wakes run() when a new reliable frame needs its retry timer
@@ -183,6 +184,13 @@ class UnitSession:
                 self.link.nack(item, L.ERR_BAD_PAYLOAD, str(exc))
                 return
             self.events.put_nowait(ButtonEvent(button, gesture, unit_ms, self.clock()))
+        elif item.type == L.HID_LEDS:
+            try:
+                leds = L.decode_hid_leds(item.payload)
+            except ValueError as exc:
+                self.link.nack(item, L.ERR_BAD_PAYLOAD, str(exc))
+                return
+            self.hid_leds.put_nowait(leds)
         elif item.type == L.LOG:
             level, text = L.decode_log(item.payload) if item.payload else (L.LOG_INFO, "")
             log.log(level, "unit %s: %s", self.info.serial if self.info else self.transport.path, text)
