@@ -29,7 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flash.add_argument("--json", action="store_true", help="results as JSON, no progress bars")
     flash.set_defaults(handler=_flash)
 
-    devices = subparsers.add_parser("devices", help="list units: serial, board, firmware, slot, health")
+    devices = subparsers.add_parser(
+        "devices",
+        help="list units: serial, board, firmware, slot, health, transport",
+        description="Units on serial ports, over USB HID and simulated; a unit reachable both ways is one row "
+        "(transport serial+hid).",
+    )
     devices.add_argument("--json", action="store_true")
     devices.set_defaults(handler=_devices)
 
@@ -150,8 +155,9 @@ def _table(results: list) -> None:
 
 def _devices(args: argparse.Namespace) -> int:
     from offhook.fleet import flasher
+    from offhook.transport.discovery import candidates
 
-    units = _units()
+    units = candidates(hid=True)
 
     async def ask() -> list:
         # The daemon holds its unit's port: describe that unit from the daemon, open the others.
@@ -160,13 +166,17 @@ def _devices(args: argparse.Namespace) -> int:
         owned = await daemon_unit(_api_port())
         owned_path = owned.get("path") if owned else None
         infos = list(
-            await asyncio.gather(*(flasher.query(path, kind) for path, kind, _serial in units if path != owned_path))
+            await asyncio.gather(
+                *(flasher.query(c.path, c.transport, c.hid_path) for c in units if c.path != owned_path)
+            )
         )
         if owned is not None:
             text = {key: str(owned.get(key, "")) for key in ("serial", "board", "fw", "slot", "health")}
+            hid_path = next((c.hid_path for c in units if c.path == owned_path), "")
             info = flasher.UnitInfo(
                 path=str(owned_path),
-                transport="serial (daemon)",
+                transport=f"serial{'+hid' if hid_path else ''} (daemon)",
+                hid_path=hid_path,
                 serial=text["serial"],
                 board=text["board"],
                 fw=text["fw"],
@@ -190,7 +200,8 @@ def _devices(args: argparse.Namespace) -> int:
         table.add_column(column)
     for info in infos:
         health = info.error or ("safe mode" if info.safe_mode else info.health)
-        table.add_row(info.serial, info.board, info.fw, info.slot, health, info.transport, info.path)
+        path = f"{info.path} + {info.hid_path}" if info.hid_path else info.path
+        table.add_row(info.serial, info.board, info.fw, info.slot, health, info.transport, path)
     Console().print(table)
     return EXIT_OK
 

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from offhook import __version__
 from offhook import linkproto as L
 from offhook.transport.base import Transport, TransportClosed
+from offhook.transport.hid import HidTransport
 from offhook.transport.serial import SerialTransport
 
 CHUNK = L.MAX_PAYLOAD - 4
@@ -47,6 +48,7 @@ class UnitInfo:
     health: str = ""
     safe_mode: bool = False
     error: str = ""
+    hid_path: str = ""  # its HID vendor interface too (transport "serial+hid")
 
 
 @dataclass
@@ -179,16 +181,20 @@ def _info(path: str, hello: dict, transport: str) -> UnitInfo:
     )
 
 
-async def query(path: str, transport: str = "serial") -> UnitInfo:
-    """One unit's HELLO: serial, board, firmware version, slot, health."""
-    unit = UnitLink(SerialTransport(path))
+async def query(path: str, transport: str = "serial", hid_path: str = "") -> UnitInfo:
+    """One unit's HELLO: serial, board, firmware version, slot, health. ``transport`` names how
+    the unit is reachable (discovery.Candidate.transport); a HID-only unit is asked over HID,
+    every other over its serial port."""
+    unit = UnitLink(HidTransport(path) if transport == "hid" else SerialTransport(path))
     try:
         await unit.open()
-        return _info(path, await unit.say_hello(), transport)
+        info = _info(path, await unit.say_hello(), transport)
     except (FlashFailed, TransportClosed) as exc:
-        return UnitInfo(path=path, transport=transport, error=str(exc))
+        info = UnitInfo(path=path, transport=transport, error=str(exc))
     finally:
         await unit.close()
+    info.hid_path = hid_path
+    return info
 
 
 async def identify(path: str, seconds: float) -> UnitInfo:

@@ -1,15 +1,19 @@
-"""Find desk units: USB serial ports by VID/PID, and running simulated units.
+"""Find desk units: USB serial ports by VID/PID, running simulated units and, on request,
+units reachable over USB HID.
 
 A real unit enumerates with offhook's own USB IDs (hw/usb-ids.md); a board still on
 stock MicroPython IDs is a candidate too, recognised by its HELLO when opened.
 Simulated units (`offhook sim`) register their pseudo-terminal in the runtime dir.
+A unit with USB HID shows up twice, as its CDC serial port and as its HID vendor
+interface; ``candidates(hid=True)`` makes that one Candidate (matched by USB serial number).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 from serial.tools import list_ports
@@ -22,10 +26,18 @@ STOCK_MICROPYTHON_IDS = {(0x2E8A, 0x0005), (0x303A, 0x4001)}  # RP2040, ESP32-S3
 @dataclass(frozen=True)
 class Candidate:
     path: str
-    kind: str  # "usb" | "sim"
+    kind: str  # "usb" (CDC serial port) | "hid" (HID vendor interface only) | "sim"
     serial: str  # USB serial number or the sim's unit serial ("" if unknown)
     description: str
     offhook_ids: bool  # enumerated with offhook's own IDs (not just stock MicroPython)
+    hid_path: str = ""  # the same unit's HID vendor interface, for a "usb" unit that has one
+
+    @property
+    def transport(self) -> str:
+        """How the unit can be reached: "serial", "hid", "serial+hid" or "sim"."""
+        if self.kind == "usb":
+            return "serial+hid" if self.hid_path else "serial"
+        return self.kind
 
 
 def sim_registry_dir() -> Path:
@@ -57,5 +69,33 @@ def sim_candidates(registry: Path | None = None) -> list[Candidate]:
     return found
 
 
-def candidates(registry: Path | None = None) -> list[Candidate]:
-    return usb_candidates() + sim_candidates(registry)
+def candidates(registry: Path | None = None, *, hid: bool = False, hid_module: Any = None) -> list[Candidate]:
+    """Serial-port and simulated units; with ``hid`` also units over USB HID (``hid_module``:
+    hidapi, or a stand-in). A unit seen on both is one Candidate: its serial port, with
+    ``hid_path`` set. Without ``hid`` (the daemon, flash) every candidate opens as a serial port."""
+    found = usb_candidates()
+    if hid:
+        found = merge_hid(found, _hid_candidates(hid_module))
+    return found + sim_candidates(registry)
+
+
+def _hid_candidates(hid_module: Any) -> list[Candidate]:
+    from offhook.transport.hid import hid_candidates  # imports this module: not at the top
+
+    return hid_candidates(hid_module)
+
+
+def merge_hid(serial_ports: list[Candidate], hid_units: list[Candidate]) -> list[Candidate]:
+    """Serial ports with the HID interface of the same unit (same USB serial number) attached,
+    then the units found only over HID. A unit without a serial number cannot be matched: it
+    stays two rows rather than risk joining two units."""
+    by_serial = {c.serial.lower(): c for c in hid_units if c.serial}
+    merged = []
+    joined: set[str] = set()
+    for port in serial_ports:
+        twin = by_serial.get(port.serial.lower()) if port.serial else None
+        if twin is not None and twin.path not in joined:
+            joined.add(twin.path)
+            port = replace(port, hid_path=twin.path)
+        merged.append(port)
+    return merged + [c for c in hid_units if c.path not in joined]
