@@ -13,18 +13,25 @@ from typing import Any
 from offhook import config
 from offhook import linkproto as L
 from offhook.daemon.service import Daemon
+from offhook.daemon.unit import UnitLost, UnitSession
 from offhook.softphone.web import WebSoftphone
 from offhook.transport.serial import SerialTransport
 from tests.host.fake_unit import PtyUnit
-from tests.host.test_unit_session import connect, pump_unit, stop
 
 HID = L.STATE_HID_SOFTPHONE
+
+
+async def pump_unit(unit: PtyUnit, seconds: float) -> None:
+    await asyncio.to_thread(unit.pump, seconds)
 
 
 def test_unit_session_decodes_hid_leds_and_refuses_a_malformed_one() -> None:
     async def scenario() -> None:
         unit = PtyUnit()
-        session = await connect(unit)
+        session = UnitSession(SerialTransport(unit.path))
+        pumping = asyncio.create_task(pump_unit(unit, 0.4))
+        await session.connect(timeout=2)
+        await pumping
         running = asyncio.create_task(session.run())
         unit.send(L.HID_LEDS, L.encode_hid_leds(L.HID_LED_OFF_HOOK | L.HID_LED_MUTE))
         assert await asyncio.wait_for(session.hid_leds.get(), 2) == L.HID_LED_OFF_HOOK | L.HID_LED_MUTE
@@ -33,7 +40,11 @@ def test_unit_session_decodes_hid_leds_and_refuses_a_malformed_one() -> None:
         nacks = [L.decode_nack(f.payload) for f in unit.frames if f.type == L.NACK]
         assert [(seq, code) for seq, code, _ in nacks] == [(bad, L.ERR_BAD_PAYLOAD)]
         assert session.hid_leds.empty() and unit.link.pending == 0  # ACKed (it arrived), then refused
-        await stop(running, session, unit)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError, UnitLost):
+            await running
+        session.close()
+        unit.unplug()
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
 
