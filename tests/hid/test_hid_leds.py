@@ -55,10 +55,12 @@ def test_led_output_while_the_daemon_holds_the_link_reaches_it(mpvm: MicroPython
     _set_leds(usb, daemon, OFF_HOOK | MUTE, 260)  # the same report again: nothing new to tell
     assert _leds_sent(daemon) == [RING, OFF_HOOK | MUTE]
     assert daemon.link.pending == 0 and _transmissions(daemon) == 2  # ACKed, never retransmitted
+    # the unit's lamps (hook, mute) keep showing the daemon's STATE (idle), not the HID LEDs: the
+    # daemon folds them in
+    shown = mpvm.run("print(app.unit.host, app.unit.hid, app.scene[0], app.scene[4])").check().split()
+    assert shown == ["1", str(OFF_HOOK | MUTE), "0", "0"]
     _set_leds(usb, daemon, 0, 320)  # hung up
     assert _leds_sent(daemon)[-1] == 0
-    # the unit's lamps keep showing the daemon's STATE (idle), not the HID LEDs
-    assert mpvm.run("print(app.unit.host, app.scene[0])").check().split() == ["1", "0"]
 
 
 def test_nothing_is_sent_while_the_leds_are_off(mpvm: MicroPythonVM) -> None:
