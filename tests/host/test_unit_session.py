@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
+import time
 
 import pytest
 
@@ -54,6 +56,39 @@ def test_hello_state_and_events_with_duplicates_dropped() -> None:
         assert (event.button, event.gesture) == (L.BUTTON_HOOK, L.GESTURE_SHORT)
         await asyncio.sleep(0.2)
         assert session.events.empty()
+        await stop(running, session, unit)
+
+    asyncio.run(scenario())
+
+
+def test_a_hello_that_crosses_ours_is_no_answer() -> None:
+    """A unit still booting says its boot HELLO but drops what the host sends for longer than
+    the host's HELLO retries. connect() waits for the answer to its own HELLO, asking again,
+    so no late copy of that HELLO reaches the unit after the STATE (which would blank it)."""
+
+    def booting(unit: PtyUnit, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if select.select([unit.master], [], [], 0.01)[0]:
+                os.read(unit.master, 4096)  # not listening yet: the bytes are lost
+
+    async def scenario() -> None:
+        unit = PtyUnit()
+        session = UnitSession(SerialTransport(unit.path))
+        connecting = asyncio.create_task(session.connect(timeout=5))
+        unit.send(L.HELLO, L.encode_json(unit.hello()))  # the boot HELLO, crossing the host's
+        await asyncio.to_thread(booting, unit, 1.6)  # longer than 5 tries 250 ms apart
+        assert not connecting.done()  # a boot HELLO is no answer to ours
+        await pump_unit(unit, 0.4)
+        info = await asyncio.wait_for(connecting, 2)
+        assert info.serial == unit.serial
+        running = asyncio.create_task(session.run())
+        await session.send_state(L.CALL_RINGING, L.AGENT_AVAILABLE, 0, 0)
+        await pump_unit(unit, 1.5)  # long enough for any retransmission still in flight
+        types = [frame.type for frame in unit.frames]
+        assert L.STATE in types
+        assert L.HELLO not in types[types.index(L.STATE) :], types  # nothing after the STATE resets the unit
+        assert not session.resync.is_set()
         await stop(running, session, unit)
 
     asyncio.run(scenario())

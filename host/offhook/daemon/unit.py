@@ -70,24 +70,49 @@ class UnitSession:
         self.unit_messages: asyncio.Queue[L.Frame] = asyncio.Queue()  # CONFIG, UPDATE_STATUS, ...
         self.resync = asyncio.Event()  # the unit said HELLO again: send it the full state
         self._sent = asyncio.Event()  # wakes run() when a new reliable frame needs its retry timer
+        self._connecting = False
+        self._hello_failed = False
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
     async def connect(self, timeout: float = 3.0) -> UnitInfo:
-        """Open the transport and exchange HELLOs; raises UnitLost if the unit does not answer."""
+        """Open the transport and exchange HELLOs; raises UnitLost if the unit does not answer.
+
+        Only a unit HELLO that follows the ACK of ours counts. One that crossed ours (the unit's
+        boot or "no host" HELLO) is no answer: a STATE sent then could overtake our HELLO's
+        retransmission, and the unit would take that late HELLO as a host restart and blank
+        the STATE. A unit still booting may miss our HELLO's retries: we ask again until
+        ``timeout``.
+        """
         await self.transport.open()
         await self.transport.write(b"\x00")
-        self.link.send(L.HELLO, L.encode_json({"proto": L.PROTOCOL_VERSION, "host": __version__}), self._now_ms())
-        await self._flush()
-        deadline = self.clock() + timeout
-        while self.info is None:
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                self.transport.close()
-                raise UnitLost(f"no HELLO from {self.transport.path} within {timeout} s")
-            await self._pump(min(remaining, POLL_S * 5))
-        return self.info
+        self._connecting = True
+        try:
+            hello_seq = self._send_hello()
+            await self._flush()
+            deadline = self.clock() + timeout
+            while True:
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    self.transport.close()
+                    raise UnitLost(f"no HELLO from {self.transport.path} within {timeout} s")
+                await self._pump(min(remaining, POLL_S * 5))
+                if self._hello_failed:
+                    self._hello_failed = False
+                    hello_seq = self._send_hello()
+                    await self._flush()
+                if any(entry.seq == hello_seq for entry in self.link._pending):
+                    self.info = None  # a HELLO that crossed ours: wait for the answer to ours
+                elif self.info is not None:
+                    self.resync.clear()  # the full STATE follows connect() anyway
+                    return self.info
+        finally:
+            self._connecting = False
+
+    def _send_hello(self) -> int:
+        hello = L.encode_json({"proto": L.PROTOCOL_VERSION, "host": __version__})
+        return self.link.send(L.HELLO, hello, self._now_ms())
 
     async def send_state(self, call: int, agent: int, flags: int, timer_s: int) -> None:
         self._send(L.STATE, L.encode_state(call, agent, flags, timer_s))
@@ -150,6 +175,9 @@ class UnitSession:
                 self._handle(item)
         self.link.poll(now_ms)
         failed = self.link.take_failed()
+        if self._connecting and failed and all(mtype == L.HELLO for _, mtype in failed):
+            self._hello_failed = True  # connect() asks again until its own deadline
+            failed = []
         if failed:
             names = ", ".join(L.MESSAGE_NAMES.get(t, str(t)) for _, t in failed)
             raise UnitLost(f"{self.transport.path} did not acknowledge {names}")
