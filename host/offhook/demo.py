@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -118,7 +119,7 @@ class Demo:
 
 
 async def run(api_port: int = 8677) -> int:
-    from offhook.sim.tui import SimApp
+    from offhook.sim.tui import SimApp, exit_on_hangup
     from offhook.sim.unit import SimulatedUnit
 
     with tempfile.TemporaryDirectory(prefix="offhook-demo-") as tmp:
@@ -132,6 +133,7 @@ async def run(api_port: int = 8677) -> int:
                 print(f"using the desk unit on {port}; press Ctrl-C to stop")
             else:
                 unit = SimulatedUnit("0ff0514d00000001", workdir / "flash")
+                exit_on_hangup([unit], lambda: shutil.rmtree(workdir, True))
                 await unit.start()
                 port = str(unit.port_link)
             await demo.start(port)

@@ -222,9 +222,12 @@ def test_flash_survives_power_cycle_and_power_cut_drops_later_writes(tmp_path: P
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by make test")
 def test_tui_closed_terminal_leaves_no_process(tmp_path: Path) -> None:
-    """Killing the terminal (SIGHUP, as when an SSH session drops) stops the sim and its VM."""
+    """Killing the terminal (SIGHUP, as when an SSH session drops) stops the sim and its VM, and
+    removes its port link and temporary flash."""
     session_name = f"offhook-hup-{os.getpid()}"
-    env = f"XDG_RUNTIME_DIR={tmp_path}"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = f"XDG_RUNTIME_DIR={tmp_path} TMPDIR={scratch}"
     subprocess.run(["tmux", "new-session", "-d", "-s", session_name, f"{env} {OFFHOOK} sim"], check=True)
     try:
         link = tmp_path / "offhook" / "sim" / "0ff0514d00000001.tty"
@@ -242,6 +245,7 @@ def test_tui_closed_terminal_leaves_no_process(tmp_path: Path) -> None:
         subprocess.run(["tmux", "kill-session", "-t", session_name], capture_output=True)
     assert wait_gone(sim_pids, 10), "the simulator or its VM outlived the terminal"
     assert not link.exists()
+    assert not list(scratch.iterdir())  # the temporary flash went with it
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by make test")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -48,21 +49,27 @@ def _run(args: argparse.Namespace) -> int:
             unit = SimulatedUnit(serial, flash_root / serial)
             unit.provision(fresh=args.fresh)
             units.append(unit)
-        return asyncio.run(_serve(units, args.headless))
+        temporary = None if args.flash else flash_root
+        return asyncio.run(_serve(units, args.headless, temporary))
 
 
-async def _serve(units: list, headless: bool) -> int:
+async def _serve(units: list, headless: bool, temporary_flash: Path | None) -> int:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    # SIGHUP: the headless mode shuts down like on SIGTERM; the TUI handles it itself (tui.SimApp).
+    for sig in (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if headless else ())):
         loop.add_signal_handler(sig, main.cancel)
     try:
         if headless:
-            from offhook.sim import headless as mode
-        else:
-            from offhook.sim import tui as mode  # type: ignore[no-redef]
-        return await mode.run(units)
+            from offhook.sim import headless as headless_mode
+
+            return await headless_mode.run(units)
+        from offhook.sim import tui
+
+        return await tui.run(
+            units, on_hangup=None if temporary_flash is None else lambda: shutil.rmtree(temporary_flash, True)
+        )
     except asyncio.CancelledError:
         return 0
     finally:

@@ -10,6 +10,9 @@ Works over SSH and in tmux (no mouse needed).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import ClassVar
@@ -190,7 +193,28 @@ class SimApp(App[int]):
         self.view.refresh()
 
 
-async def run(units: list[SimulatedUnit]) -> int:
+def exit_on_hangup(units: list[SimulatedUnit], release: Callable[[], None] | None = None) -> None:
+    """When the terminal closes (an SSH session drops, a tmux pane is killed), leave at once.
+
+    No graceful shutdown: textual's output thread dies on the dead terminal's EIO, and the
+    app's shutdown then waits forever on that thread's full queue (seen under tmux). A plain
+    signal handler runs even while the main thread waits on that queue's lock. The units'
+    VMs and port links go first, then ``release`` (e.g. a temporary flash directory).
+    """
+
+    def hang_up(signum: int, _frame: object) -> None:
+        for unit in units:
+            unit.abandon()
+        if release is not None:
+            with contextlib.suppress(Exception):
+                release()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGHUP, hang_up)
+
+
+async def run(units: list[SimulatedUnit], on_hangup: Callable[[], None] | None = None) -> int:
+    exit_on_hangup(units, on_hangup)
     for unit in units:
         await unit.start()
     assert set(KEYS) == set(BUTTONS)

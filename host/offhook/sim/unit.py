@@ -213,6 +213,16 @@ class SimulatedUnit:
         await self._power_off()
         self._close_port()
 
+    def abandon(self) -> None:
+        """Let go at once, without the event loop, because the process is about to exit (its
+        terminal is gone): stop the VM and remove the port's links so that nothing outlives us."""
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+        for path in (self.port_link, self.registry_entry):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
     def _open_port(self) -> None:
         self._master, self._slave = pty.openpty()
         tty.setraw(self._slave)  # bytes pass untouched, as on a CDC ACM port
