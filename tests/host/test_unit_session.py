@@ -11,7 +11,7 @@ import time
 import pytest
 
 from offhook import linkproto as L
-from offhook.daemon.unit import UnitLost, UnitSession
+from offhook.daemon.unit import UNIT_MESSAGES_KEPT, UnitLost, UnitSession
 from offhook.transport.serial import SerialTransport
 from tests.host.fake_unit import PtyUnit
 
@@ -162,3 +162,28 @@ def test_silent_port_times_out_with_clear_error() -> None:
         unit.unplug()
 
     asyncio.run(scenario())
+
+
+def test_unread_unit_messages_stay_bounded() -> None:
+    """The daemon never reads unit_messages (CONFIG, UPDATE_STATUS, NACK): a long session that
+    gets many of them keeps only the newest UNIT_MESSAGES_KEPT, instead of growing for its life."""
+    sent = UNIT_MESSAGES_KEPT * 3
+
+    def unit_reports(unit: PtyUnit) -> None:
+        for seq in range(1000, 1000 + sent):
+            payload = L.encode_json({"phase": "verify", "n": seq})
+            os.write(unit.master, L.encode_frame(L.UPDATE_STATUS, seq, payload, L.FLAG_ACK_REQUESTED))
+            if seq % 16 == 0:
+                unit.pump(0.01)  # read the session's ACKs so the pty never fills up
+        unit.pump(0.3)
+
+    async def scenario() -> None:
+        unit = PtyUnit()
+        session = await connect(unit)
+        running = asyncio.create_task(session.run())
+        await asyncio.to_thread(unit_reports, unit)
+        kept = [session.unit_messages.get_nowait() for _ in range(session.unit_messages.qsize())]
+        await stop(running, session, unit)
+        assert [f.seq for f in kept] == list(range(1000 + sent - UNIT_MESSAGES_KEPT, 1000 + sent))  # the newest
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))

@@ -288,7 +288,9 @@ class ApiServer:
         daemon = self.daemon
         if kind == "unit":
             info = daemon.unit if daemon.unit_connected.is_set() else None
-            return {"unit": None if info is None else {**info.hello, "path": daemon.unit_path, "transport": "serial"}}
+            if info is None:
+                return {"unit": None}
+            return {"unit": {**info.hello, "path": daemon.unit_path, "transport": daemon.unit_transport or "serial"}}
         if kind == "return_unit":
             if client.id == self._borrower:
                 self._borrower = None

@@ -175,7 +175,7 @@ def _devices(args: argparse.Namespace) -> int:
             hid_path = next((c.hid_path for c in units if c.path == owned_path), "")
             info = flasher.UnitInfo(
                 path=str(owned_path),
-                transport=f"serial{'+hid' if hid_path else ''} (daemon)",
+                transport=_daemon_transport(str(owned.get("transport") or "serial"), hid_path),
                 hid_path=hid_path,
                 serial=text["serial"],
                 board=text["board"],
@@ -204,6 +204,14 @@ def _devices(args: argparse.Namespace) -> int:
         table.add_row(info.serial, info.board, info.fw, info.slot, health, info.transport, path)
     Console().print(table)
     return EXIT_OK
+
+
+def _daemon_transport(in_use: str, hid_path: str) -> str:
+    """The daemon row's transport column: how the unit is reachable, and which way the daemon
+    talks to it when it could be either ("serial+hid (daemon: hid)")."""
+    if hid_path:
+        return f"serial+hid (daemon: {in_use})"
+    return f"{in_use} (daemon)"
 
 
 def _identify(args: argparse.Namespace) -> int:

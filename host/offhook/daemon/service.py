@@ -15,8 +15,9 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from offhook import linkproto as L
 from offhook.daemon import actions
@@ -25,6 +26,7 @@ from offhook.daemon.unit import UnitInfo, UnitLost, UnitSession
 from offhook.softphone.base import Softphone, SoftphoneError
 from offhook.transport.base import Transport, TransportClosed
 from offhook.transport.discovery import Candidate, candidates
+from offhook.transport.hid import HidTransport
 from offhook.transport.serial import SerialTransport
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,37 @@ class NoUnit(RuntimeError):
 
 class UnitLent(Exception):
     """The session ends because a fleet tool borrowed the unit (the message names it)."""
+
+
+class Discover(Protocol):
+    """Finds units (discovery.candidates); ``hid``: also units reachable over USB HID."""
+
+    def __call__(self, *, hid: bool) -> list[Candidate]: ...
+
+
+@dataclass(frozen=True)
+class Route:
+    """How the daemon reaches its unit."""
+
+    kind: str  # the transport it opens: "serial" (also simulators) or "hid"
+    path: str  # what that transport opens
+    unit_path: str  # the unit as `offhook devices` lists it: its serial port when it has one
+
+
+def route(mode: str, unit: Candidate) -> Route:
+    """The transport for ``unit`` under ``unit.transport`` = ``mode`` ("auto", "serial", "hid"):
+    "auto" takes the serial port when the unit has one, else its HID vendor interface."""
+    if mode == "serial" or (mode == "auto" and unit.kind != "hid"):
+        if unit.kind == "hid":
+            raise NoUnit(f"unit {unit.serial or unit.path} is reachable over USB HID only (unit.transport = serial)")
+        return Route("serial", unit.path, unit.path)
+    hid_path = unit.path if unit.kind == "hid" else unit.hid_path
+    if not hid_path:
+        raise NoUnit(
+            f"unit {unit.serial or unit.path} at {unit.path} has no USB HID interface "
+            '(unit.transport = "hid"; "auto" would use its serial port)'
+        )
+    return Route("hid", hid_path, unit.path)
 
 
 def choose_unit(found: list[Candidate], serial: str = "") -> Candidate:
@@ -63,12 +96,15 @@ class Daemon:
         softphone: Softphone,
         state_file: Path,
         transport_factory: Callable[[str], Transport] = SerialTransport,
-        discover: Callable[[], list[Candidate]] = candidates,
+        discover: Discover = candidates,
         clock: Callable[[], float] = time.monotonic,
         recorder: Any = None,
         audio_mute: Callable[[bool], None] | None = None,
+        hid_transport_factory: Callable[[str], Transport] = HidTransport,
     ) -> None:
-        """``audio_mute(muted)`` mutes offhook's own audio path (digital zeros), when it runs."""
+        """``audio_mute(muted)`` mutes offhook's own audio path (digital zeros), when it runs.
+        ``transport_factory`` opens serial ports (and simulators), ``hid_transport_factory`` HID
+        vendor interfaces; which one is used follows ``unit.transport``."""
         timers = config["timers"]
         self.config = config
         self.desk = Desk(
@@ -86,6 +122,7 @@ class Daemon:
         self.softphone = softphone
         self.state_file = state_file
         self.transport_factory = transport_factory
+        self.hid_transport_factory = hid_transport_factory
         self.discover = discover
         self.clock = clock
         self.recorder = recorder
@@ -94,7 +131,8 @@ class Daemon:
         self.unit: UnitInfo | None = None
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self.unit_connected = asyncio.Event()
-        self.unit_path = ""  # the port of the unit the daemon owns (or last owned)
+        self.unit_path = ""  # the unit the daemon owns (or last owned), as `offhook devices` lists it
+        self.unit_transport = ""  # the transport in use for it: "serial" or "hid"
         self._lent_to: str | None = None  # who borrowed the unit (fleet tools), or None
         self._lent = asyncio.Event()  # set while lent: ends the session
         self._given_back = asyncio.Event()  # set when returned: the unit loop reconnects
@@ -184,8 +222,9 @@ class Daemon:
                 await self._given_back.wait()
                 continue
             try:
-                path = unit_config["port"] or choose_unit(self.discover(), unit_config["serial"]).path
-                session = UnitSession(self.transport_factory(path), self.clock)
+                way = self._route(unit_config)
+                factory = self.hid_transport_factory if way.kind == "hid" else self.transport_factory
+                session = UnitSession(factory(way.path), self.clock)
                 self.unit = await session.connect()
             except (NoUnit, UnitLost, TransportClosed) as exc:
                 log.info("unit: %s; retrying in %.1f s", exc, backoff)
@@ -194,8 +233,9 @@ class Daemon:
                 continue
             backoff = 0.2
             self.session = session
-            self.unit_path = path
-            log.info("unit %s (%s, firmware %s) on %s", self.unit.serial, self.unit.board, self.unit.firmware, path)
+            self.unit_path, self.unit_transport = way.unit_path, way.kind
+            info = self.unit
+            log.info("unit %s (%s, firmware %s) on %s %s", info.serial, info.board, info.firmware, way.kind, way.path)
             self._broadcast({"event": "unit", "connected": True, "serial": self.unit.serial})
             try:
                 state = self.desk.full_state(self.clock())
@@ -219,14 +259,24 @@ class Daemon:
                 session.close()
                 self._broadcast({"event": "unit", "connected": False})
 
+    def _route(self, unit_config: dict[str, Any]) -> Route:
+        """The configured port, or the discovered unit, and the transport ``unit.transport`` asks for."""
+        mode = unit_config["transport"]
+        port = unit_config["port"]
+        if port:  # with "hid" the configured path is a HID device path
+            return Route("hid" if mode == "hid" else "serial", port, port)
+        # Without HID discovery a HID-only unit is not seen at all: "serial" keeps to serial ports.
+        return route(mode, choose_unit(self.discover(hid=mode != "serial"), unit_config["serial"]))
+
     async def _until_lent(self) -> None:
         """Ends the session when the unit is lent (raises UnitLent)."""
         await self._lent.wait()
         raise UnitLent(self._lent_to)
 
     async def lend(self, borrower: str) -> tuple[str, UnitInfo]:
-        """Give the unit's port to a fleet tool (an update) until ``take_back``; returns once the
-        daemon has closed the port. Refused during a call or its wrap-up: an update never
+        """Give the unit to a fleet tool (an update) until ``take_back``; returns its path (the
+        serial port when it has one, even if the daemon spoke HID) once the daemon has closed
+        whichever transport it had. Refused during a call or its wrap-up: an update never
         interrupts a live call.
         """
         if self.unit is None or not self.unit_connected.is_set():
@@ -239,7 +289,7 @@ class Daemon:
         self._given_back.clear()
         self._lent.set()
         info = self.unit
-        while self.session is not None:  # the session closes the port on its way out
+        while self.session is not None:  # the session closes its transport on its way out
             await asyncio.sleep(0.01)
         return self.unit_path, info
 

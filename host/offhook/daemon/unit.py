@@ -23,6 +23,7 @@ from offhook.transport.base import Transport, TransportClosed
 log = logging.getLogger(__name__)
 
 POLL_S = 0.02  # how often connect() checks for the unit's HELLO
+UNIT_MESSAGES_KEPT = 64  # unit_messages holds at most this many (the oldest are dropped)
 
 
 class UnitLost(ConnectionError):
@@ -67,7 +68,9 @@ class UnitSession:
         self.info: UnitInfo | None = None
         self.events: asyncio.Queue[ButtonEvent] = asyncio.Queue()
         self.hid_leds: asyncio.Queue[int] = asyncio.Queue()  # HID_LED_* bits a HID softphone set
-        self.unit_messages: asyncio.Queue[L.Frame] = asyncio.Queue()  # CONFIG, UPDATE_STATUS, ...
+        # CONFIG, UPDATE_STATUS, NACK...: for a reader that asks for them. The daemon never reads
+        # them, so the queue is bounded and keeps the newest: a long session must not grow it.
+        self.unit_messages: asyncio.Queue[L.Frame] = asyncio.Queue(UNIT_MESSAGES_KEPT)
         self.resync = asyncio.Event()  # the unit said HELLO again: send it the full state
         self._sent = asyncio.Event()  # wakes run() when a new reliable frame needs its retry timer
         self._connecting = False
@@ -227,9 +230,14 @@ class UnitSession:
         elif item.type == L.NACK:
             seq, code, reason = L.decode_nack(item.payload)
             log.warning("unit refused frame %d (%s): %s", seq, L.ERROR_NAMES.get(code, code), reason)
-            self.unit_messages.put_nowait(item)
+            self._keep(item)
         else:
-            self.unit_messages.put_nowait(item)
+            self._keep(item)
+
+    def _keep(self, frame: L.Frame) -> None:
+        if self.unit_messages.full():
+            self.unit_messages.get_nowait()  # the oldest goes: nobody may be reading
+        self.unit_messages.put_nowait(frame)
 
     def close(self) -> None:
         self.transport.close()
