@@ -15,6 +15,7 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,8 +57,9 @@ class NoiseGate:
         self._down = (1 - self.floor_gain) / max(1.0, config.release_ms * config.rate / 1000)
         self._hold = int(config.hold_ms * config.rate / 1000)
         self._span = max(1, round(10.0 / config.block_ms))
-        self._recent = np.zeros(self._span - 1)
-        self.gains: Float | None = None  # the last frame's per-sample gain (for tests and metrics)
+        self._recent: list[float] = [0.0] * (self._span - 1)
+        self._gains: Float | None = None
+        self._steady_len = 0
 
     @property
     def is_open(self) -> bool:
@@ -82,7 +84,7 @@ class NoiseGate:
             self._floor_db = min(level_db, self._floor_db + rise)
         floor = self._floor_db
         if echo_power > 0.0:
-            floor = 10 * np.log10(10 ** (floor / 10) + echo_power)
+            floor = 10 * math.log10(10 ** (floor / 10) + echo_power)
         above = level_db - floor
         if above > cfg.open_db:
             self._open = True
@@ -95,34 +97,49 @@ class NoiseGate:
             self._hold_left = self._hold
         return self._open
 
+    @property
+    def gains(self) -> Float | None:
+        """The last frame's per-sample gain (for tests and metrics)."""
+        if self._gains is None and self._steady_len:
+            self._gains = np.full(self._steady_len, self._gain)
+        return self._gains
+
     def process(self, frame: Float, echo_power: float = 0.0) -> Float:
         """Gate one frame. ``echo_power``: residual echo the canceller knows it left (mean power
         per sample); it raises the thresholds, so leftover echo does not open the gate."""
         frame = np.asarray(frame, dtype=np.float64)
-        blocks = len(frame) // self.block
-        powers = np.mean(frame[: blocks * self.block].reshape(blocks, self.block) ** 2, axis=1)
+        size = self.block
+        blocks = len(frame) // size
+        # A handful of blocks per frame: the decisions run on Python floats (numpy's per-call
+        # overhead would dominate), only the block powers and the gain itself are vectorised.
+        powers: list[float] = []
+        if blocks:
+            chunk = frame[: blocks * size].reshape(blocks, size)
+            powers = (np.vecdot(chunk, chunk) / size).tolist()
         # Detection level: the last 10 ms (four blocks), sliding by one block. Smooth enough that
         # noise does not trip it, fast enough that a word's first 2.5 ms does.
-        if self._floor_db is None and blocks and powers.mean() > 1e-10:
-            self._recent[:] = powers.mean()
-        history = np.concatenate((self._recent, powers))
-        window = np.convolve(history, np.ones(self._span) / self._span, mode="valid")[-blocks:] if blocks else powers
-        self._recent = history[-(self._span - 1) :]
-        levels = 10 * np.log10(window + 1e-12)
-        targets = np.empty(blocks)
-        for index, level in enumerate(levels):
-            targets[index] = 1.0 if self._decide(float(level), echo_power) else self.floor_gain
-        if blocks and len(frame) == blocks * self.block and self._gain == targets[0] and (targets == targets[0]).all():
+        if self._floor_db is None and blocks and sum(powers) / blocks > 1e-10:
+            self._recent = [sum(powers) / blocks] * (self._span - 1)
+        history = self._recent + powers
+        span = self._span
+        self._recent = history[len(history) - (span - 1) :]
+        floor_gain = self.floor_gain
+        targets = [
+            1.0 if self._decide(10 * math.log10(sum(history[i : i + span]) / span + 1e-12), echo_power) else floor_gain
+            for i in range(blocks)
+        ]
+        self._gains = None
+        self._steady_len = 0
+        if blocks and len(frame) == blocks * size and all(t == self._gain for t in targets):
             # Steady (fully open or fully closed): the common case, no ramp to compute.
-            self.gains = np.full(len(frame), self._gain)
+            self._steady_len = len(frame)
             return frame * self._gain
         # Look-ahead inside the frame: if any block opens the gate, rise from the frame start.
-        target = np.repeat(targets, self.block)
+        target = np.repeat(targets, size)
         if len(target) < len(frame):
             target = np.concatenate((target, np.full(len(frame) - len(target), targets[-1] if blocks else 1.0)))
-        first_open = np.argmax(targets >= 1.0) if (targets >= 1.0).any() else -1
-        if first_open >= 0:
-            target[: first_open * self.block] = 1.0
+        if 1.0 in targets:
+            target[: targets.index(1.0) * size] = 1.0
         # Slew-limited gain, vectorised per run of equal target: at most ``up``/``down`` per sample.
         gains = np.empty(len(frame))
         g = self._gain
@@ -134,5 +151,5 @@ class NoiseGate:
             gains[lo:hi] = run
             g = float(run[-1])
         self._gain = g
-        self.gains = gains
+        self._gains = gains
         return frame * gains
