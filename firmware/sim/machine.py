@@ -2,13 +2,17 @@
 
 Only what the firmware uses, with the same signatures as on the boards, plus hooks
 for tests and the simulator: ``set_input(pin, level)`` drives an input (buttons are
-active low: 0 = pressed), ``pwm_duty(pin)`` reads back an LED's duty (0..65535),
+active low: 0 = pressed), ``press_pattern(pin, steps)`` is a finger timed on the unit's own
+clock, ``pwm_duty(pin)`` reads back an LED's duty (0..65535),
 ``WDT.last`` is the watchdog (feeds counted). Nothing allocates on Pin.value() or
 PWM.duty_u16(), so heap checks in the VM mean the same as on a board.
 """
 
+from time import ticks_diff, ticks_ms
+
 _levels = {}
 _pwms = {}
+_patterns = {}  # pin id -> [steps, step index, when the firmware first read this step (-1: not yet)]
 UNIQUE_ID = b"\x0f\xf0\x51\x4d\x00\x00\x00\x01"  # "sim" unit serial 0ff0514d00000001
 
 
@@ -33,6 +37,8 @@ class Pin:
     def value(self, x=None):
         # Levels live in one dict keyed by pin id: every Pin(id) object sees the same pin.
         if x is None:
+            if _patterns:
+                _follow(self.id)
             return _levels[self.id]
         _levels[self.id] = 1 if x else 0
 
@@ -97,7 +103,35 @@ def freq(hz=None):
 
 
 def set_input(pin_id, level):
+    _patterns.pop(pin_id, None)
     _levels[pin_id] = 1 if level else 0
+
+
+def press_pattern(pin_id, steps):
+    """A finger on a key: ``steps`` is [(level, ms), ...]; each level lasts ``ms`` of the unit's
+    own clock from the firmware's first read of it, and the last one stays. Setting levels from
+    outside on a wall clock could fit a whole 80 ms press between two scans of a VM that the
+    host starved of CPU, and the press was lost; a real press is always sampled."""
+    _levels[pin_id] = 1 if steps[0][0] else 0
+    _patterns[pin_id] = [steps, 0, -1]
+
+
+def _follow(pin_id):
+    state = _patterns.get(pin_id)
+    if state is None:
+        return
+    steps, index, started = state
+    now = ticks_ms()
+    if started < 0:
+        state[2] = now
+    elif ticks_diff(now, started) >= steps[index][1]:
+        index += 1
+        _levels[pin_id] = 1 if steps[index][0] else 0
+        if index == len(steps) - 1:
+            del _patterns[pin_id]
+        else:
+            state[1] = index
+            state[2] = now  # this read is the new level's first
 
 
 def pwm_duty(pin_id):

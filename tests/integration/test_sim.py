@@ -131,6 +131,27 @@ def test_buttons_give_event_frames_and_state_drives_leds(sim: Sim) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
 
+def test_a_press_is_not_lost_when_the_vm_is_starved(sim: Sim) -> None:
+    """The VM gets no CPU while a press is made (a loaded host): the unit still sees the whole
+    press, because the simulated finger holds the key on the unit's own clock."""
+
+    async def scenario() -> None:
+        session = await open_session(sim.units[0]["path"])
+        node = sim.node_pids()[0]
+        os.kill(node, signal.SIGSTOP)
+        try:
+            await asyncio.to_thread(sim.ask, cmd="press", button="mute")  # down and up both queue up
+            await asyncio.sleep(0.3)
+        finally:
+            os.kill(node, signal.SIGCONT)
+        assert await asyncio.wait_for(next_event(session), 3) == (L.BUTTON_MUTE, L.GESTURE_SHORT)
+        await asyncio.to_thread(sim.ask, cmd="double", button="state")
+        assert await asyncio.wait_for(next_event(session), 3) == (L.BUTTON_STATE, L.GESTURE_DOUBLE)
+        session.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
 def test_power_cycle_and_unplug_replug_resynchronise(sim: Sim) -> None:
     async def scenario() -> None:
         path = sim.units[0]["path"]

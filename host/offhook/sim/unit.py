@@ -314,15 +314,17 @@ class SimulatedUnit:
         await self._send({"pin": KEY_PINS[BUTTONS.index(button)], "level": 0 if down else 1})
 
     async def press(self, button: str, hold_ms: int = 80) -> None:
-        """Press and release (the firmware's gestures decide: short, long, or half a double)."""
-        await self.set_key(button, True)
-        await asyncio.sleep(hold_ms / 1000)
-        await self.set_key(button, False)
+        """Press and release (the firmware's gestures decide: short, long, or half a double).
+        The hold is timed inside the VM on the unit's clock (sim/machine.py press_pattern), so a
+        host starved of CPU cannot shorten it; this returns after about that time."""
+        await self._finger(button, ((0, hold_ms), (1, 0)))
 
     async def double_press(self, button: str) -> None:
-        await self.press(button, 60)
-        await asyncio.sleep(0.12)
-        await self.press(button, 60)
+        await self._finger(button, ((0, 60), (1, 120), (0, 60), (1, 0)))
+
+    async def _finger(self, button: str, steps: tuple[tuple[int, int], ...]) -> None:
+        await self._send({"pin": KEY_PINS[BUTTONS.index(button)], "pattern": steps})
+        await asyncio.sleep(sum(ms for _, ms in steps) / 1000)
 
     def led_map(self) -> dict[str, int]:
         return dict(zip(LEDS, self.leds, strict=True))

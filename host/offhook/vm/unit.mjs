@@ -8,6 +8,7 @@
 // "flash". A power cut after N journal entries drops every later write.
 //
 // stdin (JSON lines):  {"link": HEX} bytes from the host | {"pin": ID, "level": 0|1}
+//                      {"pin": ID, "pattern": [[LEVEL, MS], ...]} a press timed on the unit's clock
 //                      {"cut_after": N} | {"quit": true}
 // stdout (JSON lines): {"ready": true} | {"link": HEX} bytes from the unit
 //                      {"leds": [duty, ...]} when a PWM duty changes | {"log": TEXT}
@@ -161,7 +162,10 @@ input.on("line", (line) => {
   if (!line.trim()) return;
   const message = JSON.parse(line);
   if (message.link) globals.get("_sim_link_in")(message.link);
-  if (message.pin !== undefined) py(`machine.set_input(${Number(message.pin)}, ${message.level ? 1 : 0})`);
+  if (message.pin !== undefined && message.pattern) {
+    const steps = message.pattern.map(([level, ms]) => `(${level ? 1 : 0}, ${Number(ms) | 0})`).join(", ");
+    py(`machine.press_pattern(${Number(message.pin)}, (${steps},))`);
+  } else if (message.pin !== undefined) py(`machine.set_input(${Number(message.pin)}, ${message.level ? 1 : 0})`);
   if (message.cut_after !== undefined) cutAfter = journalEntries + Number(message.cut_after);
   if (message.quit) process.exit(0);
 });
