@@ -14,9 +14,9 @@ headset's crystal). Added latency = chain latency + both buffers' fill + one cal
 
 from __future__ import annotations
 
-import collections
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -44,7 +44,15 @@ class RealtimeConfig:
     setup_devices: bool = True
     rate: int = RATE
     buffer_frames: float = 1.25  # drift-buffer target, in 10 ms frames
-    period_ms: float = 5.0  # PortAudio callback period: shorter than a frame keeps ALSA's buffers small
+    # Playback callback period: shorter than a frame keeps PulseAudio's playback buffer small.
+    period_ms: float = 5.0
+    # Capture callback period: one whole frame. The chain waits for whole frames anyway, so a
+    # shorter capture period adds no latency back, only wakeups (capture streams on the ALSA
+    # pulse plugin also poll busily between periods: half the periods, half that CPU).
+    capture_period_ms: float = 10.0
+    # Backlog a drift buffer may hold beyond its target before the excess is dropped: after a
+    # stalled callback the PI loop alone (at most 2000 ppm) would take a minute to drain it.
+    max_excess_frames: float = 4.0
     control_socket: Path | None = None
     # SCHED_FIFO priority for the callback threads; 0 leaves them alone (the default: on a
     # saturated 2-core machine the measurements were inconclusive, see docs/audio.md).
@@ -57,7 +65,8 @@ class Stats:
     stream_xruns: int = 0  # PortAudio status flags (input overflow / output underflow)
     buffer_underruns: int = 0
     buffer_overruns: int = 0
-    ref_missing: int = 0
+    ref_missing: int = 0  # mic periods whose echo reference was not (all) played yet: zeros
+    ref_relocks: int = 0  # times the mic/reference alignment was re-established
     stretches: int = 0  # short buffer reads concealed by reading slower (not silence)
     realtime_threads: int = 0  # callback threads that got SCHED_FIFO
     added_latency_ms: float = 0.0
@@ -75,9 +84,19 @@ class Realtime:
         )
         target = int(config.buffer_frames * self.frame)
         self.period = int(config.rate * config.period_ms / 1000)
-        self.ref_buffer = DriftBuffer(target, capacity=10 * self.frame)
-        self.out_buffer = DriftBuffer(target, capacity=10 * self.frame)
-        self._played: collections.deque[np.ndarray] = collections.deque(maxlen=50)
+        self.capture_period = int(config.rate * config.capture_period_ms / 1000)
+        capacity = target + int(config.max_excess_frames * self.frame)
+        self.ref_buffer = DriftBuffer(target, capacity=capacity)
+        self.out_buffer = DriftBuffer(target, capacity=capacity)
+        # What the headset played (one second), indexed by sample count: the mic takes its echo
+        # reference at a fixed offset in samples, so a late or missing callback on either side
+        # costs zeros for that stretch, never a permanent shift the canceller must re-learn.
+        self._played = np.zeros(config.rate)
+        self._played_total = 0
+        self._played_lock = threading.Lock()
+        self._mic_total = 0
+        self._ref_lag: int | None = None  # mic sample index minus its reference's index
+        self._relock = int(0.04 * config.rate)  # callback jitter stays well inside 40 ms
         self.stats = Stats()
         self._streams: list[Any] = []
         self._pa: Any = None
@@ -99,26 +118,50 @@ class Realtime:
     def _speaker_out(self, data: Any, count: int, info: Any, status: int) -> tuple[bytes, int]:
         self._note(status)
         frame = self.ref_buffer.pull(count)
-        self._played.append(frame)
+        size = len(self._played)
+        with self._played_lock:
+            start = self._played_total % size
+            first = min(count, size - start)
+            self._played[start : start + first] = frame[:first]
+            self._played[: count - first] = frame[first:]
+            self._played_total += count
         return _pcm(frame), self._continue()
 
     def _mic_in(self, data: bytes, count: int, info: Any, status: int) -> tuple[None, int]:
         self._note(status)
         mic = np.frombuffer(data, dtype="<i2") / 32768.0
-        if self._played:
-            ref = self._played.popleft()
-        else:
-            ref = np.zeros(count)
-            self.stats.ref_missing += 1
-        if len(ref) != count:
-            ref = np.resize(ref, count)
-        self.out_buffer.push(self.chain.push(mic, ref))
+        self.out_buffer.push(self.chain.push(mic, self._take_played(count)))
         self.stats.frames += 1
         if self._baseline is None and time.monotonic() - self._started_at > 2.0:
             # Start-up backlog and the first late callbacks are not xruns: count from here.
             self._baseline = (self.ref_buffer.underruns + self.out_buffer.underruns,
                               self.ref_buffer.overruns + self.out_buffer.overruns)  # fmt: skip
         return None, self._continue()
+
+    def _take_played(self, count: int) -> np.ndarray:
+        """The echo reference for the next ``count`` mic samples: what was played a fixed number
+        of samples earlier (ending one playback period before the newest sample played when the
+        alignment was set). Samples not played yet are zeros."""
+        size = len(self._played)
+        with self._played_lock:
+            played = self._played_total
+            wanted = self._mic_total + count - played + self.period
+            if self._ref_lag is None or abs(wanted - self._ref_lag) > self._relock:
+                # Start-up (the first mic callbacks deliver a backlog) or a lasting jump.
+                self._ref_lag = wanted
+                self.stats.ref_relocks += 1
+            first = self._mic_total - self._ref_lag
+            self._mic_total += count
+            out = np.zeros(count)
+            lo, hi = max(first, played - size, 0), min(first + count, played)
+            if hi > lo:  # one or two pieces (around the ring's end)
+                start = lo % size
+                head = min(hi - lo, size - start)
+                out[lo - first : lo - first + head] = self._played[start : start + head]
+                out[lo - first + head : hi - first] = self._played[: hi - lo - head]
+        if hi < first + count:
+            self.stats.ref_missing += 1
+        return out
 
     def _virtual_out(self, data: Any, count: int, info: Any, status: int) -> tuple[bytes, int]:
         self._note(status)
@@ -165,7 +208,11 @@ class Realtime:
         missing = [name for name in pcms if name not in index]
         if missing:
             raise RuntimeError(f"audio devices not found through ALSA: {', '.join(missing)}")
-        common = dict(format=pyaudio.paInt16, channels=1, rate=cfg.rate, frames_per_buffer=self.period)
+        common = dict(format=pyaudio.paInt16, channels=1, rate=cfg.rate)
+        periods = {"input": self.capture_period, "output": self.period}
+        # Callbacks take the GIL in turn; the default 5 ms switch interval would let a busy thread
+        # hold a 5 ms callback back by a whole period.
+        sys.setswitchinterval(0.001)
         self._started_at = time.monotonic()
         plan = [
             ("input", "offhook_reference", self._ref_in),
@@ -175,7 +222,9 @@ class Realtime:
         ]
         for direction, name, callback in plan:
             device = {f"{direction}_device_index": index[name], direction: True}
-            self._streams.append(pa.open(stream_callback=callback, **device, **common))
+            self._streams.append(
+                pa.open(stream_callback=callback, frames_per_buffer=periods[direction], **device, **common)
+            )
         self._start_control()
 
     def _start_control(self) -> None:

@@ -1,40 +1,59 @@
 """Streaming 3:1 resampling between the 48 kHz device rate and the 16 kHz processing rate.
 
-One linear-phase FIR low-pass (shared by both directions) with its filter state kept between
+One linear-phase FIR low-pass (shared by both directions) with the input history kept between
 frames, so a stream cut into 10 ms frames resamples exactly like one call on the whole signal.
+Both directions are polyphase: only the outputs that are kept are computed (the downsampler's
+every third, the upsampler's without the stuffed zeros), as sliding dot products
+(``np.correlate``), about a quarter of the work of filtering at 48 kHz.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.signal import firwin, lfilter
+from scipy.signal import firwin
 
 Float = NDArray[np.float64]
 FACTOR = 3
 TAPS = 96
 _FIR = firwin(TAPS, 7200, fs=48000, window=("kaiser", 8.0))
 DELAY_48K = (TAPS - 1) / 2  # group delay in 48 kHz samples, per pass
+# Branch m of the polyphase filter holds taps m, m + 3, ...; reversed, for np.correlate.
+_BRANCHES = [_FIR[m::FACTOR][::-1].copy() for m in range(FACTOR)]
+_UP_BRANCHES = [FACTOR * b for b in _BRANCHES]
+_BRANCH_TAPS = TAPS // FACTOR
 
 
 class Downsampler:
     def __init__(self) -> None:
-        self._state = np.zeros(TAPS - 1)
-        self._phase = 0
+        self._history = np.zeros(TAPS - 1)
+        self._phase = 0  # index, in the next chunk, of the next 48 kHz sample that is kept
 
     def process(self, x: Float) -> Float:
-        y, self._state = lfilter(_FIR, [1.0], np.asarray(x, dtype=np.float64), zi=self._state)
-        out = y[self._phase :: FACTOR]
+        x = np.asarray(x, dtype=np.float64)
+        data = np.concatenate((self._history, x))  # data[TAPS - 1 + i] is x[i]
+        count = max(0, (len(x) - self._phase + FACTOR - 1) // FACTOR)
+        out = np.zeros(count)
+        # Output i = phase + 3k is sum_j h[j] x[i - j]; split j = 3q + m: branch m reads data
+        # at TAPS - 1 + phase - m - 3q + 3k, an every-third-sample stream.
+        for m, taps in enumerate(_BRANCHES):
+            start = TAPS - 1 + self._phase - m - FACTOR * (_BRANCH_TAPS - 1)
+            stream = data[start : start + FACTOR * (count + _BRANCH_TAPS - 1) : FACTOR]
+            out += np.correlate(stream, taps, "valid")
+        self._history = data[len(data) - (TAPS - 1) :]
         self._phase = (self._phase - len(x)) % FACTOR
         return out
 
 
 class Upsampler:
     def __init__(self) -> None:
-        self._state = np.zeros(TAPS - 1)
+        self._history = np.zeros(_BRANCH_TAPS - 1)
 
     def process(self, x: Float) -> Float:
-        stuffed = np.zeros(len(x) * FACTOR)
-        stuffed[::FACTOR] = x
-        y, self._state = lfilter(_FIR * FACTOR, [1.0], stuffed, zi=self._state)
-        return y
+        data = np.concatenate((self._history, np.asarray(x, dtype=np.float64)))
+        # Output 3k + m is 3 sum_q h[3q + m] x[k - q]: the stuffed zeros are never multiplied.
+        out = np.empty((len(x), FACTOR))
+        for m, taps in enumerate(_UP_BRANCHES):
+            out[:, m] = np.correlate(data, taps, "valid")
+        self._history = data[len(data) - (_BRANCH_TAPS - 1) :]
+        return out.ravel()
