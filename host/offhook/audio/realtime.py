@@ -96,7 +96,11 @@ class Realtime:
         self._played_lock = threading.Lock()
         self._mic_total = 0
         self._ref_lag: int | None = None  # mic sample index minus its reference's index
-        self._relock = int(0.04 * config.rate)  # callback jitter stays well inside 40 ms
+        # The reference ends this far before the newest sample played: the playback callback may
+        # come up to this much late (p99 of the gaps on a loaded 2-core machine: 10-18 ms) without
+        # a hole in the reference. It only adds bulk delay, which the canceller finds anyway.
+        self._ref_margin = 2 * self.capture_period
+        self._relock = int(0.1 * config.rate)  # a lasting jump beyond stalls (max gaps ~35 ms)
         self.stats = Stats()
         self._streams: list[Any] = []
         self._pa: Any = None
@@ -140,12 +144,12 @@ class Realtime:
 
     def _take_played(self, count: int) -> np.ndarray:
         """The echo reference for the next ``count`` mic samples: what was played a fixed number
-        of samples earlier (ending one playback period before the newest sample played when the
+        of samples earlier (ending :attr:`_ref_margin` before the newest sample played when the
         alignment was set). Samples not played yet are zeros."""
         size = len(self._played)
         with self._played_lock:
             played = self._played_total
-            wanted = self._mic_total + count - played + self.period
+            wanted = self._mic_total + count - played + self._ref_margin
             if self._ref_lag is None or abs(wanted - self._ref_lag) > self._relock:
                 # Start-up (the first mic callbacks deliver a backlog) or a lasting jump.
                 self._ref_lag = wanted
