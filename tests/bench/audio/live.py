@@ -106,9 +106,18 @@ def measure(seconds: float) -> dict[str, float]:
         before = engine.snapshot()
         xruns0 = before.stream_xruns + before.buffer_underruns + before.buffer_overruns
         started = time.process_time()
+        wall = time.monotonic()
+        load_start = os.getloadavg()[0]
         for proc in procs:
-            proc.wait(timeout=seconds + 30)
+            try:
+                # pacat plays slower than real time when the server itself falls behind (load).
+                proc.wait(timeout=max(0.0, 1.2 * seconds + 30 - (time.monotonic() - wall)))
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                proc.wait(timeout=10)
+        wall = time.monotonic() - wall
         cpu = time.process_time() - started
+        load_end = os.getloadavg()[0]
         stats = engine.snapshot()
         # Latency last, with the pipeline settled (drift buffers at their target).
         throughs: list[int] = []
@@ -133,7 +142,10 @@ def measure(seconds: float) -> dict[str, float]:
             "baseline_spread_ms": (max(baselines) - min(baselines)) * 1000 / RATE,
             "xruns": float(stats.stream_xruns + stats.buffer_underruns + stats.buffer_overruns - xruns0),
             "seconds": seconds,
-            "cpu_share": cpu / seconds,
+            "cpu_share": cpu / wall,
+            "soak_wall_s": wall,
+            "load_start": load_start,
+            "load_end": load_end,
             "engine_estimate_ms": estimate,
             "stretches": float(stats.stretches),
             "stream_xruns": float(stats.stream_xruns),
