@@ -12,7 +12,7 @@ from time import ticks_diff, ticks_ms
 
 _levels = {}
 _pwms = {}
-_patterns = {}  # pin id -> [steps, step index, when the firmware first read this step (-1: not yet)]
+_patterns = {}  # pin id -> [steps, step index, the firmware's last read (-1: none yet), ms held so far]
 UNIQUE_ID = b"\x0f\xf0\x51\x4d\x00\x00\x00\x01"  # "sim" unit serial 0ff0514d00000001
 
 
@@ -109,29 +109,35 @@ def set_input(pin_id, level):
 
 def press_pattern(pin_id, steps):
     """A finger on a key: ``steps`` is [(level, ms), ...]; each level lasts ``ms`` of the unit's
-    own clock from the firmware's first read of it, and the last one stays. Setting levels from
-    outside on a wall clock could fit a whole 80 ms press between two scans of a VM that the
-    host starved of CPU, and the press was lost; a real press is always sampled."""
+    own scanning, and the last one stays. Time counts between the firmware's reads, at most
+    _MAX_READ_GAP_MS per read: a VM that the host starved of CPU for a while sees the level
+    for as many scans as a running board would. (Levels set from outside on the host's clock
+    could fall between two scans, or last one scan, and a press was lost.)"""
     _levels[pin_id] = 1 if steps[0][0] else 0
-    _patterns[pin_id] = [steps, 0, -1]
+    _patterns[pin_id] = [steps, 0, -1, 0]
+
+
+_MAX_READ_GAP_MS = 10  # two scan periods (the firmware scans every 5 ms)
 
 
 def _follow(pin_id):
     state = _patterns.get(pin_id)
     if state is None:
         return
-    steps, index, started = state
+    steps, index, last_read, held = state
     now = ticks_ms()
-    if started < 0:
-        state[2] = now
-    elif ticks_diff(now, started) >= steps[index][1]:
+    if last_read >= 0:
+        held += min(ticks_diff(now, last_read), _MAX_READ_GAP_MS)
+    state[2] = now
+    state[3] = held
+    if held >= steps[index][1]:
         index += 1
         _levels[pin_id] = 1 if steps[index][0] else 0
         if index == len(steps) - 1:
             del _patterns[pin_id]
         else:
             state[1] = index
-            state[2] = now  # this read is the new level's first
+            state[3] = 0  # this read is the new level's first
 
 
 def pwm_duty(pin_id):
