@@ -96,6 +96,7 @@ class Realtime:
         self._played_lock = threading.Lock()
         self._mic_total = 0
         self._ref_lag: int | None = None  # mic sample index minus its reference's index
+        self._short = 0  # consecutive mic periods whose reference was not all played yet
         # The reference ends this far before the newest sample played: the playback callback may
         # come up to this much late (p99 of the gaps on a loaded 2-core machine: 10-18 ms) without
         # a hole in the reference. It only adds bulk delay, which the canceller finds anyway.
@@ -150,8 +151,10 @@ class Realtime:
         with self._played_lock:
             played = self._played_total
             wanted = self._mic_total + count - played + self._ref_margin
-            if self._ref_lag is None or abs(wanted - self._ref_lag) > self._relock:
-                # Start-up (the first mic callbacks deliver a backlog) or a lasting jump.
+            if self._ref_lag is None or abs(wanted - self._ref_lag) > self._relock or self._short >= 3:
+                # Start-up (the first mic callbacks deliver a backlog), a jump, or playback that
+                # fell behind for good (a stalled playback stream loses the time it stalled: the
+                # headset really plays everything that much later).
                 self._ref_lag = wanted
                 self.stats.ref_relocks += 1
             first = self._mic_total - self._ref_lag
@@ -165,6 +168,9 @@ class Realtime:
                 out[lo - first + head : hi - first] = self._played[: hi - lo - head]
         if hi < first + count:
             self.stats.ref_missing += 1
+            self._short += 1
+        else:
+            self._short = 0
         return out
 
     def _virtual_out(self, data: Any, count: int, info: Any, status: int) -> tuple[bytes, int]:
