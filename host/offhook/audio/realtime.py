@@ -97,10 +97,10 @@ class Realtime:
         self._mic_total = 0
         self._ref_lag: int | None = None  # mic sample index minus its reference's index
         self._short = 0  # consecutive mic periods whose reference was not all played yet
-        # The reference ends this far before the newest sample played: the playback callback may
-        # come up to this much late (p99 of the gaps on a loaded 2-core machine: 10-18 ms) without
-        # a hole in the reference. It only adds bulk delay, which the canceller finds anyway.
-        self._ref_margin = 2 * self.capture_period
+        # The reference ends one playback period before the newest sample played. Two capture
+        # periods (20 ms) left fewer holes under load, but the PulseAudio integration test's
+        # ERLE fell to 6-10 dB with it (not understood yet): one period is what is verified.
+        self._ref_margin = self.period
         self._relock = int(0.1 * config.rate)  # a lasting jump beyond stalls (max gaps ~35 ms)
         self.stats = Stats()
         self._streams: list[Any] = []
