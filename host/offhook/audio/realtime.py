@@ -9,7 +9,8 @@ callback streams, never one full-duplex stream spanning two devices (that busy-l
 - virtual mic out (``offhook_mic_sink``, remapped as source ``offhook_mic``) <- that buffer
 
 The two drift buffers sit exactly where the clocks change (system clock of the null sinks vs the
-headset's crystal). Added latency = chain latency + both buffers' fill + one callback period.
+headset's crystal). Added latency = chain latency + one frame + the mic-path buffer's fill +
+PulseAudio's buffering of the capture and playback streams.
 """
 
 from __future__ import annotations
