@@ -101,8 +101,16 @@ def summary(result: dict) -> str:
     return (
         f"calls handled {result['handled']}; button release → answered at the far end p50 "
         f"{statistics.median(lat) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms; daemon RSS {rss0:.1f} → {rss1:.1f} MB; "
-        f"open fds {fd0} → {fd1}"
+        f"open fds {fd0} → {fd1}; RSS by quarter of the run "
+        + " → ".join(f"{rss:.1f}" for rss, _ in quarters(result["resources"]))
+        + " MB"
     )
+
+
+def quarters(samples: list[tuple[float, int]]) -> list[tuple[float, int]]:
+    """The samples at 0, 25, 50, 75 and 100 % of the run: growth that levels off is a cache filling,
+    growth that keeps its pace is a leak."""
+    return [samples[round(q * (len(samples) - 1) / 4)] for q in range(5)]
 
 
 def test_call_loop_short(tmp_path: Path) -> None:
