@@ -265,6 +265,31 @@ def test_figures_for_the_panel_follow_completed_calls(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
+def test_figures_are_not_computed_for_nobody(tmp_path: Path) -> None:
+    """Today's report reads every call of the day: after each call only when a panel listens
+    (computing it anyway made a daemon without a panel grow with the day's calls)."""
+    from offhook.daemon.desk import Record
+
+    computed: list[int] = []
+
+    def figures() -> dict[str, int]:
+        computed.append(1)
+        return {"calls": len(computed)}
+
+    async def scenario(api: Api) -> None:
+        api.daemon.recorder = lambda record: None
+        api.server.figures = figures
+        async with api.client() as panel:
+            await api.daemon.apply([Record("wrap_up_ended", "call-1", 1.0, {})])
+            await ask(panel, type="state")  # a round trip: the daemon's event has been handled
+            assert computed == []
+            await ask(panel, type="subscribe")
+            await api.daemon.apply([Record("wrap_up_ended", "call-2", 2.0, {})])
+            assert (await pushed(panel, lambda m: m.get("event") == "figures"))["figures"] == {"calls": 1}
+
+    run(tmp_path, scenario)
+
+
 def test_paired_origin_removed_from_the_allowed_list_is_refused(tmp_path: Path) -> None:
     async def scenario(api: Api) -> None:
         token = api.tokens.pair(CRM, "Acme CRM")

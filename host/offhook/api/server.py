@@ -344,7 +344,13 @@ class ApiServer:
     # ------------------------------------------------------------ events
 
     def _on_daemon_event(self, message: dict[str, Any]) -> None:
-        if message.get("event") == "recorded" and message.get("moment") in COMPLETED and self.figures is not None:
+        if (
+            message.get("event") == "recorded"
+            and message.get("moment") in COMPLETED
+            and self.figures is not None
+            and any(client.subscribed for client in self.clients.values())
+        ):
+            # Today's report reads every call of the day: only worth it when a panel listens.
             try:
                 self._on_daemon_event({"event": "figures", "figures": self.figures()})
             except Exception:  # figures are a nicety: never break event delivery
