@@ -59,6 +59,9 @@ def check(db: Path, done: set[str]) -> None:
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        if not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            assert not done  # killed before the schema was committed: the next open creates it
+            return
         rows = conn.execute("SELECT call_id, completed, talk_s, hold_s, wrap_s, summary, holds FROM calls").fetchall()
     finally:
         conn.close()
