@@ -199,29 +199,23 @@ class UnitSession:
             log.debug("unit %s: dropped frame: %r", self.transport.path, item)
             return
         if item.type == L.HELLO:
-            try:
-                hello = L.decode_json(item.payload)
-            except ValueError as exc:
-                self.link.nack(item, L.ERR_BAD_PAYLOAD, str(exc))
+            hello = self._decoded(item, L.decode_json)
+            if hello is None:
                 return
             if self.info is not None:
                 log.info("unit %s said HELLO again: resynchronising", self.info.serial)
                 self.resync.set()
             self.info = UnitInfo.from_hello(hello)
         elif item.type == L.EVENT:
-            try:
-                button, gesture, unit_ms = L.decode_event(item.payload)
-            except ValueError as exc:
-                self.link.nack(item, L.ERR_BAD_PAYLOAD, str(exc))
+            event = self._decoded(item, L.decode_event)
+            if event is None:
                 return
+            button, gesture, unit_ms = event
             self.events.put_nowait(ButtonEvent(button, gesture, unit_ms, self.clock()))
         elif item.type == L.HID_LEDS:
-            try:
-                leds = L.decode_hid_leds(item.payload)
-            except ValueError as exc:
-                self.link.nack(item, L.ERR_BAD_PAYLOAD, str(exc))
-                return
-            self.hid_leds.put_nowait(leds)
+            leds = self._decoded(item, L.decode_hid_leds)
+            if leds is not None:
+                self.hid_leds.put_nowait(leds)
         elif item.type == L.LOG:
             level, text = L.decode_log(item.payload) if item.payload else (L.LOG_INFO, "")
             log.log(level, "unit %s: %s", self.info.serial if self.info else self.transport.path, text)
@@ -233,6 +227,14 @@ class UnitSession:
             self._keep(item)
         else:
             self._keep(item)
+
+    def _decoded(self, frame: L.Frame, decode: Callable[[bytes], Any]) -> Any:
+        """The frame's payload decoded, or None after NACKing a malformed one."""
+        try:
+            return decode(frame.payload)
+        except ValueError as exc:
+            self.link.nack(frame, L.ERR_BAD_PAYLOAD, str(exc))
+            return None
 
     def _keep(self, frame: L.Frame) -> None:
         if self.unit_messages.full():
