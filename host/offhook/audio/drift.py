@@ -1,10 +1,15 @@
-"""Clock-drift compensation between two audio clocks: an adaptively resampling FIFO.
+"""Clock-drift compensation between two audio clocks: adaptive resampling steered by a fill level.
 
 The null sinks run on the system clock, the headset on its own crystal; a few hundred ppm apart,
-a plain queue between them fills or drains by ~1 frame a minute until it xruns. Here the consumer
-reads at a rate ``ratio`` close to 1, steered by a PI controller on the fill level, so the level
+a plain queue between them fills or drains by ~1 frame a minute until it xruns. Here audio is
+read at a rate ``ratio`` close to 1, steered by a PI controller on a fill level, so the level
 stays at ``target`` and nothing is dropped or repeated. Linear interpolation is enough: the
 correction is below 0.1 %, so the read position moves by less than a sample per 10 ms frame.
+
+- :class:`DriftBuffer` (pull model, PortAudio callbacks): a FIFO between a producer and a
+  consumer callback, steered on its own fill.
+- :class:`DriftResampler` (push model, libpulse): every frame goes out as soon as it is
+  produced, steered on what is still queued downstream (the server's playback latency).
 """
 
 from __future__ import annotations
@@ -18,6 +23,62 @@ Float = NDArray[np.float64]
 MAX_PPM = 2000.0
 
 
+class Steering:
+    """PI loop from a fill level to a read ratio (reading faster than 1 drains the level)."""
+
+    def __init__(self, target: float) -> None:
+        self.target = target
+        self._integral = 0.0
+        self._smoothed = float(target)
+        self.ratio = 1.0
+
+    def update(self, fill: float, unit: int) -> float:
+        """``fill`` as seen now; ``unit`` is the samples read per update (errors are in units of it)."""
+        # Time constant ~50 updates of the smoothing, ~500 of the loop (5 s at 10 ms), integral
+        # ~50 s, so callback jitter is averaged out and only the clock drift remains.
+        self._smoothed += 0.02 * (fill - self._smoothed)
+        error = (self._smoothed - self.target) / max(1, unit)
+        self._integral = float(np.clip(self._integral + error / 5000.0, -1.0, 1.0))
+        ppm = float(np.clip(1e6 * (error / 500.0 + self._integral / 500.0), -MAX_PPM, MAX_PPM))
+        self.ratio = 1.0 + ppm * 1e-6
+        return self.ratio
+
+
+class DriftResampler:
+    """Push model: each frame in gives the frame out at once, resampled by a ratio steered so
+    that ``queued`` (samples still waiting downstream) stays at ``target``. Holds back one
+    sample (the interpolation's right neighbour) plus the fraction the ratio leaves over."""
+
+    def __init__(self, target: float) -> None:
+        self.steering = Steering(target)
+        self._tail = np.zeros(0)
+        self._pos = 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.steering.ratio
+
+    def process(self, samples: Float, queued: float | None) -> Float:
+        """``queued`` None (the downstream level is not known yet): pass through at the last ratio."""
+        if queued is not None:  # downstream plus what this resampler still holds back
+            self.steering.update(queued + len(self._tail) - self._pos, len(samples))
+        ratio = self.ratio
+        buf = np.concatenate((self._tail, np.asarray(samples, dtype=np.float64)))
+        if len(buf) < 2:
+            self._tail = buf
+            return np.zeros(0)
+        count = int(np.floor((len(buf) - 1 - self._pos) / ratio - 1e-9)) + 1  # keep a right neighbour
+        positions = self._pos + ratio * np.arange(count)
+        base = positions.astype(np.int64)
+        frac = positions - base
+        out = (1 - frac) * buf[base] + frac * buf[base + 1]
+        self._pos += ratio * count
+        consumed = int(self._pos)
+        self._tail = buf[consumed:]
+        self._pos -= consumed
+        return out
+
+
 class DriftBuffer:
     def __init__(self, target: int, capacity: int) -> None:
         self.target = target
@@ -25,12 +86,14 @@ class DriftBuffer:
         self._buf = np.zeros(0)
         self._pos = 0.0
         self._lock = threading.Lock()
-        self._integral = 0.0
-        self._smoothed = float(target)
-        self.ratio = 1.0
+        self.steering = Steering(target)
         self.underruns = 0
         self.stretches = 0  # short reads concealed by reading slower for one pull
         self.overruns = 0
+
+    @property
+    def ratio(self) -> float:
+        return self.steering.ratio
 
     @property
     def fill(self) -> float:
@@ -50,14 +113,7 @@ class DriftBuffer:
     def pull(self, n: int) -> Float:
         with self._lock:
             fill = len(self._buf) - self._pos
-            # PI loop on the smoothed fill, in units of one pull: time constant ~500 pulls (5 s),
-            # integral ~50 s, so callback jitter is averaged out and only the clock drift remains.
-            self._smoothed += 0.02 * (fill - self._smoothed)
-            error = (self._smoothed - self.target) / max(1, n)
-            self._integral = float(np.clip(self._integral + error / 5000.0, -1.0, 1.0))
-            ppm = float(np.clip(1e6 * (error / 500.0 + self._integral / 500.0), -MAX_PPM, MAX_PPM))
-            self.ratio = 1.0 + ppm * 1e-6
-            ratio = self.ratio
+            ratio = self.steering.update(fill, n)
             if self._pos + ratio * (n - 1) + 1 >= len(self._buf) and fill - 1 >= 0.75 * n:
                 # Slightly short (a late producer callback): spread what is there over this pull
                 # (up to 25 % slower for one 5 ms period: a tiny pitch dip) instead of inserting silence.

@@ -1,7 +1,16 @@
-"""Real-time pipeline: headset <-> offhook chain <-> softphone, through PortAudio (pyaudio).
+"""Real-time pipeline: headset <-> offhook chain <-> softphone.
 
-Stream layout (measured on PulseAudio without a sound card, see docs/audio.md): four separate
-callback streams, never one full-duplex stream spanning two devices (that busy-loops):
+Two I/O backends drive the same chain and buffers:
+
+- ``pulse`` (the default where a PulseAudio or pipewire-pulse server answers): libpulse's
+  asynchronous API through ctypes (:mod:`offhook.audio.libpulse`), all four streams on one
+  mainloop thread, explicit buffer sizes, the server's own xrun notifications.
+- ``portaudio``: pyaudio through ALSA's ``pulse`` plugin (Debian's PortAudio has no PulseAudio
+  host API), four separate callback streams, never one full-duplex stream spanning two devices
+  (that busy-loops). Kept for systems without libpulse; it costs latency and xruns under load
+  (docs/audio.md).
+
+Streams (either backend):
 
 - reference in (``offhook_far`` monitor: what the softphone plays) -> :class:`DriftBuffer`
 - headset speaker out <- that buffer; every frame played is also queued as the AEC reference
@@ -10,7 +19,7 @@ callback streams, never one full-duplex stream spanning two devices (that busy-l
 
 The two drift buffers sit exactly where the clocks change (system clock of the null sinks vs the
 headset's crystal). Added latency = chain latency + one frame + the mic-path buffer's fill +
-PulseAudio's buffering of the capture and playback streams.
+the server's buffering of the capture and playback streams.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +41,19 @@ from offhook.audio import FRAME_MS
 from offhook.audio.aec import AecConfig
 from offhook.audio.chain import Chain, ChainConfig
 from offhook.audio.control import control_socket_path
-from offhook.audio.drift import DriftBuffer
-from offhook.audio.pulse import RATE, alsa_config, default_pcms, ensure_virtual_devices
+from offhook.audio.drift import DriftBuffer, DriftResampler
+from offhook.audio.libpulse import Playback, PulseStreams
+from offhook.audio.pulse import (
+    FAR_SINK,
+    MIC_SINK,
+    RATE,
+    PulseError,
+    alsa_config,
+    default_pcms,
+    ensure_virtual_devices,
+)  # fmt: skip
+
+BACKENDS = ("auto", "pulse", "portaudio")
 
 
 @dataclass
@@ -58,12 +79,18 @@ class RealtimeConfig:
     # SCHED_FIFO priority for the callback threads; 0 leaves them alone (the default: on a
     # saturated 2-core machine the measurements were inconclusive, see docs/audio.md).
     rt_priority: int = 0
+    # pulse backend: what each playback stream keeps queued in the server just before the next
+    # frame is written (the sink's own latency included): slack for a late wakeup.
+    playback_queue_ms: float = 10.0
+    backend: str = "auto"  # "pulse", "portaudio", or "auto" (pulse when libpulse reaches a server)
 
 
 @dataclass
 class Stats:
     frames: int = 0
-    stream_xruns: int = 0  # PortAudio status flags (input overflow / output underflow)
+    backend: str = ""
+    stream_xruns: int = 0  # the server's underflows/overflows (pulse) or PortAudio's status flags
+    capture_holes: int = 0  # gaps the server reported in captured audio (pulse backend)
     buffer_underruns: int = 0
     buffer_overruns: int = 0
     ref_missing: int = 0  # mic periods whose echo reference was not (all) played yet: zeros
@@ -75,6 +102,8 @@ class Stats:
 
 
 class Realtime:
+    MAX_WAITING = 2  # mic frames held for their echo reference (pulse backend)
+
     def __init__(self, config: RealtimeConfig) -> None:
         self.config = config
         self.frame = config.rate * FRAME_MS // 1000
@@ -109,40 +138,96 @@ class Realtime:
         self._sock: socket.socket | None = None
         self._stop = threading.Event()
         self._started_at = 0.0
-        self._baseline: tuple[int, int] | None = None
+        self._baseline: tuple[int, int, int] | None = None
+        self._pulse: PulseStreams | None = None
+        self._speaker: Playback | None = None
+        self._mic_out: Playback | None = None
+        queue = config.rate * config.playback_queue_ms / 1000
+        self._speaker_drift, self._out_drift = DriftResampler(queue), DriftResampler(queue)
+        self._mic_queued = 0.0
+        self._waiting: deque[np.ndarray] = (
+            deque()
+        )  # mic frames waiting for their reference  # samples the server held before the last mic frame was written
         self._rt_threads: set[int] = set()
 
     def set_muted(self, muted: bool) -> None:
         self.chain.mute.set_muted(muted)
 
-    # PortAudio callbacks: no allocation-heavy work beyond one frame, never block.
-    def _ref_in(self, data: bytes, count: int, info: Any, status: int) -> tuple[None, int]:
-        self._note(status)
-        self.ref_buffer.push(np.frombuffer(data, dtype="<i2") / 32768.0)
-        return None, self._continue()
-
-    def _speaker_out(self, data: Any, count: int, info: Any, status: int) -> tuple[bytes, int]:
-        self._note(status)
-        frame = self.ref_buffer.pull(count)
-        size = len(self._played)
+    # The streams' work, one period each, never blocking (either backend).
+    def _record_played(self, frame: np.ndarray) -> None:
+        """Keep what the headset was given to play: the echo reference for the mic."""
+        size, count = len(self._played), len(frame)
         with self._played_lock:
             start = self._played_total % size
             first = min(count, size - start)
             self._played[start : start + first] = frame[:first]
             self._played[: count - first] = frame[first:]
             self._played_total += count
-        return _pcm(frame), self._continue()
 
-    def _mic_in(self, data: bytes, count: int, info: Any, status: int) -> tuple[None, int]:
-        self._note(status)
-        mic = np.frombuffer(data, dtype="<i2") / 32768.0
-        self.out_buffer.push(self.chain.push(mic, self._take_played(count)))
+    def _clean(self, mic: np.ndarray) -> np.ndarray:
+        out = self.chain.push(mic, self._take_played(len(mic)))
         self.stats.frames += 1
         if self._baseline is None and time.monotonic() - self._started_at > 2.0:
             # Start-up backlog and the first late callbacks are not xruns: count from here.
             self._baseline = (self.ref_buffer.underruns + self.out_buffer.underruns,
-                              self.ref_buffer.overruns + self.out_buffer.overruns)  # fmt: skip
-        return None, self._continue()
+                              self.ref_buffer.overruns + self.out_buffer.overruns,
+                              self._server_xruns())  # fmt: skip
+        return out
+
+    # PortAudio (pull model): callbacks meet at the drift buffers.
+    def _on_reference(self, samples: np.ndarray) -> None:
+        self.ref_buffer.push(samples)
+
+    def _speaker_samples(self, count: int) -> np.ndarray:
+        frame = self.ref_buffer.pull(count)
+        self._record_played(frame)
+        return frame
+
+    def _on_mic(self, mic: np.ndarray) -> None:
+        self.out_buffer.push(self._clean(mic))
+
+    def _output_samples(self, count: int) -> np.ndarray:
+        return self.out_buffer.pull(count)
+
+    # libpulse (push model): each captured frame goes straight out, resampled against drift.
+    def _pulse_reference(self, samples: np.ndarray) -> None:
+        assert self._speaker is not None
+        frame = self._speaker_drift.process(samples, self._queued(self._speaker))
+        self._record_played(frame)
+        self._speaker.write(frame)
+        self._drain_mic()
+
+    def _pulse_mic(self, mic: np.ndarray) -> None:
+        self._waiting.append(mic)
+        self._drain_mic()
+
+    def _drain_mic(self) -> None:
+        """Clean and send the mic frames whose echo reference has been played. The reference and
+        mic streams deliver their 10 ms periods at nearly the same moment, in either order: a mic
+        frame processed first would get zeros for its reference's last stretch, and a few in a
+        row would re-lock the alignment (the canceller's delay jumps and it re-converges, which
+        measured 4-6 dB ERLE for a second). So a mic frame waits for its reference, for at most
+        :attr:`MAX_WAITING` frames (a stalled reference stream must not hold the agent's voice)."""
+        assert self._mic_out is not None
+        while self._waiting and (len(self._waiting) > self.MAX_WAITING or self._reference_ready(len(self._waiting[0]))):
+            queued = self._queued(self._mic_out)
+            if queued is not None:
+                self._mic_queued = queued
+            self._mic_out.write(self._out_drift.process(self._clean(self._waiting.popleft()), queued))
+
+    def _reference_ready(self, count: int) -> bool:
+        with self._played_lock:
+            lag = self._ref_lag
+            return lag is None or self._played_total >= self._mic_total + count - lag
+
+    def _queued(self, playback: Playback) -> float | None:
+        latency = playback.latency()
+        return None if latency is None else latency * self.config.rate
+
+    def _server_xruns(self) -> int:
+        if self._pulse is None:
+            return 0
+        return sum(c.underflows + c.overflows for c in self._pulse.counters)
 
     def _take_played(self, count: int) -> np.ndarray:
         """The echo reference for the next ``count`` mic samples: what was played a fixed number
@@ -174,9 +259,17 @@ class Realtime:
             self._short = 0
         return out
 
-    def _virtual_out(self, data: Any, count: int, info: Any, status: int) -> tuple[bytes, int]:
-        self._note(status)
-        return _pcm(self.out_buffer.pull(count)), self._continue()
+    def _portaudio_callback(self, work: Any, direction: str) -> Any:
+        """Wrap one stream's work as a PortAudio callback (input: samples in; output: samples out)."""
+
+        def callback(data: Any, count: int, info: Any, status: int) -> tuple[bytes | None, int]:
+            self._note(status)
+            if direction == "input":
+                work(np.frombuffer(data, dtype="<i2") / 32768.0)
+                return None, self._continue()
+            return _pcm(work(count)), self._continue()
+
+        return callback
 
     def _realtime_priority(self) -> None:
         """Ask for SCHED_FIFO on the calling PortAudio callback thread (once per thread).
@@ -205,8 +298,38 @@ class Realtime:
 
     def start(self) -> None:
         cfg = self.config
+        if cfg.backend not in BACKENDS:
+            raise ValueError(f"unknown audio backend {cfg.backend!r} (choose from {', '.join(BACKENDS)})")
         if cfg.setup_devices:
             ensure_virtual_devices()
+        self._started_at = time.monotonic()
+        if cfg.backend == "portaudio":
+            self._start_portaudio()
+        else:
+            try:
+                self._start_pulse()
+            except PulseError:
+                if cfg.backend == "pulse":
+                    raise
+                self.stats.notes.append("libpulse backend unavailable; using PortAudio")
+                self._start_portaudio()
+        self._start_control()
+
+    def _start_pulse(self) -> None:
+        cfg = self.config
+        streams = PulseStreams(cfg.rate, app_name="offhook")
+        queue = int(self._speaker_drift.steering.target) + self.frame  # the slack plus the frame written
+        self._speaker = streams.add_playback("offhook headset speaker", cfg.speaker_device, self.frame, queue)
+        self._mic_out = streams.add_playback("offhook microphone", MIC_SINK, self.frame, queue)
+        streams.add_record("offhook echo reference", f"{FAR_SINK}.monitor", self.frame, self._pulse_reference)
+        streams.add_record("offhook headset mic", cfg.mic_device, self.frame, self._pulse_mic)
+        self._started_at = time.monotonic()
+        streams.start()
+        self._pulse = streams
+        self.stats.backend = "pulse"
+
+    def _start_portaudio(self) -> None:
+        cfg = self.config
         pcms = default_pcms(cfg.mic_device, cfg.speaker_device)
         if "ALSA_CONFIG_PATH" not in os.environ or cfg.setup_devices:
             conf = Path(tempfile.mkstemp(prefix="offhook-alsa-", suffix=".conf")[1])
@@ -226,17 +349,18 @@ class Realtime:
         sys.setswitchinterval(0.001)
         self._started_at = time.monotonic()
         plan = [
-            ("input", "offhook_reference", self._ref_in),
-            ("output", "offhook_headset_speaker", self._speaker_out),
-            ("input", "offhook_headset_mic", self._mic_in),
-            ("output", "offhook_output", self._virtual_out),
+            ("input", "offhook_reference", self._on_reference),
+            ("output", "offhook_headset_speaker", self._speaker_samples),
+            ("input", "offhook_headset_mic", self._on_mic),
+            ("output", "offhook_output", self._output_samples),
         ]
-        for direction, name, callback in plan:
+        for direction, name, work in plan:
             device = {f"{direction}_device_index": index[name], direction: True}
+            callback = self._portaudio_callback(work, direction)
             self._streams.append(
                 pa.open(stream_callback=callback, frames_per_buffer=periods[direction], **device, **common)
             )
-        self._start_control()
+        self.stats.backend = "portaudio"
 
     def _start_control(self) -> None:
         path = self.config.control_socket or control_socket_path()
@@ -259,12 +383,16 @@ class Realtime:
 
     def snapshot(self) -> Stats:
         s = self.stats
-        under0, over0 = self._baseline or (0, 0)
+        under0, over0, server0 = self._baseline or (0, 0, 0)
+        if self._pulse is not None:
+            s.stream_xruns = self._server_xruns() - server0
+            s.capture_holes = sum(c.holes for c in self._pulse.counters)
         s.stretches = self.ref_buffer.stretches + self.out_buffer.stretches
         s.buffer_underruns = self.ref_buffer.underruns + self.out_buffer.underruns - under0
         s.buffer_overruns = self.ref_buffer.overruns + self.out_buffer.overruns - over0
         per = 1000.0 / self.config.rate
-        s.added_latency_ms = (self.chain.latency + self.out_buffer.fill + self.frame) * per
+        waiting = self._mic_queued + self.frame / 2 if self._pulse is not None else self.out_buffer.fill
+        s.added_latency_ms = (self.chain.latency + waiting + self.frame) * per
         return s
 
     def stop(self) -> None:
@@ -277,6 +405,10 @@ class Realtime:
                 pass
         if self._pa is not None:
             self._pa.terminate()
+        if self._pulse is not None:
+            self._pulse.stop()
+            if self._pulse.callback_error is not None:
+                self.stats.notes.append(f"audio callback failed: {self._pulse.callback_error!r}")
         if self._sock is not None:
             self._sock.close()
 
@@ -300,6 +432,6 @@ def run_forever(config: RealtimeConfig, seconds: float = 0.0) -> int:
     print(
         f"offhook audio: {stats.frames} frames, stream xruns {stats.stream_xruns}, "
         f"buffer underruns {stats.buffer_underruns}, overruns {stats.buffer_overruns}, "
-        f"added latency ~{stats.added_latency_ms:.0f} ms (estimate from buffer fill)"
+        f"added latency ~{stats.added_latency_ms:.0f} ms (estimate from buffer fill), backend {stats.backend}"
     )
     return 0

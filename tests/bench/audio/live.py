@@ -64,7 +64,7 @@ def _duplex_lag(pa, out_index: int, in_index: int, signal: np.ndarray) -> int | 
     return _lag(signal, rec)
 
 
-def measure(seconds: float) -> dict[str, float]:
+def measure(seconds: float, backend: str = "pulse") -> dict[str, float]:
     server = PulseTestServer(
         sinks=("room", "offhook_far", MIC_SINK),
         sources={"headset_mic": "room.monitor", MIC_SOURCE: f"{MIC_SINK}.monitor"},
@@ -82,7 +82,7 @@ def measure(seconds: float) -> dict[str, float]:
         (workdir / "alsa.conf").write_text(alsa_config(pcms))
         os.environ["ALSA_CONFIG_PATH"] = str(workdir / "alsa.conf")
         engine = Realtime(RealtimeConfig(mic_device="headset_mic", speaker_device="room", setup_devices=False,
-                                         control_socket=workdir / "audio.sock"))  # fmt: skip
+                                         control_socket=workdir / "audio.sock", backend=backend))  # fmt: skip
         engine.start()
         import pyaudio
 
