@@ -74,7 +74,7 @@ def test_played_audio_comes_back_whole_and_in_time(server):
 def test_an_unknown_device_is_a_clear_error(server):
     streams = PulseStreams(RATE)
     streams.add_record("test mic", "no_such_source", 480, lambda samples: None)
-    with pytest.raises(PulseError, match="test mic.*no_such_source"):
+    with pytest.raises(PulseError, match=r"test mic.*no_such_source"):
         streams.start()
     assert not streams.started
 
