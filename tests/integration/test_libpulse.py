@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from offhook.audio.libpulse import PulseStreams
-from offhook.audio.pulse import PulseError, PulseTestServer
+from offhook.audio.pulse import FAR_SINK, MIC_SOURCE, PulseError, PulseTestServer, ensure_virtual_devices, pactl
 
 pytestmark = pytest.mark.skipif(shutil.which("pulseaudio") is None, reason="needs pulseaudio (make test installs it)")
 
@@ -103,3 +103,14 @@ def test_a_failing_callback_is_reported_and_the_others_go_on(server):
     streams.stop()
     assert isinstance(streams.callback_error, ValueError)
     assert len(recorded) > before  # the mainloop survived the exception
+
+
+def test_virtual_devices_are_loaded_once_and_without_rewinds(server):
+    loaded = ensure_virtual_devices(env=server.env)
+    assert len(loaded) == 3
+    modules = pactl("list", "short", "modules", env=server.env)
+    null_sinks = [line for line in modules.splitlines() if "module-null-sink" in line and "offhook" in line]
+    assert len(null_sinks) == 2 and all("norewinds=1" in line for line in null_sinks)
+    sources = pactl("list", "short", "sources", env=server.env)
+    assert MIC_SOURCE in sources and f"{FAR_SINK}.monitor" in sources
+    assert ensure_virtual_devices(env=server.env) == []  # already there: nothing loaded twice

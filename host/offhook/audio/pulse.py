@@ -67,7 +67,14 @@ def ensure_virtual_devices(env: dict[str, str] | None = None) -> list[str]:
     for command in virtual_device_commands():
         name = next(arg.split("=", 1)[1] for arg in command if arg.startswith(("sink_name=", "source_name=")))
         if name not in names:
-            loaded.append(pactl(*command, env=env))
+            try:
+                loaded.append(pactl(*command, env=env))
+            except PulseError:
+                if NO_REWINDS not in command:
+                    raise
+                # A server without the argument (pipewire-pulse's own module-null-sink may not
+                # take it): the sink still works, its monitor may repeat audio after an underflow.
+                loaded.append(pactl(*[arg for arg in command if arg != NO_REWINDS], env=env))
     return loaded
 
 

@@ -192,6 +192,8 @@ class Realtime:
     # libpulse (push model): each captured frame goes straight out, resampled against drift.
     def _pulse_reference(self, samples: np.ndarray) -> None:
         assert self._speaker is not None
+        if self.config.rt_priority > 0:
+            self._realtime_priority()  # the mainloop thread: every stream's I/O and the chain
         frame = self._speaker_drift.process(samples, self._queued(self._speaker))
         self._record_played(frame)
         self._speaker.write(frame)
@@ -272,7 +274,7 @@ class Realtime:
         return callback
 
     def _realtime_priority(self) -> None:
-        """Ask for SCHED_FIFO on the calling PortAudio callback thread (once per thread).
+        """Ask for SCHED_FIFO on the calling callback thread (once per thread).
 
         Debian's PortAudio does not enable real-time scheduling for ALSA callback threads by
         itself; without it a busy machine stalls the callbacks and the buffers xrun. Best effort:

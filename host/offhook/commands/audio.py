@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--tail-ms", type=float, default=128.0)
     run.add_argument("--no-setup", action="store_true", help="do not load the virtual devices (already there)")
     run.add_argument("--rt-priority", type=int, default=0, help="SCHED_FIFO priority for the audio threads (0: off)")
+    run.add_argument(
+        "--backend",
+        choices=("auto", "pulse", "portaudio"),
+        default="auto",
+        help="audio I/O: libpulse directly (pulse), PortAudio via ALSA (portaudio), or pulse when a server answers "
+        "(auto, the default)",
+    )
     run.set_defaults(handler=_run)
 
 
@@ -85,6 +92,7 @@ def _run(args: argparse.Namespace) -> int:
         tail_ms=args.tail_ms,
         setup_devices=not args.no_setup,
         rt_priority=args.rt_priority,
+        backend=args.backend,
     )
     try:
         return run_forever(config, seconds=args.seconds)

@@ -64,7 +64,7 @@ def _duplex_lag(pa, out_index: int, in_index: int, signal: np.ndarray) -> int | 
     return _lag(signal, rec)
 
 
-def measure(seconds: float, backend: str = "pulse") -> dict[str, float]:
+def measure(seconds: float, backend: str = "pulse", queue_ms: float = 10.0) -> dict[str, float]:
     server = PulseTestServer(
         sinks=("room", "offhook_far", MIC_SINK),
         sources={"headset_mic": "room.monitor", MIC_SOURCE: f"{MIC_SINK}.monitor"},
@@ -82,7 +82,8 @@ def measure(seconds: float, backend: str = "pulse") -> dict[str, float]:
         (workdir / "alsa.conf").write_text(alsa_config(pcms))
         os.environ["ALSA_CONFIG_PATH"] = str(workdir / "alsa.conf")
         engine = Realtime(RealtimeConfig(mic_device="headset_mic", speaker_device="room", setup_devices=False,
-                                         control_socket=workdir / "audio.sock", backend=backend))  # fmt: skip
+                                         control_socket=workdir / "audio.sock", backend=backend,
+                                         playback_queue_ms=queue_ms))  # fmt: skip
         engine.start()
         import pyaudio
 
