@@ -58,6 +58,7 @@ def test_pulse_mic_frames_wait_for_their_reference_whatever_order_the_streams_de
     order = ["ref", "mic"] * 20 + ["mic", "ref"] * 20  # the streams swap order halfway through
     order += [step for _ in range(60) for step in rng.permutation(["ref", "mic"])]
     order += ["mic", "mic", "ref", "ref"] + ["ref", "mic"] * 20  # a reference period late by one
+    order += ["mic"] * 6 + ["ref"] * 6 + ["ref", "mic"] * 20  # a stall: each backlog comes at once
     for step in order:
         if step == "ref":
             engine._pulse_reference(far[fed : fed + frame])
@@ -71,4 +72,19 @@ def test_pulse_mic_frames_wait_for_their_reference_whatever_order_the_streams_de
     assert engine.stats.ref_missing == 0
     assert engine.stats.ref_relocks == 1
     assert np.all(offsets == offsets[0])
-    assert len(refs) >= len(order) // 2 - Realtime.MAX_WAITING  # no mic frame lost
+    assert len(refs) == order.count("mic")  # every mic frame went out
+
+
+def test_pulse_mic_frames_stop_waiting_when_the_reference_stream_is_gone():
+    engine = Realtime(RealtimeConfig(setup_devices=False, aec=False, gate=False))
+    engine._speaker, engine._mic_out = _FakePlayback(), _FakePlayback()  # type: ignore[assignment]
+    frame = engine.frame
+    for _ in range(20):
+        engine._pulse_reference(np.ones(frame))
+        engine._pulse_mic(np.ones(frame))
+    written = len(engine._mic_out.written)  # type: ignore[attr-defined]
+    for _ in range(50):  # the reference stream stops delivering
+        engine._pulse_mic(np.ones(frame))
+    sent = len(engine._mic_out.written) - written  # type: ignore[attr-defined]
+    assert sent >= 50 - Realtime.MAX_WAITING  # held at most MAX_WAITING periods, then straight through
+    assert len(engine._waiting) == 0

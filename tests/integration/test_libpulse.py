@@ -40,8 +40,8 @@ def test_played_audio_comes_back_whole_and_in_time(server):
     position = [0]
     recorded: list[np.ndarray] = []
     streams = PulseStreams(RATE)
-    # A generous queue (90 ms of slack): a stalled test machine must not drop data here.
-    speaker = streams.add_playback("test speaker", "room", 480, queue=100 * RATE // 1000)
+    # A generous 100 ms in the server: a stalled test machine must not drop data here.
+    speaker = streams.add_playback("test speaker", "room", 480, latency=100 * RATE // 1000)
 
     def on_capture(samples: np.ndarray) -> None:
         recorded.append(samples)

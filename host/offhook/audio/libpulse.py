@@ -126,20 +126,36 @@ class _Stream:
 class Playback(_Stream):
     """A playback stream written to from the mainloop thread (inside a record callback).
 
+    ``latency``: what the server should hold just before each write (the stream's queue plus the
+    sink's own latency), in samples: slack for a late write. The sink's part is fixed at
+    :attr:`SINK_MS` (PA_STREAM_ADJUST_LATENCY gives the sink ``(tlength - 2 minreq) / 2``), so a
+    larger ``latency`` is all slack.
+
     Writes keep time: each lands right after the previous one, and whatever the server could not
     play in time (after a stall) is dropped by it rather than played late, so the delay from a
-    write to the speaker never creeps. The first write is anchored ``queue - period`` samples
-    ahead of what the server is playing, and so is a write after the stream stayed behind for
+    write to the speaker never creeps. The first write is anchored so that the server holds
+    ``latency`` before the next one, and so is a write after the stream stayed behind for
     several writes (captured audio lost upstream, so the backlog never came)."""
 
     BEHIND_WRITES = 3
+    SINK_MS = 5.0
 
-    def __init__(self, owner: PulseStreams, name: str, device: str | None, period: int, queue: int) -> None:
+    def __init__(self, owner: PulseStreams, name: str, device: str | None, period: int, latency: int) -> None:
         super().__init__(name, device, period)
-        self.queue = queue
+        self.sink = min(int(owner.rate * self.SINK_MS / 1000), latency // 2)
+        self.target = latency
         self._lib = owner._lib
         self._anchored = False
         self._behind = 0
+
+    def buffer_attr(self) -> BufferAttr:
+        tlength = self.target + self.period
+        minreq = max(1, (tlength - 2 * self.sink) // 2)
+        # prebuf 0: after an underflow the server plays silence and keeps time (data that arrives
+        # too late is dropped) instead of pausing until refilled, which would shift everything
+        # played after it: the echo path's delay would jump and the canceller would have to
+        # re-converge, and the mic path's latency would grow.
+        return BufferAttr(NO_VALUE, 2 * tlength, 0, 2 * minreq, NO_VALUE)
 
     def write(self, samples: Float) -> None:
         if self.pointer is None or not len(samples):
@@ -148,7 +164,7 @@ class Playback(_Stream):
         self._behind = self._behind + 1 if latency is not None and latency < 0 else 0
         seek, offset = PA_SEEK_RELATIVE, 0
         if not self._anchored or self._behind >= self.BEHIND_WRITES:
-            seek, offset = PA_SEEK_RELATIVE_ON_READ, 2 * max(0, self.queue - self.period)
+            seek, offset = PA_SEEK_RELATIVE_ON_READ, 2 * (self.target - self.sink)
             self.counters.resyncs += self._anchored
             self._anchored, self._behind = True, 0
         pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype("<i2").tobytes()
@@ -170,7 +186,7 @@ class PulseStreams:
 
     ``add_record(name, device, period, on_samples)``: ``on_samples`` gets whole periods of
     float64 samples, on the mainloop thread, one call at a time; it must not block.
-    ``add_playback(name, device, period, queue)`` returns a :class:`Playback` that the record
+    ``add_playback(name, device, period, latency)`` returns a :class:`Playback` that the record
     callbacks write to (push model: audio goes out as soon as it is produced, nothing waits for
     the server to ask). ``start()`` connects everything, raising :class:`PulseError` with the
     server's reason; ``stop()`` tears it down. Counters are readable at any time.
@@ -192,10 +208,10 @@ class PulseStreams:
     def add_record(self, name: str, device: str | None, period: int, on_samples: Callable[[Float], None]) -> None:
         self._records.append((_Stream(name, device, period), on_samples))
 
-    def add_playback(self, name: str, device: str | None, period: int, queue: int) -> Playback:
-        """``queue``: samples the server should hold; about half of it after the writes' own
-        ``period`` becomes the sink's latency (PA_STREAM_ADJUST_LATENCY)."""
-        stream = Playback(self, name, device, period, queue)
+    def add_playback(self, name: str, device: str | None, period: int, latency: int) -> Playback:
+        """``period``: samples per write; ``latency``: what the server should hold just before
+        each write, in samples (see :class:`Playback`)."""
+        stream = Playback(self, name, device, period, latency)
         self._playbacks.append(stream)
         return stream
 
@@ -311,13 +327,7 @@ class PulseStreams:
             underflow = STREAM_NOTIFY(self._counter(stream, "underflows"))
             stream.callbacks.append(underflow)
             lib.pa_stream_set_underflow_callback(pointer, underflow, None)
-            # prebuf 0: after an underflow the server plays silence and keeps time (data that
-            # arrives too late is dropped) instead of pausing until refilled, which would shift
-            # everything played after it: the echo path's delay would jump and the canceller
-            # would have to re-converge, and the mic path's latency would grow.
-            # minreq half a period: with ADJUST_LATENCY the sink's latency becomes
-            # (tlength - 2 minreq) / 2, so a 20 ms queue of 10 ms writes leaves the sink 5 ms.
-            attr = BufferAttr(NO_VALUE, 2 * stream.queue, 0, period_bytes // 2, NO_VALUE)
+            attr = stream.buffer_attr()
             result = lib.pa_stream_connect_playback(pointer, device, ctypes.byref(attr), flags, None, None)
         if result < 0:
             raise self._error(f"stream {stream.name} on {stream.device or 'the default device'}")

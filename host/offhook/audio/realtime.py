@@ -12,14 +12,15 @@ Two I/O backends drive the same chain and buffers:
 
 Streams (either backend):
 
-- reference in (``offhook_far`` monitor: what the softphone plays) -> :class:`DriftBuffer`
-- headset speaker out <- that buffer; every frame played is also queued as the AEC reference
-- headset mic in -> chain (AEC with the queued reference, gate, mute) -> :class:`DriftBuffer`
-- virtual mic out (``offhook_mic_sink``, remapped as source ``offhook_mic``) <- that buffer
+- reference in (``offhook_far`` monitor: what the softphone plays) -> headset speaker out; every
+  sample played is also kept as the AEC reference
+- headset mic in -> chain (AEC with that reference, gate, mute) -> virtual mic out
+  (``offhook_mic_sink``, remapped as source ``offhook_mic``)
 
-The two drift buffers sit exactly where the clocks change (system clock of the null sinks vs the
-headset's crystal). Added latency = chain latency + one frame + the mic-path buffer's fill +
-the server's buffering of the capture and playback streams.
+Clock drift (the null sinks run on the system clock, the headset on its crystal) is absorbed where
+the clocks change: by a :class:`DriftBuffer` between callbacks (PortAudio) or a
+:class:`DriftResampler` steered on the server's queue (pulse). Added latency = chain latency + one
+frame + that buffer or queue + the server's buffering of the capture stream.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from offhook.audio.pulse import (
     alsa_config,
     default_pcms,
     ensure_virtual_devices,
-)  # fmt: skip
+)
 
 BACKENDS = ("auto", "pulse", "portaudio")
 
@@ -81,7 +82,7 @@ class RealtimeConfig:
     rt_priority: int = 0
     # pulse backend: what each playback stream keeps queued in the server just before the next
     # frame is written (the sink's own latency included): slack for a late wakeup.
-    playback_queue_ms: float = 10.0
+    playback_queue_ms: float = 20.0
     backend: str = "auto"  # "pulse", "portaudio", or "auto" (pulse when libpulse reaches a server)
 
 
@@ -91,6 +92,7 @@ class Stats:
     backend: str = ""
     stream_xruns: int = 0  # the server's underflows/overflows (pulse) or PortAudio's status flags
     capture_holes: int = 0  # gaps the server reported in captured audio (pulse backend)
+    playback_resyncs: int = 0  # playback streams re-anchored after falling behind for good (pulse)
     buffer_underruns: int = 0
     buffer_overruns: int = 0
     ref_missing: int = 0  # mic periods whose echo reference was not (all) played yet: zeros
@@ -102,7 +104,7 @@ class Stats:
 
 
 class Realtime:
-    MAX_WAITING = 2  # mic frames held for their echo reference (pulse backend)
+    MAX_WAITING = 10  # mic periods without a reference period before the reference counts as gone
 
     def __init__(self, config: RealtimeConfig) -> None:
         self.config = config
@@ -144,10 +146,9 @@ class Realtime:
         self._mic_out: Playback | None = None
         queue = config.rate * config.playback_queue_ms / 1000
         self._speaker_drift, self._out_drift = DriftResampler(queue), DriftResampler(queue)
-        self._mic_queued = 0.0
-        self._waiting: deque[np.ndarray] = (
-            deque()
-        )  # mic frames waiting for their reference  # samples the server held before the last mic frame was written
+        self._mic_queued = 0.0  # samples the server held before the last mic frame was written
+        self._waiting: deque[np.ndarray] = deque()  # mic frames waiting for their echo reference
+        self._mic_since_reference = 0
         self._rt_threads: set[int] = set()
 
     def set_muted(self, muted: bool) -> None:
@@ -197,21 +198,25 @@ class Realtime:
         frame = self._speaker_drift.process(samples, self._queued(self._speaker))
         self._record_played(frame)
         self._speaker.write(frame)
+        self._mic_since_reference = 0
         self._drain_mic()
 
     def _pulse_mic(self, mic: np.ndarray) -> None:
         self._waiting.append(mic)
+        self._mic_since_reference += 1
         self._drain_mic()
 
     def _drain_mic(self) -> None:
         """Clean and send the mic frames whose echo reference has been played. The reference and
-        mic streams deliver their 10 ms periods at nearly the same moment, in either order: a mic
-        frame processed first would get zeros for its reference's last stretch, and a few in a
-        row would re-lock the alignment (the canceller's delay jumps and it re-converges, which
-        measured 4-6 dB ERLE for a second). So a mic frame waits for its reference, for at most
-        :attr:`MAX_WAITING` frames (a stalled reference stream must not hold the agent's voice)."""
+        mic streams deliver their 10 ms periods at nearly the same moment, in either order, and
+        after a stall each delivers its whole backlog at once: a mic frame processed first would
+        get zeros for its reference, and three in a row re-lock the alignment (the canceller's
+        delay jumps and it re-converges: 4-6 dB ERLE for a second, measured). So a mic frame
+        waits for its reference, unless the reference stream has delivered nothing for
+        :attr:`MAX_WAITING` mic periods (gone: the agent's voice must not wait for it)."""
         assert self._mic_out is not None
-        while self._waiting and (len(self._waiting) > self.MAX_WAITING or self._reference_ready(len(self._waiting[0]))):
+        reference_gone = self._mic_since_reference > self.MAX_WAITING
+        while self._waiting and (reference_gone or self._reference_ready(len(self._waiting[0]))):
             queued = self._queued(self._mic_out)
             if queued is not None:
                 self._mic_queued = queued
@@ -320,9 +325,9 @@ class Realtime:
     def _start_pulse(self) -> None:
         cfg = self.config
         streams = PulseStreams(cfg.rate, app_name="offhook")
-        queue = int(self._speaker_drift.steering.target) + self.frame  # the slack plus the frame written
-        self._speaker = streams.add_playback("offhook headset speaker", cfg.speaker_device, self.frame, queue)
-        self._mic_out = streams.add_playback("offhook microphone", MIC_SINK, self.frame, queue)
+        latency = int(self._speaker_drift.steering.target)  # held in the server before each write
+        self._speaker = streams.add_playback("offhook headset speaker", cfg.speaker_device, self.frame, latency)
+        self._mic_out = streams.add_playback("offhook microphone", MIC_SINK, self.frame, latency)
         streams.add_record("offhook echo reference", f"{FAR_SINK}.monitor", self.frame, self._pulse_reference)
         streams.add_record("offhook headset mic", cfg.mic_device, self.frame, self._pulse_mic)
         self._started_at = time.monotonic()
@@ -389,6 +394,7 @@ class Realtime:
         if self._pulse is not None:
             s.stream_xruns = self._server_xruns() - server0
             s.capture_holes = sum(c.holes for c in self._pulse.counters)
+            s.playback_resyncs = sum(c.resyncs for c in self._pulse.counters)
         s.stretches = self.ref_buffer.stretches + self.out_buffer.stretches
         s.buffer_underruns = self.ref_buffer.underruns + self.out_buffer.underruns - under0
         s.buffer_overruns = self.ref_buffer.overruns + self.out_buffer.overruns - over0
