@@ -145,7 +145,9 @@ def _live() -> list[Figure]:
                    "", "OFFHOOK_BENCH_SOAK_S=600 for the full soak", "0" if shipped else "",
                    result["xruns"] == 0 if shipped else None),
             Figure(AREA, f"real-time ({label}): process CPU share during the soak (one core = 1)",
-                   result["cpu_share"], "x"),
+                   result["cpu_share"], "x",
+                   f"hypervisor steal {100 * result['steal_share']:.0f} % of machine time, soak's audio took "
+                   f"{result['soak_wall_s']:.0f} s of wall time"),
         ]  # fmt: skip
     return figures
 

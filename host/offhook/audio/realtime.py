@@ -104,7 +104,7 @@ class Stats:
 
 
 class Realtime:
-    MAX_WAITING = 10  # mic periods without a reference period before the reference counts as gone
+    MAX_WAITING = 5  # mic frames held for their echo reference (pulse backend): 50 ms at most
 
     def __init__(self, config: RealtimeConfig) -> None:
         self.config = config
@@ -212,11 +212,14 @@ class Realtime:
         after a stall each delivers its whole backlog at once: a mic frame processed first would
         get zeros for its reference, and three in a row re-lock the alignment (the canceller's
         delay jumps and it re-converges: 4-6 dB ERLE for a second, measured). So a mic frame
-        waits for its reference, unless the reference stream has delivered nothing for
-        :attr:`MAX_WAITING` mic periods (gone: the agent's voice must not wait for it)."""
+        waits for its reference, but at most :attr:`MAX_WAITING` frames are held (a reference
+        that stays behind is then re-locked instead of delaying the agent's voice for good), and
+        none once the reference stream has delivered nothing for that long (gone)."""
         assert self._mic_out is not None
         reference_gone = self._mic_since_reference > self.MAX_WAITING
-        while self._waiting and (reference_gone or self._reference_ready(len(self._waiting[0]))):
+        while self._waiting and (
+            reference_gone or len(self._waiting) > self.MAX_WAITING or self._reference_ready(len(self._waiting[0]))
+        ):
             queued = self._queued(self._mic_out)
             if queued is not None:
                 self._mic_queued = queued
@@ -399,7 +402,10 @@ class Realtime:
         s.buffer_underruns = self.ref_buffer.underruns + self.out_buffer.underruns - under0
         s.buffer_overruns = self.ref_buffer.overruns + self.out_buffer.overruns - over0
         per = 1000.0 / self.config.rate
-        waiting = self._mic_queued + self.frame / 2 if self._pulse is not None else self.out_buffer.fill
+        if self._pulse is not None:  # the server's queue, and mic frames held for their reference
+            waiting = self._mic_queued + self.frame / 2 + len(self._waiting) * self.frame
+        else:
+            waiting = self.out_buffer.fill
         s.added_latency_ms = (self.chain.latency + waiting + self.frame) * per
         return s
 

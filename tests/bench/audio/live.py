@@ -31,6 +31,13 @@ FRAME = 480
 LAG_PAIRS = 5
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(steal, total) jiffies of the whole machine: on a virtual machine the hypervisor's steal
+    says whether a bad soak was the pipeline or the host starving every process, the server too."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7], sum(fields)
+
+
 def _lag(played: np.ndarray, recorded: np.ndarray) -> int | None:
     if len(recorded) < len(played):  # the duplex stream failed (ALSA poll errors under load)
         return None
@@ -109,6 +116,7 @@ def measure(seconds: float, backend: str = "pulse", queue_ms: float = 10.0) -> d
         started = time.process_time()
         wall = time.monotonic()
         load_start = os.getloadavg()[0]
+        steal_start, total_start = _cpu_ticks()
         for proc in procs:
             try:
                 # pacat plays slower than real time when the server itself falls behind (load).
@@ -119,6 +127,7 @@ def measure(seconds: float, backend: str = "pulse", queue_ms: float = 10.0) -> d
         wall = time.monotonic() - wall
         cpu = time.process_time() - started
         load_end = os.getloadavg()[0]
+        steal_end, total_end = _cpu_ticks()
         stats = engine.snapshot()
         # Latency last, with the pipeline settled (drift buffers at their target).
         throughs: list[int] = []
@@ -147,6 +156,7 @@ def measure(seconds: float, backend: str = "pulse", queue_ms: float = 10.0) -> d
             "soak_wall_s": wall,
             "load_start": load_start,
             "load_end": load_end,
+            "steal_share": (steal_end - steal_start) / max(1, total_end - total_start),
             "engine_estimate_ms": estimate,
             "stretches": float(stats.stretches),
             "stream_xruns": float(stats.stream_xruns),
