@@ -58,7 +58,7 @@ def test_pulse_mic_frames_wait_for_their_reference_whatever_order_the_streams_de
     order = ["ref", "mic"] * 20 + ["mic", "ref"] * 20  # the streams swap order halfway through
     order += [step for _ in range(60) for step in rng.permutation(["ref", "mic"])]
     order += ["mic", "mic", "ref", "ref"] + ["ref", "mic"] * 20  # a reference period late by one
-    order += ["mic"] * 5 + ["ref"] * 5 + ["ref", "mic"] * 20  # a 50 ms stall: each backlog comes at once
+    order += ["mic"] * 4 + ["ref"] * 4 + ["ref", "mic"] * 20  # a 40 ms stall: each backlog comes at once
     for step in order:
         if step == "ref":
             engine._pulse_reference(far[fed : fed + frame])
