@@ -31,13 +31,14 @@ def test_reference_keeps_a_fixed_offset_through_jitter_and_a_missed_playback_per
 
 
 class _FakePlayback:
-    """The libpulse playback seam: what was written, and a steady server queue."""
+    """The libpulse playback seam: what was written, and a server queue steady at its target."""
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float = RealtimeConfig.playback_queue_ms / 1000) -> None:
         self.written: list[np.ndarray] = []
+        self.seconds = seconds
 
     def latency(self) -> float:
-        return 0.010
+        return self.seconds
 
     def write(self, samples: np.ndarray) -> None:
         self.written.append(samples)
