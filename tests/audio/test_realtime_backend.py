@@ -55,3 +55,10 @@ def test_cli_run_refuses_an_unknown_backend(capsys):
         main(["audio", "run", "--backend", "jack"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'jack'" in capsys.readouterr().err
+
+
+def test_cli_run_refuses_a_queue_the_sink_cannot_hold(capsys):
+    from offhook.cli import main
+
+    assert main(["audio", "run", "--queue-ms", "2"]) == 2
+    assert "--queue-ms 2: must be between 6 and 500" in capsys.readouterr().err

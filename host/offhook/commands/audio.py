@@ -40,6 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--no-setup", action="store_true", help="do not load the virtual devices (already there)")
     run.add_argument("--rt-priority", type=int, default=0, help="SCHED_FIFO priority for the audio threads (0: off)")
     run.add_argument(
+        "--queue-ms",
+        type=float,
+        default=20.0,
+        help="pulse backend: audio held in the server before each write (default 20; lower is less latency "
+        "and more underruns on a busy machine)",
+    )
+    run.add_argument(
         "--backend",
         choices=("auto", "pulse", "portaudio"),
         default="auto",
@@ -81,6 +88,9 @@ def _process(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import sys
 
+    if not 6.0 <= args.queue_ms <= 500.0:  # the sink's own 5 ms is part of it
+        raise UsageError(f"--queue-ms {args.queue_ms:g}: must be between 6 and 500")
+
     from offhook.audio.pulse import PulseError
     from offhook.audio.realtime import RealtimeConfig, run_forever
 
@@ -93,6 +103,7 @@ def _run(args: argparse.Namespace) -> int:
         setup_devices=not args.no_setup,
         rt_priority=args.rt_priority,
         backend=args.backend,
+        playback_queue_ms=args.queue_ms,
     )
     try:
         return run_forever(config, seconds=args.seconds)
