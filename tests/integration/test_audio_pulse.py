@@ -94,11 +94,12 @@ def test_realtime_chain_cancels_echo_and_mutes(server, tmp_path, far_speech_48k,
         engine.stop()
     stats = engine.snapshot()
     assert elapsed > 13
-    # Far-end single talk after convergence (3-6 s): the echo is cancelled.
-    window = slice(3 * RATE, 6 * RATE)
-    erle = 10 * np.log10(np.sum(mic[window] ** 2) / (np.sum(out[window] ** 2) + 1e-20))
-    print(f"ERLE {erle:.1f} dB; pipeline {stats}")
-    assert erle > 15.0, f"ERLE {erle:.1f} dB; pipeline {stats}"  # xruns/latency tell a loaded machine apart
+    # Far-end single talk after convergence (3-6 s): the echo is cancelled. The median over half
+    # seconds: one underrun of a starved test machine (the server plays silence there while the
+    # reference holds speech) costs one block, not the verdict; a lost alignment costs them all.
+    blocks = [slice(start, start + RATE // 2) for start in range(3 * RATE, 6 * RATE, RATE // 2)]
+    erle = float(np.median([10 * np.log10(np.sum(mic[b] ** 2) / (np.sum(out[b] ** 2) + 1e-20)) for b in blocks]))
+    assert erle > 15.0, f"ERLE {erle:.1f} dB; pipeline {stats}"
     # Double talk: the agent's voice is still there.
     dt = slice(int(6.5 * RATE), int(9.5 * RATE))
     assert np.std(out[dt]) > 0.3 * np.std(near_speech_48k[: 3 * RATE])
