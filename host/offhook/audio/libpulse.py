@@ -4,12 +4,13 @@ direct backend, with no PortAudio or ALSA plugin in between.
 Why: through PortAudio's ALSA ``pulse`` route each capture stream busy-polls between periods
 (about 12 % of a core each here) and callbacks stall under load, so the mic path overruns and
 latency wanders (docs/audio.md). Here every stream lives on one ``pa_threaded_mainloop`` thread
-that sleeps in poll() until the server has data or wants some; buffer sizes are asked for
-explicitly (``pa_buffer_attr`` with ``PA_STREAM_ADJUST_LATENCY``) and the server's own underflow
-and overflow notifications are counted, so xruns are the server's figures, not guesses.
+that sleeps in poll() until the server has captured data, and playback is written as soon as it
+is produced. Buffer sizes are asked for explicitly (``pa_buffer_attr`` with
+``PA_STREAM_ADJUST_LATENCY``) and the server's own underflow and overflow notifications are
+counted, so xruns are the server's figures, not guesses.
 
 Only what offhook needs is bound: mono s16le record and playback streams, their xrun counters
-and latency. Works with PulseAudio and with pipewire-pulse (same protocol).
+and latency. Speaks PulseAudio's protocol, which pipewire-pulse also serves (tested here on PulseAudio 16.1).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ PA_CONTEXT_READY, PA_CONTEXT_FAILED, PA_CONTEXT_TERMINATED = 4, 5, 6
 PA_STREAM_READY, PA_STREAM_FAILED, PA_STREAM_TERMINATED = 2, 3, 4
 PA_STREAM_INTERPOLATE_TIMING = 0x2
 PA_STREAM_AUTO_TIMING_UPDATE = 0x8
-PA_STREAM_DONT_MOVE = 0x200
 PA_STREAM_ADJUST_LATENCY = 0x2000
 PA_SEEK_RELATIVE = 0
 PA_SEEK_RELATIVE_ON_READ = 2

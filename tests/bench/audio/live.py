@@ -71,7 +71,7 @@ def _duplex_lag(pa, out_index: int, in_index: int, signal: np.ndarray) -> int | 
     return _lag(signal, rec)
 
 
-def measure(seconds: float, backend: str = "pulse", queue_ms: float = 10.0) -> dict[str, float]:
+def measure(seconds: float, backend: str = "pulse", queue_ms: float = 20.0) -> dict[str, float]:
     server = PulseTestServer(
         sinks=("room", "offhook_far", MIC_SINK),
         sources={"headset_mic": "room.monitor", MIC_SOURCE: f"{MIC_SINK}.monitor"},
