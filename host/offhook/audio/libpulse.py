@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from offhook.audio import pcm
 from offhook.audio.pulse import PulseError
 
 Float = NDArray[np.float64]
@@ -167,8 +168,8 @@ class Playback(_Stream):
             seek, offset = PA_SEEK_RELATIVE_ON_READ, 2 * (self.target - self.sink)
             self.counters.resyncs += self._anchored
             self._anchored, self._behind = True, 0
-        pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype("<i2").tobytes()
-        self._lib.pa_stream_write(self.pointer, pcm, len(pcm), None, offset, seek)
+        data = pcm.encode(samples)
+        self._lib.pa_stream_write(self.pointer, data, len(data), None, offset, seek)
 
     def latency(self) -> float | None:
         """Seconds until a sample written now is played (the server's interpolated estimate:
@@ -244,7 +245,7 @@ class PulseStreams:
                     pending.extend(bytes(size.value))
                 lib.pa_stream_drop(pointer)
             while len(pending) >= period_bytes:
-                samples = np.frombuffer(bytes(pending[:period_bytes]), dtype="<i2") / 32768.0
+                samples = pcm.decode(bytes(pending[:period_bytes]))
                 del pending[:period_bytes]
                 try:
                     on_samples(samples)

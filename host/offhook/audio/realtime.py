@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from offhook.audio import FRAME_MS
+from offhook.audio import FRAME_MS, pcm
 from offhook.audio.aec import AecConfig
 from offhook.audio.chain import Chain, ChainConfig
 from offhook.audio.control import control_socket_path
@@ -275,9 +275,9 @@ class Realtime:
         def callback(data: Any, count: int, info: Any, status: int) -> tuple[bytes | None, int]:
             self._note(status)
             if direction == "input":
-                work(np.frombuffer(data, dtype="<i2") / 32768.0)
+                work(pcm.decode(data))
                 return None, self._continue()
-            return _pcm(work(count)), self._continue()
+            return pcm.encode(work(count)), self._continue()
 
         return callback
 
@@ -425,10 +425,6 @@ class Realtime:
                 self.stats.notes.append(f"audio callback failed: {self._pulse.callback_error!r}")
         if self._sock is not None:
             self._sock.close()
-
-
-def _pcm(frame: np.ndarray) -> bytes:
-    return np.clip(np.round(frame * 32768.0), -32768, 32767).astype("<i2").tobytes()
 
 
 def run_forever(config: RealtimeConfig, seconds: float = 0.0) -> int:

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from offhook.audio import pcm
+
 Float = NDArray[np.float64]
 RATES = (16000, 48000)
 
@@ -35,14 +37,13 @@ def read_wav(path: str | Path) -> tuple[Float, int]:
         raise WavError(f"{path}: {8 * width}-bit samples, expected 16-bit PCM")
     if rate not in RATES:
         raise WavError(f"{path}: {rate} Hz, expected 16000 or 48000")
-    return np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0, rate
+    return pcm.decode(raw), rate
 
 
 def write_wav(path: str | Path, samples: Float, rate: int) -> None:
     """Write mono 16-bit PCM, clipping to the representable range."""
-    pcm = np.clip(np.round(np.asarray(samples) * 32768.0), -32768, 32767).astype("<i2")
     with wave.open(str(path), "wb") as handle:
         handle.setnchannels(1)
         handle.setsampwidth(2)
         handle.setframerate(rate)
-        handle.writeframes(pcm.tobytes())
+        handle.writeframes(pcm.encode(samples))
