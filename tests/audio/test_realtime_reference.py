@@ -40,7 +40,7 @@ class _FakePlayback:
     def latency(self) -> float:
         return self.seconds
 
-    def write(self, samples: np.ndarray) -> None:
+    def write(self, samples: np.ndarray, latency: float | None) -> None:
         self.written.append(samples)
 
 

@@ -48,7 +48,7 @@ def test_played_audio_comes_back_whole_and_in_time(server):
         start = position[0]
         chunk = signal[start : start + 480]
         position[0] += 480
-        speaker.write(np.concatenate((chunk, np.zeros(480 - len(chunk)))))
+        speaker.write(np.concatenate((chunk, np.zeros(480 - len(chunk)))), speaker.latency())
 
     streams.add_record("test mic", "headset_mic", 480, on_capture)
     streams.start()

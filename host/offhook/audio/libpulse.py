@@ -158,10 +158,10 @@ class Playback(_Stream):
         # re-converge, and the mic path's latency would grow.
         return BufferAttr(NO_VALUE, 2 * tlength, 0, 2 * minreq, NO_VALUE)
 
-    def write(self, samples: Float) -> None:
+    def write(self, samples: Float, latency: float | None) -> None:
+        """``latency``: :meth:`latency` read just before (the caller steers its drift on it too)."""
         if self.pointer is None or not len(samples):
             return
-        latency = self.latency()
         self._behind = self._behind + 1 if latency is not None and latency < 0 else 0
         seek, offset = PA_SEEK_RELATIVE, 0
         if not self._anchored or self._behind >= self.BEHIND_WRITES:

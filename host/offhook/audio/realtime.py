@@ -195,9 +195,10 @@ class Realtime:
         assert self._speaker is not None
         if self.config.rt_priority > 0:
             self._realtime_priority()  # the mainloop thread: every stream's I/O and the chain
-        frame = self._speaker_drift.process(samples, self._queued(self._speaker))
+        latency = self._speaker.latency()
+        frame = self._speaker_drift.process(samples, self._samples(latency))
         self._record_played(frame)
-        self._speaker.write(frame)
+        self._speaker.write(frame, latency)
         self._mic_since_reference = 0
         self._drain_mic()
 
@@ -220,19 +221,19 @@ class Realtime:
         while self._waiting and (
             reference_gone or len(self._waiting) > self.MAX_WAITING or self._reference_ready(len(self._waiting[0]))
         ):
-            queued = self._queued(self._mic_out)
+            latency = self._mic_out.latency()
+            queued = self._samples(latency)
             if queued is not None:
                 self._mic_queued = queued
-            self._mic_out.write(self._out_drift.process(self._clean(self._waiting.popleft()), queued))
+            self._mic_out.write(self._out_drift.process(self._clean(self._waiting.popleft()), queued), latency)
 
     def _reference_ready(self, count: int) -> bool:
         with self._played_lock:
             lag = self._ref_lag
             return lag is None or self._played_total >= self._mic_total + count - lag
 
-    def _queued(self, playback: Playback) -> float | None:
-        latency = playback.latency()
-        return None if latency is None else latency * self.config.rate
+    def _samples(self, seconds: float | None) -> float | None:
+        return None if seconds is None else seconds * self.config.rate
 
     def _server_xruns(self) -> int:
         if self._pulse is None:
@@ -312,7 +313,6 @@ class Realtime:
             raise ValueError(f"unknown audio backend {cfg.backend!r} (choose from {', '.join(BACKENDS)})")
         if cfg.setup_devices:
             ensure_virtual_devices()
-        self._started_at = time.monotonic()
         if cfg.backend == "portaudio":
             self._start_portaudio()
         else:
