@@ -68,14 +68,7 @@ class DriftResampler:
             self._tail = buf
             return np.zeros(0)
         count = int(np.floor((len(buf) - 1 - self._pos) / ratio - 1e-9)) + 1  # keep a right neighbour
-        positions = self._pos + ratio * np.arange(count)
-        base = positions.astype(np.int64)
-        frac = positions - base
-        out = (1 - frac) * buf[base] + frac * buf[base + 1]
-        self._pos += ratio * count
-        consumed = int(self._pos)
-        self._tail = buf[consumed:]
-        self._pos -= consumed
+        out, self._tail, self._pos = _read(buf, self._pos, ratio, count)
         return out
 
 
@@ -119,8 +112,7 @@ class DriftBuffer:
                 # (up to 25 % slower for one 5 ms period: a tiny pitch dip) instead of inserting silence.
                 ratio = (len(self._buf) - 1 - self._pos) / n
                 self.stretches += 1
-            positions = self._pos + ratio * np.arange(n)
-            if len(self._buf) < 2 or positions[-1] + 1 >= len(self._buf):
+            if len(self._buf) < 2 or self._pos + ratio * (n - 1) + 1 >= len(self._buf):
                 self.underruns += 1
                 out = np.zeros(n)
                 avail = max(0, len(self._buf) - int(self._pos))
@@ -129,11 +121,18 @@ class DriftBuffer:
                 self._buf = np.zeros(0)
                 self._pos = 0.0
                 return out
-            base = positions.astype(np.int64)
-            frac = positions - base
-            out = (1 - frac) * self._buf[base] + frac * self._buf[base + 1]
-            self._pos += ratio * n
-            consumed = int(self._pos)
-            self._buf = self._buf[consumed:]
-            self._pos -= consumed
+            out, self._buf, self._pos = _read(self._buf, self._pos, ratio, n)
             return out
+
+
+def _read(buf: Float, pos: float, ratio: float, count: int) -> tuple[Float, Float, float]:
+    """``count`` samples read from ``buf`` from ``pos`` on, ``ratio`` apart (linear interpolation;
+    the caller keeps a right neighbour in ``buf``): the samples, what is left of ``buf``, and the
+    read position in it."""
+    positions = pos + ratio * np.arange(count)
+    base = positions.astype(np.int64)
+    frac = positions - base
+    out = (1 - frac) * buf[base] + frac * buf[base + 1]
+    pos += ratio * count
+    consumed = int(pos)
+    return out, buf[consumed:], pos - consumed
