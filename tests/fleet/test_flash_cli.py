@@ -94,3 +94,15 @@ def test_identify_blinks_the_unit(bench: Bench, capsys: pytest.CaptureFixture[st
     flags = [state[2] for state in seen if state]
     assert flags[:2] == [0x20, 0], "identify flag on, then off"
     assert unit.serial in capsys.readouterr().out
+
+
+def test_identify_a_unit_unplugged_after_discovery_is_an_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from offhook.commands import flash
+
+    gone = str(tmp_path / "ttyACM-gone")
+    monkeypatch.setattr(flash, "_units", lambda serials: [(gone, "serial", serials[0])])
+    assert main(["identify", "00000000f1ee7000", "--seconds", "0.1"]) == 1
+    err = capsys.readouterr().err
+    assert gone in err and "Traceback" not in err

@@ -124,3 +124,37 @@ def test_unplugged_mid_update_and_not_retried_keeps_the_old_version(tmp_path: Pa
             assert (info.fw, info.health) == ("0.1.0", "confirmed")  # never a half-installed slot
 
     run(scenario())
+
+
+def test_port_failing_on_a_write_mid_update_is_a_failed_try_not_a_crash(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The cable pulled just as the flasher writes: the port raises EIO inside a chunk's write
+    (not the reader noticing first). That is one failed try with a reason, retried if allowed."""
+    from offhook.fleet import build, flasher
+    from offhook.transport.base import TransportClosed
+    from offhook.transport.serial import SerialTransport
+    from tests.fleet import simfleet
+
+    data = simfleet.sim_bundle()
+    writes_before_the_cable_goes = [20]
+
+    class PulledMidWrite(SerialTransport):
+        async def write(self, data: bytes) -> None:
+            writes_before_the_cable_goes[0] -= 1
+            if writes_before_the_cable_goes[0] == 0:
+                raise TransportClosed(f"{self.path}: write failed: [Errno 5] Input/output error")
+            await super().write(data)
+
+    monkeypatch.setattr(flasher, "SerialTransport", PulledMidWrite)
+
+    async def scenario() -> None:
+        async with simfleet.units(tmp_path, 1) as (unit,):
+            path = str(unit.port_link)
+            once = await flasher.Flasher(path, data, build.peek_manifest(data)).run(retries=0)
+            assert (once.result, once.tries) == ("failed", 1)
+            assert "Input/output error" in once.reason
+            assert (await flasher.query(path)).fw == "0.1.0"
+            writes_before_the_cable_goes[0] = 20
+            retried = await flasher.Flasher(path, data, build.peek_manifest(data)).run(retries=1)
+            assert (retried.result, retried.tries) == ("ok", 2), retried.reason
+
+    run(scenario())

@@ -219,5 +219,8 @@ def _identify(args: argparse.Namespace) -> int:
 
     ((path, _kind, _serial),) = _units([args.serial])
     info = asyncio.run(flasher.identify(path, args.seconds))
+    if info.error:
+        print(f"offhook: {path}: {info.error}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"{info.serial}: blinked for {args.seconds:g} s ({path})")
     return EXIT_OK

@@ -200,6 +200,7 @@ async def query(path: str, transport: str = "serial", hid_path: str = "") -> Uni
 async def identify(path: str, seconds: float) -> UnitInfo:
     """Blink the unit (STATE identify flag) for ``seconds``, then show "no host" again."""
     unit = UnitLink(SerialTransport(path))
+    info = UnitInfo(path=path, transport="serial")
     try:
         await unit.open()
         info = _info(path, await unit.say_hello(), "serial")
@@ -207,9 +208,11 @@ async def identify(path: str, seconds: float) -> UnitInfo:
         await asyncio.sleep(seconds)
         await unit.send(L.STATE, L.encode_state(L.CALL_IDLE, L.AGENT_OFFLINE, 0))
         await asyncio.sleep(0.3)
-        return info
+    except (FlashFailed, TransportClosed) as exc:
+        info.error = str(exc)
     finally:
         await unit.close()
+    return info
 
 
 class Flasher:
@@ -246,11 +249,11 @@ class Flasher:
     async def _once(self) -> None:
         unit = UnitLink(SerialTransport(self.path))
         try:
-            try:
-                await unit.open()
-            except TransportClosed as exc:
-                raise FlashFailed(str(exc), retry=True) from None
+            await unit.open()
             await self._transfer(unit)
+        except TransportClosed as exc:
+            # Unplugged at open or mid-write (EIO on the port): a failed try like any other.
+            raise FlashFailed(str(exc), retry=True) from None
         finally:
             await unit.close()
 
