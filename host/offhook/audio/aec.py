@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from offhook.audio import FRAME_MS, PROCESS_RATE
+from offhook.audio import FRAME_MS, PROCESS_RATE, fft
 
 Float = NDArray[np.float64]
 Complex = NDArray[np.complex128]
@@ -115,7 +115,7 @@ class DelayEstimator:
         self._mic_pow = a * self._mic_pow + (1 - a) * float(mic_feature @ mic_feature)
         cross, ref_pow = self._stats
         corr = cross / np.sqrt(ref_pow * self._mic_pow + 1e-12)
-        best = int(np.argmax(corr))
+        best = int(corr.argmax())
         self.confidence = float(corr[best])
         if best == self._candidate:
             self._votes += 1
@@ -181,7 +181,7 @@ class ResidualEchoSuppressor:
         blocks[:, :n] = blocks[:, n:]
         blocks[0, n:] = error
         blocks[1, n:] = echo
-        spectra = np.fft.rfft(blocks * self._window, axis=1)
+        spectra = fft.rfft(blocks * self._window)
         return spectra, spectra.real**2 + spectra.imag**2
 
     def process(self, spectra: Complex, powers: Float, leak: float) -> Float:
@@ -223,7 +223,7 @@ class ResidualEchoSuppressor:
         if missing is not None:
             self._phase_row = (self._phase_row + 1) % len(self._phasors)
             out_spec += np.sqrt(2.0 * missing) * self._phasors[self._phase_row]  # see _filter
-        block = self._window * np.fft.irfft(out_spec, 2 * self.frame)
+        block = self._window * fft.irfft(out_spec, 2 * self.frame)
         out = self._overlap + block[: self.frame]
         self._overlap = block[self.frame :]
         return out
@@ -244,7 +244,7 @@ class ResidualEchoSuppressor:
             # block, where the windowed signal it replaces had it concentrated under the window.
             self._phase_row = (self._phase_row + 1) % len(self._phasors)
             np.multiply(np.sqrt(2.0 * missing), self._phasors[self._phase_row], out=response[1])
-        inverse = np.fft.irfft(response, 2 * n, axis=1)
+        inverse = fft.irfft(response, 2 * n)
         taps = inverse[0, self._tap_index] * self._taper
         # The taps are symmetric (zero-phase response, symmetric taper): correlation = convolution.
         history = self._blocks[0, n - 2 * self.half :]
@@ -282,17 +282,17 @@ class EchoCanceller:
         self.max_lag = int(np.ceil(config.max_delay_ms * config.rate / 1000 / n))
         p = self.partitions = int(np.ceil(config.tail_ms * config.rate / 1000 / n)) + config.delay_margin_frames
         length = self._ring_len = self.max_lag + p + 1
-        # Doubled rings of reference spectra (row i and i + length hold the same frame), their
-        # conjugates (for the gradient) and powers (for the normaliser).
+        # Doubled rings of reference spectra (row i and i + length hold the same frame) and their
+        # powers (for the normaliser).
         self._ring = np.zeros((2 * length, k), dtype=np.complex128)
-        self._ring_conj = np.zeros((2 * length, k), dtype=np.complex128)
         self._ring_pow = np.zeros((2 * length, k))
         self._pos = 0
         self._io = np.zeros((2, 2 * n))  # reference and microphone: previous and current frame
         self._weights = np.zeros((2, p, k), dtype=np.complex128)  # foreground (used), background
         self._products = np.empty((2, p, k), dtype=np.complex128)
         self._gradient = np.empty((p, k), dtype=np.complex128)
-        self._causal = np.empty((p, n))
+        self._constrain_rows = np.zeros(2, dtype=np.intp)  # partitions constrained this frame
+        self._constrain_turn = 0
         self._err_block = np.zeros(2 * n)
         self._norm = np.zeros(k)
         self._davg1 = self._davg2 = self._dvar1 = self._dvar2 = 0.0
@@ -346,15 +346,13 @@ class EchoCanceller:
         io[0, n:] = ref
         io[1, n:] = mic
         ref, mic = io[0, n:], io[1, n:]
-        spectra = np.fft.rfft(io, axis=1)
+        spectra = fft.rfft(io)
         powers = spectra.real**2 + spectra.imag**2
         length = self._ring_len
         pos = self._pos = (self._pos + 1) % length
         for row in (pos, pos + length):
             self._ring[row] = spectra[0]
             self._ring_pow[row] = powers[0]
-        np.conjugate(spectra[0], out=self._ring_conj[pos])
-        self._ring_conj[pos + length] = self._ring_conj[pos]
         ref_energy = float(ref @ ref) / n
         ref_active = ref_energy > 1e-7  # about -70 dBFS
 
@@ -377,13 +375,13 @@ class EchoCanceller:
         x = self._ring[top - p : top][::-1]
         if self.adapt and ref_active:
             y_spec = np.multiply(self._weights, x, out=self._products).sum(axis=1)
-            y = np.fft.irfft(y_spec, 2 * n, axis=1)[:, n:]
+            y = fft.irfft(y_spec, 2 * n)[:, n:]
             e = mic - y
             self._adapt(top, e[1], ref_energy)
             e_fg, y_fg = self._compare(mic, e, y)
         else:
             # Not adapting: the background filter's output is not needed.
-            y_fg = np.fft.irfft(np.multiply(self._weights[0], x, out=self._products[0]).sum(axis=0), 2 * n)[n:]
+            y_fg = fft.irfft(np.multiply(self._weights[0], x, out=self._products[0]).sum(axis=0), 2 * n)[n:]
             e_fg = mic - y_fg
 
         spectra, powers = self._analysis.analyse(e_fg, y_fg)
@@ -417,7 +415,7 @@ class EchoCanceller:
         p = self.partitions
         block = self._err_block
         block[n:] = e_bg
-        err_spec = np.fft.rfft(block)
+        err_spec = fft.rfft(block)
         self._norm += (0.35 / p) * (self._ring_pow[top - 1] - self._norm)
         see = float(e_bg @ e_bg) + 1e-9
         if not self.adapted:
@@ -448,19 +446,27 @@ class EchoCanceller:
         energy = np.sqrt(np.vecdot(flat, flat) + 1e-12)
         energy += 0.1 * energy.max() + 1e-9
         prop = energy * (0.99 / energy.sum())
-        grad = np.multiply(self._ring_conj[top - p : top][::-1], err_spec * step, out=self._gradient)
-        # Gradient constraint: keep each partition a causal block of n taps (linear, not circular).
-        taps = np.fft.irfft(grad, 2 * n, axis=1)
-        causal = np.multiply(taps[:, :n], prop[:, None], out=self._causal)
-        bg += np.fft.rfft(causal, 2 * n, axis=1)
+        grad = np.conjugate(self._ring[top - p : top][::-1], out=self._gradient)
+        grad *= err_spec * step
+        grad *= prop[:, None]
+        bg += grad
+        # Constraint (AUMDF, as SpeexDSP does it): each partition must stay a causal block of n
+        # taps, or it convolves circularly. Constraining every partition every frame costs two
+        # FFTs of the whole filter; the first partition (the echo's onset) and one other in turn
+        # are enough: the unconstrained part grows slowly and is cut every p - 1 frames.
+        rows = self._constrain_rows
+        rows[1] = 1 + self._constrain_turn % (p - 1) if p > 1 else 0
+        self._constrain_turn += 1
+        taps = fft.irfft(bg[rows], 2 * n)
+        taps[:, n:] = 0.0
+        bg[rows] = fft.rfft(taps)
 
     def _compare(self, mic: Float, e: Float, y: Float) -> tuple[Float, Float]:
         """Foreground/background decision (MDF): copy the better filter, reset a diverged one.
 
         ``e`` and ``y``: rows foreground, background (output and echo estimate)."""
         e_fg, e_bg = e
-        sff = float(e_fg @ e_fg)
-        see = float(e_bg @ e_bg)
+        sff, see = np.vecdot(e, e).tolist()
         diff = e_fg - e_bg
         dbf = float(diff @ diff) + 1e-12
         delta = sff - see
