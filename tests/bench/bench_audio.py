@@ -22,6 +22,10 @@ from tests.bench.figures import Figure
 
 AREA = "audio"
 RATE = scenes.RATE
+# CPU time is taken as the best of three passes per scenario, for every system alike: on this
+# shared machine one pass varies by +-25 % with the neighbours' load (seen 0.036-0.053 for the
+# same run), and the fastest pass is the one least disturbed by it.
+TIMING_PASSES = 3
 
 
 def _offhook(gate: bool) -> Callable[[scenes.Scene], anchors.Processor]:
@@ -53,9 +57,13 @@ def _measure(name: str, factory: Callable[[scenes.Scene], anchors.Processor], ro
     audio = 0.0
     for scene, change in rooms.values():
         for sc in (scene, change):
-            started = time.process_time()
-            out = factory(sc)(sc.mic, sc.ref)
-            busy += time.process_time() - started
+            process = factory(sc)
+            times = []
+            for _ in range(TIMING_PASSES):  # the output is the same every pass
+                started = time.process_time()
+                out = process(sc.mic, sc.ref)
+                times.append(time.process_time() - started)
+            busy += min(times)
             audio += len(sc.mic) / RATE
             sc_out = measures.align(out, sc.mic)
             if sc is scene:
@@ -91,9 +99,11 @@ def _rtf_48k(scene: scenes.Scene) -> tuple[float, float]:
 
     mic, ref = resample_poly(scene.mic, 3, 1), resample_poly(scene.ref, 3, 1)
     config = ChainConfig(rate=48000, aec_config=AecConfig(tail_ms=scene.tail_ms), gate=False)
-    started = time.process_time()
-    out = process_signals(mic, ref, config)
-    busy = time.process_time() - started
+    busy = math.inf
+    for _ in range(TIMING_PASSES):
+        started = time.process_time()
+        out = process_signals(mic, ref, config)
+        busy = min(busy, time.process_time() - started)
     _a, b = scene.segments["fst"]
     steady = slice(3 * (b - 4 * RATE), 3 * b)
     return busy / (len(mic) / 48000), measures.db_ratio(mic[steady], out[steady])
