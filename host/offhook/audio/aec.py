@@ -32,6 +32,10 @@ from offhook.audio import FRAME_MS, PROCESS_RATE, fft
 
 Float = NDArray[np.float64]
 Complex = NDArray[np.complex128]
+# Measured on the bench scenes against constraining every partition (1.58 M instructions per
+# frame, whole chain): the strongest partition and one other cost 1.23 M but lost 0.09 PESQ in
+# double talk; three others in turn cost 1.24 M and keep ERLE and PESQ within 0.5 dB and 0.01.
+CONSTRAINED_PER_FRAME = 3
 
 
 @dataclass(frozen=True)
@@ -291,7 +295,11 @@ class EchoCanceller:
         self._weights = np.zeros((2, p, k), dtype=np.complex128)  # foreground (used), background
         self._products = np.empty((2, p, k), dtype=np.complex128)
         self._gradient = np.empty((p, k), dtype=np.complex128)
-        self._constrain_rows = np.zeros(2, dtype=np.intp)  # partitions constrained this frame
+        # Partitions whose causality constraint is applied this frame (see _adapt): the strongest
+        # and, in turn, CONSTRAINED_PER_FRAME others.
+        per = CONSTRAINED_PER_FRAME
+        self._constrain_rows = np.zeros(1 + per, dtype=np.intp)
+        self._constrain_turns = (np.arange(p)[:, None] * per + np.arange(per)) % p
         self._constrain_turn = 0
         self._err_block = np.zeros(2 * n)
         self._norm = np.zeros(k)
@@ -450,13 +458,16 @@ class EchoCanceller:
         grad *= err_spec * step
         grad *= prop[:, None]
         bg += grad
-        # Constraint (AUMDF, as SpeexDSP does it): each partition must stay a causal block of n
-        # taps, or it convolves circularly. Constraining every partition every frame costs two
-        # FFTs of the whole filter; the first partition (the echo's onset) and one other in turn
-        # are enough: the unconstrained part grows slowly and is cut every p - 1 frames.
+        # Constraint (AUMDF, as in SpeexDSP): each partition must stay a causal block of n taps,
+        # or it convolves circularly. Constraining every partition every frame costs two FFTs of
+        # the whole filter; the partition holding most of the echo path (where a circular error
+        # costs most) and three others in turn are enough: the unconstrained part grows slowly
+        # between cuts.
         rows = self._constrain_rows
-        rows[1] = 1 + self._constrain_turn % (p - 1) if p > 1 else 0
-        self._constrain_turn += 1
+        turn = self._constrain_turn
+        rows[0] = int(energy.argmax())
+        rows[1:] = self._constrain_turns[turn]
+        self._constrain_turn = (turn + 1) % len(self._constrain_turns)
         taps = fft.irfft(bg[rows], 2 * n)
         taps[:, n:] = 0.0
         bg[rows] = fft.rfft(taps)
