@@ -167,8 +167,7 @@ class ResidualEchoSuppressor:
         self.overestimate = 1.0
         self._noise = np.zeros(bins)
         self._smooth = np.zeros(bins)
-        self._gain = np.ones(bins)
-        self._post_prev = np.ones(bins)
+        self._prior_carry = np.full(bins, 0.85)  # 0.85 * gain**2 * posterior of the last frame
         self._started = False
         self._comfort = comfort_noise
         # Random-phase unit vectors for comfort noise, drawn once: 5 s of frames before repeating.
@@ -194,8 +193,10 @@ class ResidualEchoSuppressor:
         # Spread the echo estimate over neighbouring bins and hold it over a few frames: non-linear
         # echo and misadjustment leak into neighbours and linger with the room's tail.
         y_spread = np.convolve(y_pow, self._spread, "same")
-        y_spread *= 2.0 * leak if leak < 0.5 else 1.0
-        np.maximum(0.6 * self._echo_hold, y_spread, out=self._echo_hold)
+        if leak < 0.5:
+            y_spread *= 2.0 * leak
+        self._echo_hold *= 0.6
+        np.maximum(self._echo_hold, y_spread, out=self._echo_hold)
 
         if not self._started:
             self._smooth[:] = e_pow
@@ -207,7 +208,12 @@ class ResidualEchoSuppressor:
 
         residual = self._echo_hold * self.overestimate if self.overestimate != 1.0 else self._echo_hold
         posterior = e_pow / (residual + 1e-12)
-        prior = (0.85 * self._post_prev) * self._gain**2 + 0.15 * np.maximum(posterior - 1.0, 0.0)
+        # Decision-directed prior SNR: last frame's gain squared times its posterior SNR, and the
+        # new posterior's excess; the first term was computed at the end of the last frame.
+        prior = posterior - 1.0
+        np.maximum(prior, 0.0, out=prior)
+        prior *= 0.15
+        prior += self._prior_carry
         gain = prior / (1.0 + prior)
         np.maximum(gain, self.gain_floor, out=gain)
         gain2 = gain * gain
@@ -216,8 +222,10 @@ class ResidualEchoSuppressor:
         left = 4.0 * float(gain2 @ residual) / (2 * self.frame) ** 2
         self.residual_power = max(left, self._residual_prev)
         self._residual_prev = left
-        self._gain = gain
-        self._post_prev = np.minimum(posterior, 1e4, out=posterior)
+        np.minimum(posterior, 1e4, out=posterior)
+        posterior *= gain2
+        posterior *= 0.85
+        self._prior_carry = posterior
         missing = None
         if self._comfort:
             missing = (1.0 - gain2) * np.minimum(self._noise, e_pow)
