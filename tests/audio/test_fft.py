@@ -32,5 +32,5 @@ def test_strided_views_and_odd_sizes_are_transformed_like_numpy(path: str) -> No
     odd = block[0, :321]
     assert np.array_equal(fft.rfft(odd), np.fft.rfft(odd))
     spectra = np.fft.rfft(block[:, :320])
-    assert np.array_equal(fft.irfft(spectra[:, ::1], 320), np.fft.irfft(spectra, 320))
+    assert np.array_equal(fft.irfft(spectra[::2], 320), np.fft.irfft(spectra[::2], 320))
     assert np.allclose(fft.irfft(spectra, 319), np.fft.irfft(spectra, 319))

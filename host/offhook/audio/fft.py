@@ -1,6 +1,6 @@
 """Real FFTs along the last axis, with less per-call overhead than ``numpy.fft``.
 
-The audio chain makes about eight FFT calls per 10 ms frame, each on one to four rows of 320
+The echo canceller makes seven FFT calls per 10 ms frame, each on one to four rows of 320
 samples. At that size ``numpy.fft``'s Python wrapper (argument checks, norm handling, output
 allocation) costs more than the transform itself: 12-14 us against 6 us for the pocketfft
 gufuncs it calls (numpy 2.x, measured here). This module calls those gufuncs directly, with the
