@@ -11,3 +11,5 @@ from __future__ import annotations
 
 PROCESS_RATE = 16000
 FRAME_MS = 10
+# Real-time I/O backends (offhook.audio.realtime); here so the CLI offers them without numpy.
+BACKENDS = ("auto", "pulse", "portaudio")

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from offhook.audio import FRAME_MS, pcm
+from offhook.audio import BACKENDS, FRAME_MS, pcm
 from offhook.audio.aec import AecConfig
 from offhook.audio.chain import Chain, ChainConfig
 from offhook.audio.control import control_socket_path
@@ -53,8 +53,6 @@ from offhook.audio.pulse import (
     default_pcms,
     ensure_virtual_devices,
 )
-
-BACKENDS = ("auto", "pulse", "portaudio")
 
 
 @dataclass

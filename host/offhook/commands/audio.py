@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from offhook.audio import BACKENDS
 from offhook.cli import UsageError
 
 
@@ -48,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--backend",
-        choices=("auto", "pulse", "portaudio"),
+        choices=BACKENDS,
         default="auto",
         help="audio I/O: libpulse directly (pulse), PortAudio via ALSA (portaudio), or pulse when a server answers "
         "(auto, the default)",
