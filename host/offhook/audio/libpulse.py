@@ -330,11 +330,11 @@ class PulseStreams:
             lib.pa_stream_set_underflow_callback(pointer, underflow, None)
             attr = stream.buffer_attr()
             result = lib.pa_stream_connect_playback(pointer, device, ctypes.byref(attr), flags, None, None)
+        where = f"stream {stream.name} on {stream.device or 'the default device'}"
         if result < 0:
-            raise self._error(f"stream {stream.name} on {stream.device or 'the default device'}")
+            raise self._error(where)
         self._wait(lambda: lib.pa_stream_get_state(pointer), PA_STREAM_READY,
-                   (PA_STREAM_FAILED, PA_STREAM_TERMINATED),
-                   f"stream {stream.name} on {stream.device or 'the default device'}")  # fmt: skip
+                   (PA_STREAM_FAILED, PA_STREAM_TERMINATED), where)  # fmt: skip
 
     def stop(self) -> None:
         lib = self._lib
