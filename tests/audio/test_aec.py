@@ -7,6 +7,7 @@ import copy
 import numpy as np
 from scipy.signal import fftconvolve
 
+from offhook.audio import aec as aec_module
 from offhook.audio.aec import AecConfig, EchoCanceller
 from tests.audio.conftest import erle_db
 from tests.bench.audio.scenes import RATE, pink_noise
@@ -106,3 +107,35 @@ def test_suppressor_removes_more_echo_and_keeps_the_noise_floor(far_speech, offi
     assert erle_db(mic[last], full[last]) > erle_db(mic[last], linear[last]) + 2.0
     # Comfort noise: the output never drops far below the background noise level.
     assert np.std(full[last]) > 0.5 * np.std(noise[last])
+
+
+def test_a_far_end_pause_passes_the_agent_through_exactly_as_the_full_suppressor_would(
+    far_speech, near_speech, office_rirs, monkeypatch
+):
+    """Once the echo has died away the suppressor is skipped (every gain would be one); the
+    output must be what the full suppressor gives, before, during and after the pause."""
+    far = np.concatenate((far_speech[: 4 * RATE], np.zeros(3 * RATE), far_speech[4 * RATE : 6 * RATE]))
+    echo = _echo(far, office_rirs[0])
+    near = np.zeros(len(far))
+    talk = slice(int(4.8 * RATE), int(6.8 * RATE))
+    near[talk] = near_speech[: 2 * RATE] * np.std(echo) / np.std(near_speech[: 2 * RATE])
+    mic = echo + near + _noise(len(far), np.std(echo) / 10 ** (30 / 20))
+
+    passed = []
+    real_pass_through = aec_module.ResidualEchoSuppressor.pass_through
+    monkeypatch.setattr(
+        aec_module.ResidualEchoSuppressor,
+        "pass_through",
+        lambda self, powers: passed.append(1) or real_pass_through(self, powers),
+    )
+    short_cut = EchoCanceller(AecConfig(tail_ms=128))
+    out = _run(short_cut, mic, far)
+    assert len(passed) > RATE // short_cut.frame  # more than a second of the pause was passed
+
+    monkeypatch.setattr(aec_module, "ECHO_GONE_FRAMES", 10**9)
+    full = _run(EchoCanceller(AecConfig(tail_ms=128)), mic, far)
+    assert np.max(np.abs(out - full)) < 1e-5 * np.max(np.abs(full))
+    # In the pause the agent's voice comes out unchanged, only delayed.
+    lag = short_cut.latency
+    pause = slice(6 * RATE, 6 * RATE + RATE // 2)
+    assert np.array_equal(out[pause], mic[pause.start - lag : pause.stop - lag])

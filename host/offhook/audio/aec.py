@@ -36,6 +36,9 @@ Complex = NDArray[np.complex128]
 # the bench scenes against constraining all of them every frame: one lost 0.09 PESQ in double
 # talk; three keep ERLE and PESQ within 0.5 dB and 0.01, for 1.3 % more instructions than one.
 CONSTRAINED_PER_FRAME = 3
+# Frames after the filter's window went silent until the suppressor's echo estimate (held with a
+# decay of 0.6 per frame) is 0.6**30 = 2e-7 of what it was: from then on no gain differs from one.
+ECHO_GONE_FRAMES = 30
 
 
 @dataclass(frozen=True)
@@ -164,15 +167,17 @@ class ResidualEchoSuppressor:
         self._spread = np.array([0.25, 0.5, 0.25])
         self.residual_power = 0.0
         self._residual_prev = 0.0
-        self.overestimate = 1.0
+        self._identity = self._taps  # pass_through's filter; never written in place
         self._noise = np.zeros(bins)
         self._smooth = np.zeros(bins)
         self._prior_carry = np.full(bins, 0.85)  # 0.85 * gain**2 * posterior of the last frame
         self._started = False
         self._comfort = comfort_noise
-        # Random-phase unit vectors for comfort noise, drawn once: 5 s of frames before repeating.
+        # Random phases for comfort noise, drawn once: 5 s of frames before repeating. Magnitude
+        # sqrt(2), for twice the missing power: random phases spread a block's energy evenly over
+        # the block, where the windowed signal it replaces had it concentrated under the window.
         rng = np.random.default_rng(seed)
-        self._phasors = np.exp(2j * np.pi * rng.uniform(size=(500, frame + 1)))
+        self._phasors = math.sqrt(2.0) * np.exp(2j * np.pi * rng.uniform(size=(500, frame + 1)))
         self._phase_row = 0
         self.gain_floor = 10 ** (-40 / 20)
 
@@ -198,15 +203,8 @@ class ResidualEchoSuppressor:
         self._echo_hold *= 0.6
         np.maximum(self._echo_hold, y_spread, out=self._echo_hold)
 
-        if not self._started:
-            self._smooth[:] = e_pow
-            self._noise[:] = e_pow
-            self._started = True
-        self._smooth += 0.3 * (e_pow - self._smooth)
-        # Noise floor: falls halfway to the smoothed power at once, rises 0.2 % per frame.
-        np.minimum(0.5 * (self._smooth + self._noise), 1.002 * self._noise, out=self._noise)
-
-        residual = self._echo_hold * self.overestimate if self.overestimate != 1.0 else self._echo_hold
+        self._track_noise(e_pow)
+        residual = self._echo_hold
         posterior = e_pow / (residual + 1e-12)
         # Decision-directed prior SNR: last frame's gain squared times its posterior SNR, and the
         # new posterior's excess; the first term was computed at the end of the last frame.
@@ -234,10 +232,42 @@ class ResidualEchoSuppressor:
         out_spec = gain * spectra[0]
         if missing is not None:
             self._phase_row = (self._phase_row + 1) % len(self._phasors)
-            out_spec += np.sqrt(2.0 * missing) * self._phasors[self._phase_row]  # see _filter
+            out_spec += np.sqrt(missing) * self._phasors[self._phase_row]
         block = self._window * fft.irfft(out_spec, 2 * self.frame)
         out = self._overlap + block[: self.frame]
         self._overlap = block[self.frame :]
+        return out
+
+    def _track_noise(self, e_pow: Float) -> None:
+        if not self._started:
+            self._smooth[:] = e_pow
+            self._noise[:] = e_pow
+            self._started = True
+        self._smooth += 0.3 * (e_pow - self._smooth)
+        # Noise floor: falls halfway to the smoothed power at once, rises 0.2 % per frame.
+        np.minimum(0.5 * (self._smooth + self._noise), 1.002 * self._noise, out=self._noise)
+
+    def pass_through(self, powers: Float) -> Float:
+        """Low-latency mode, no echo left (the far end has been silent for longer than the echo
+        lasts): every gain would be within 1e-5 of one, so the frame passes unchanged, delayed
+        like the FIR. The noise estimate keeps tracking for when the echo returns."""
+        self._track_noise(powers[0])
+        # The comfort noise's phases move on as if it had been made, so the noise after a quiet
+        # spell is the same realisation as without the shortcut (the tests compare the two).
+        self._phase_row = (self._phase_row + 1) % len(self._phasors)
+        n, half = self.frame, self.half
+        out = self._blocks[0, n - half : 2 * n - half].copy()
+        if self._taps is not self._identity:
+            # First frame: fade out of the last filter and end its comfort noise.
+            old = np.correlate(self._blocks[0, n - 2 * half :], self._taps, "valid")
+            out -= old
+            out *= self._fade
+            out += old
+            out += self._noise_tail
+            self._noise_tail = np.zeros(n)
+            self._taps = self._identity
+            self._echo_hold[:] = 0.0
+            self.residual_power = self._residual_prev = 0.0
         return out
 
     def _filter(self, gain: Float, missing: Float | None) -> Float:
@@ -252,10 +282,8 @@ class ResidualEchoSuppressor:
         response = self._response
         response[0] = gain
         if missing is not None:
-            # Twice the missing power: random phases spread a block's energy evenly over the
-            # block, where the windowed signal it replaces had it concentrated under the window.
             self._phase_row = (self._phase_row + 1) % len(self._phasors)
-            np.multiply(np.sqrt(2.0 * missing), self._phasors[self._phase_row], out=response[1])
+            np.multiply(np.sqrt(missing), self._phasors[self._phase_row], out=response[1])
         inverse = fft.irfft(response, 2 * n)
         taps = inverse[0, self._tap_index] * self._taper
         # The taps are symmetric (zero-phase response, symmetric taper): correlation = convolution.
@@ -310,9 +338,11 @@ class EchoCanceller:
         self._constrain_turns = (np.arange(p)[:, None] * per + np.arange(per)) % p
         self._constrain_turn = 0
         self._err_block = np.zeros(2 * n)
+        self._no_echo = np.zeros(n)
         self._norm = np.zeros(k)
         self._davg1 = self._davg2 = self._dvar1 = self._dvar2 = 0.0
         self._delay = 0  # frames the reference is read back (estimate minus margin)
+        self._since_audible = length  # frames since the reference was last above a 16-bit step
         self._stable = 0
         self._last_estimate: int | None = None
         self.estimator = DelayEstimator(k, self.max_lag)
@@ -371,6 +401,8 @@ class EchoCanceller:
             self._ring_pow[row] = powers[0]
         ref_energy = float(ref @ ref) / n
         ref_active = ref_energy > 1e-7  # about -70 dBFS
+        # Below a 16-bit sample's step (1e-10 < 2**-30): its echo cannot be heard.
+        self._since_audible = 0 if ref_energy > 1e-10 else self._since_audible + 1
 
         estimate = self.estimator.update(powers, ref_active)
         if estimate is not None:
@@ -395,10 +427,14 @@ class EchoCanceller:
             e = mic - y
             self._adapt(top, e[1], ref_energy)
             e_fg, y_fg = self._compare(mic, e, y)
-        else:
+        elif self._since_audible <= self._delay + p:  # row d holds frames d and d + 1 back
             # Not adapting: the background filter's output is not needed.
             y_fg = fft.irfft(np.multiply(self._weights[0], x, out=self._products[0]).sum(axis=0), 2 * n)[n:]
             e_fg = mic - y_fg
+        else:
+            # Every partition reads a silent reference (the far end paused for longer than the
+            # filter spans): no echo to estimate. About half of a call's frames.
+            y_fg, e_fg = self._no_echo, mic
 
         spectra, powers = self._analysis.analyse(e_fg, y_fg)
         if ref_active:
@@ -406,6 +442,8 @@ class EchoCanceller:
         self._powers = powers
         if self.suppressor is None:
             return e_fg
+        if self._since_audible > self._delay + p + ECHO_GONE_FRAMES and self.suppressor.low_latency:
+            return self.suppressor.pass_through(powers)
         return self.suppressor.process(spectra, powers, self.leak)
 
     def _update_leak(self, powers: Float) -> None:

@@ -132,7 +132,7 @@ class NoiseGate:
         ]
         self._gains = None
         self._steady_len = 0
-        if blocks and len(frame) == blocks * size and all(t == self._gain for t in targets):
+        if blocks and len(frame) == blocks * size and targets.count(self._gain) == blocks:
             # Steady (fully open or fully closed): the common case, no ramp to compute.
             self._steady_len = len(frame)
             return frame * self._gain
