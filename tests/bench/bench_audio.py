@@ -26,6 +26,8 @@ RATE = scenes.RATE
 # shared machine one pass varies by +-25 % with the neighbours' load (0.036-0.053 seen for the
 # same code), and the fastest pass is the one least disturbed by it.
 TIMING_PASSES = 3
+RTF_GOAL = 0.03  # AEC + gate, 16 kHz, one core
+ISSUE_ANCHOR_RTF = 0.005  # "the C anchors run at about 0.005" on the machine the goal was set on
 
 
 Factory = Callable[[scenes.Scene], anchors.Processor]  # a system, set up for one scenario
@@ -223,12 +225,31 @@ def _figures(measured: dict[str, dict[str, list[float]]], rooms: dict) -> list[F
             elif key == "near_pesq":
                 reference = f"unprocessed mic {mic_pesq:.2f}"
             figures.append(Figure(AREA, f"{system}: {label}", value, unit, reference, goal, met))
+    figures += _relative_speed(measured)
     rtf48, erle48 = _rtf_48k(rooms["office"][0])
-    figures.append(
-        Figure(AREA, "offhook 48 kHz path (gate off): real-time factor", rtf48, "x", "", "<= 0.03", rtf48 <= 0.03)
-    )
+    label = "offhook 48 kHz path (gate off): real-time factor"
+    figures.append(Figure(AREA, label, rtf48, "x", "", f"<= {RTF_GOAL}", rtf48 <= RTF_GOAL))
     figures.append(Figure(AREA, "offhook 48 kHz path (gate off): ERLE office (dB)", erle48, "dB", f"limit {limit:.1f}"))
     return figures
+
+
+def _relative_speed(measured: dict[str, dict[str, list[float]]]) -> list[Figure]:
+    """offhook's CPU time over the C anchors' mean, from the same run: the issue puts the goal at
+    0.03 where the C anchors run at about 0.005, i.e. at most 6x their time. This machine runs the
+    anchors slower than that, and its speed swings by half from minute to minute; both move the
+    absolute factor, while the ratio to anchors timed in the same interleaved passes moves far
+    less."""
+    c_anchors = [_mean(v["rtf"]) for k, v in measured.items() if not k.startswith("offhook") and "rtf" in v]
+    if "offhook" not in measured or not c_anchors:
+        return []
+    anchor_rtf = _mean(c_anchors)
+    ratio = _mean(measured["offhook"]["rtf"]) / anchor_rtf
+    limit = RTF_GOAL / ISSUE_ANCHOR_RTF
+    return [
+        Figure(AREA, "offhook: real-time factor over the C anchors' mean (same run)", ratio, "x",
+               f"C anchors' mean {anchor_rtf:.4f} here, about {ISSUE_ANCHOR_RTF} in the issue",
+               f"<= {limit:.0f}x (0.03 at anchors' 0.005)", ratio <= limit),
+    ]  # fmt: skip
 
 
 def _goal(key: str, value: float, best: float, speexpp: dict | None, mic_pesq: float) -> tuple[str, bool | None]:
@@ -246,5 +267,5 @@ def _goal(key: str, value: float, best: float, speexpp: dict | None, mic_pesq: f
     if key == "near_stoi":
         return ">= 0.99", value >= 0.99
     if key == "rtf":
-        return "<= 0.03", value <= 0.03
+        return f"<= {RTF_GOAL}", value <= RTF_GOAL
     return "", None
