@@ -139,3 +139,14 @@ def test_a_far_end_pause_passes_the_agent_through_exactly_as_the_full_suppressor
     lag = short_cut.latency
     pause = slice(6 * RATE, 6 * RATE + RATE // 2)
     assert np.array_equal(out[pause], mic[pause.start - lag : pause.stop - lag])
+
+
+def test_linear_output_frames_stay_valid_after_later_frames(far_speech, office_rirs):
+    """Frames returned earlier must not change when later ones are processed (a caller may keep
+    them, as Chain.push does), including frames of a far-end pause."""
+    far = np.concatenate((far_speech[: 2 * RATE], np.zeros(2 * RATE)))
+    mic = _echo(far, office_rirs[0]) + _noise(len(far), 1e-3)
+    aec, n = _linear(), 160
+    kept = [aec.process(mic[i : i + n], far[i : i + n]) for i in range(0, len(far), n)]
+    copied = _run(_linear(), mic, far)
+    assert np.array_equal(np.concatenate(kept), copied)
