@@ -89,3 +89,19 @@ def test_pulse_mic_frames_stop_waiting_when_the_reference_stream_is_gone():
     sent = len(engine._mic_out.written) - written  # type: ignore[attr-defined]
     assert sent >= 50 - Realtime.MAX_WAITING  # held at most MAX_WAITING periods, then straight through
     assert len(engine._waiting) == 0
+
+
+def test_pulse_mic_frames_are_dropped_while_the_server_holds_a_frame_too_many():
+    """A queue inflated beyond its target (audio that arrived in a burst) would delay the agent's
+    voice until drift steering drains it at 2 ms a second; whole frames are dropped instead."""
+    engine = Realtime(RealtimeConfig(setup_devices=False, aec=False, gate=False))
+    queue = RealtimeConfig.playback_queue_ms / 1000
+    engine._speaker, engine._mic_out = _FakePlayback(), _FakePlayback(queue)  # type: ignore[assignment]
+    frame = engine.frame
+    reported = [queue] * 10 + [queue + 0.035, queue + 0.025, queue + 0.015] + [queue + 0.004] * 10
+    for seconds in reported:
+        engine._mic_out.seconds = seconds  # type: ignore[attr-defined]
+        engine._pulse_reference(np.ones(frame))
+        engine._pulse_mic(np.ones(frame))
+    assert engine.stats.mic_dropped == 3  # only the frames that found more than target + a frame
+    assert len(engine._mic_out.written) == len(reported) - 3  # type: ignore[attr-defined]

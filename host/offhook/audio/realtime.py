@@ -95,6 +95,7 @@ class Stats:
     buffer_overruns: int = 0
     ref_missing: int = 0  # mic periods whose echo reference was not (all) played yet: zeros
     ref_relocks: int = 0  # times the mic/reference alignment was re-established
+    mic_dropped: int = 0  # mic frames not sent because the server already held a frame too many (pulse)
     stretches: int = 0  # short buffer reads concealed by reading slower (not silence)
     realtime_threads: int = 0  # callback threads that got SCHED_FIFO
     added_latency_ms: float = 0.0
@@ -223,7 +224,15 @@ class Realtime:
             queued = self._samples(latency)
             if queued is not None:
                 self._mic_queued = queued
-            self._mic_out.write(self._out_drift.process(self._clean(self._waiting.popleft()), queued), latency)
+            out = self._out_drift.process(self._clean(self._waiting.popleft()), queued)
+            if queued is not None and queued > self._out_drift.steering.target + self.frame:
+                # The server holds a whole frame beyond its target (audio that came in a burst):
+                # drop this one rather than play the agent's voice that much later until drift
+                # steering (at most 2 ms a second) drains it. Seen in bench soaks under hypervisor
+                # steal: the queue stood 15-35 ms over its target, and the latency with it.
+                self.stats.mic_dropped += 1
+                continue
+            self._mic_out.write(out, latency)
 
     def _reference_ready(self, count: int) -> bool:
         with self._played_lock:
@@ -440,6 +449,7 @@ def run_forever(config: RealtimeConfig, seconds: float = 0.0) -> int:
     print(
         f"offhook audio: {stats.frames} frames, stream xruns {stats.stream_xruns}, "
         f"buffer underruns {stats.buffer_underruns}, overruns {stats.buffer_overruns}, "
+        f"late mic frames dropped {stats.mic_dropped}, "
         f"added latency ~{stats.added_latency_ms:.0f} ms (estimate from buffer fill), backend {stats.backend}"
     )
     return 0

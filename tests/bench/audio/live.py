@@ -167,6 +167,7 @@ def measure(seconds: float, backend: str = "pulse", queue_ms: float = 20.0) -> d
             "out_overruns": float(engine.out_buffer.overruns),
             "ref_missing": float(stats.ref_missing),
             "ref_relocks": float(stats.ref_relocks),
+            "mic_dropped": float(stats.mic_dropped),
         }
     finally:
         server.stop()
