@@ -134,9 +134,9 @@ class Realtime:
         # The reference ends this far before the newest sample played when the alignment is set.
         # More margin means mic frames wait less often for their reference (the two capture
         # streams' periods fall in either order), but the margin must stay under what the server
-        # holds before the headset plays it, or the reference comes after its own echo: with a
-        # 20 ms margin on a 12.5 ms PortAudio buffer the integration test's ERLE fell to 6-10 dB.
-        # One playback period here; the pulse backend sets its own (_start_pulse).
+        # holds before the headset plays it, or the reference comes after its own echo (the likely
+        # reason a 20 ms margin on PortAudio's 12.5 ms buffer once cut the integration test's ERLE
+        # to 6-10 dB). One playback period here; the pulse backend sets its own (_start_pulse).
         self._ref_margin = self.period
         self._relock = int(0.1 * config.rate)  # a lasting jump beyond stalls (max gaps ~35 ms)
         self.stats = Stats()
