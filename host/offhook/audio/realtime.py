@@ -243,8 +243,8 @@ class Realtime:
             if queued is not None and queued > self._out_drift.steering.target + self.frame:
                 # The server holds a whole frame beyond its target (audio that came in a burst):
                 # drop this one rather than play the agent's voice that much later until drift
-                # steering (at most 2 ms a second) drains it. Seen in bench soaks under hypervisor
-                # steal: the queue stood 15-35 ms over its target, and the latency with it.
+                # steering (at most 2 ms a second) drains it. Bench soaks under hypervisor steal
+                # ended with the agent's latency 10-30 ms high; this bounds the queue's share.
                 self.stats.mic_dropped += 1
                 continue
             self._mic_out.write(out, latency)
