@@ -44,12 +44,26 @@ class _FakePlayback:
         self.written.append(samples)
 
 
+def _pulse_engine() -> Realtime:
+    """The pulse backend's stream work, driven directly, with fake playback streams."""
+    engine = Realtime(RealtimeConfig(setup_devices=False, aec=False, gate=False))
+    engine._speaker, engine._mic_out = _FakePlayback(), _FakePlayback()  # type: ignore[assignment]
+    return engine
+
+
+def _in_step(engine: Realtime, periods: int, mic_first: bool = False) -> None:
+    """Both streams deliver ``periods`` periods of ones, one of each in turn."""
+    ones = np.ones(engine.frame)
+    for _ in range(periods):
+        for deliver in (engine._pulse_mic, engine._pulse_reference)[:: 1 if mic_first else -1]:
+            deliver(ones)
+
+
 def test_pulse_mic_frames_wait_for_their_reference_whatever_order_the_streams_deliver_in():
     """The reference and mic periods arrive at nearly the same moment in either order; a mic frame
     must never be cleaned against a reference that has not been played yet (zeros), which after
     three in a row would re-lock the alignment and make the canceller re-converge."""
-    engine = Realtime(RealtimeConfig(setup_devices=False, aec=False, gate=False))
-    engine._speaker, engine._mic_out = _FakePlayback(), _FakePlayback()  # type: ignore[assignment]
+    engine = _pulse_engine()
     frame = engine.frame
     refs: list[np.ndarray] = []
     engine.chain.push = lambda mic, ref: (refs.append(ref), mic)[1]  # type: ignore[method-assign]
@@ -77,12 +91,9 @@ def test_pulse_mic_frames_wait_for_their_reference_whatever_order_the_streams_de
 
 
 def test_pulse_mic_frames_stop_waiting_when_the_reference_stream_is_gone():
-    engine = Realtime(RealtimeConfig(setup_devices=False, aec=False, gate=False))
-    engine._speaker, engine._mic_out = _FakePlayback(), _FakePlayback()  # type: ignore[assignment]
+    engine = _pulse_engine()
     frame = engine.frame
-    for _ in range(20):
-        engine._pulse_reference(np.ones(frame))
-        engine._pulse_mic(np.ones(frame))
+    _in_step(engine, 20)
     written = len(engine._mic_out.written)  # type: ignore[attr-defined]
     for _ in range(50):  # the reference stream stops delivering
         engine._pulse_mic(np.ones(frame))
@@ -94,9 +105,8 @@ def test_pulse_mic_frames_stop_waiting_when_the_reference_stream_is_gone():
 def test_pulse_mic_frames_are_dropped_while_the_server_holds_a_frame_too_many():
     """A queue inflated beyond its target (audio that arrived in a burst) would delay the agent's
     voice until drift steering drains it at 2 ms a second; whole frames are dropped instead."""
-    engine = Realtime(RealtimeConfig(setup_devices=False, aec=False, gate=False))
+    engine = _pulse_engine()
     queue = RealtimeConfig.playback_queue_ms / 1000
-    engine._speaker, engine._mic_out = _FakePlayback(), _FakePlayback(queue)  # type: ignore[assignment]
     frame = engine.frame
     reported = [queue] * 10 + [queue + 0.035, queue + 0.025, queue + 0.015] + [queue + 0.004] * 10
     for seconds in reported:
@@ -111,18 +121,14 @@ def test_a_reference_that_falls_behind_for_good_is_re_locked_not_waited_for_fore
     """A reference stream that lost periods keeps every later mic frame waiting a frame more
     (10 ms on the agent's voice, for the rest of the call); after a second of that the alignment
     is re-set and mic frames go out as they arrive again."""
-    engine = Realtime(RealtimeConfig(setup_devices=False, aec=False, gate=False))
-    engine._speaker, engine._mic_out = _FakePlayback(), _FakePlayback()  # type: ignore[assignment]
+    engine = _pulse_engine()
     frame = engine.frame
-    for _ in range(20):
-        engine._pulse_mic(np.ones(frame))
-        engine._pulse_reference(np.ones(frame))
+    _in_step(engine, 20, mic_first=True)
     for _ in range(2):  # their reference periods never come: more than the alignment's slack
         engine._pulse_mic(np.ones(frame))
     held = []
     for _ in range(Realtime.BEHIND_REFERENCES + 20):
-        engine._pulse_mic(np.ones(frame))
-        engine._pulse_reference(np.ones(frame))
+        _in_step(engine, 1, mic_first=True)
         held.append(len(engine._waiting))
     assert held[: Realtime.BEHIND_REFERENCES - 1] == [1] * (Realtime.BEHIND_REFERENCES - 1)  # a frame behind
     assert held[-20:] == [0] * 20  # re-locked: nothing waits after its reference came
