@@ -104,9 +104,6 @@ class Stats:
 
 class Realtime:
     MAX_WAITING = 5  # mic frames held for their echo reference (pulse backend): 50 ms at most
-    # Reference periods in a row after which a mic frame was still waiting: the reference has
-    # fallen behind for good (one second), not just arrived late, and the alignment is re-set.
-    BEHIND_REFERENCES = 100
 
     def __init__(self, config: RealtimeConfig) -> None:
         self.config = config
@@ -131,12 +128,9 @@ class Realtime:
         self._mic_total = 0
         self._ref_lag: int | None = None  # mic sample index minus its reference's index
         self._short = 0  # consecutive mic periods whose reference was not all played yet
-        # The reference ends this far before the newest sample played when the alignment is set.
-        # More margin means mic frames wait less often for their reference (the two capture
-        # streams' periods fall in either order), but the margin must stay under what the server
-        # holds before the headset plays it, or the reference comes after its own echo (the likely
-        # reason a 20 ms margin on PortAudio's 12.5 ms buffer once cut the integration test's ERLE
-        # to 6-10 dB). One playback period here; the pulse backend sets its own (_start_pulse).
+        # The reference ends one playback period before the newest sample played. Two capture
+        # periods (20 ms) left fewer holes under load, but the PulseAudio integration test's
+        # ERLE fell to 6-10 dB with it (not understood yet): one period is what is verified.
         self._ref_margin = self.period
         self._relock = int(0.1 * config.rate)  # a lasting jump beyond stalls (max gaps ~35 ms)
         self.stats = Stats()
@@ -154,7 +148,6 @@ class Realtime:
         self._mic_queued = 0.0  # samples the server held before the last mic frame was written
         self._waiting: deque[np.ndarray] = deque()  # mic frames waiting for their echo reference
         self._mic_since_reference = 0
-        self._reference_behind = 0
         self._rt_threads: set[int] = set()
 
     def set_muted(self, muted: bool) -> None:
@@ -207,14 +200,6 @@ class Realtime:
         self._speaker.write(frame, latency)
         self._mic_since_reference = 0
         self._drain_mic()
-        # Under bursts of xruns the reference was seen falling behind the mic by a frame or more
-        # and staying there (the agent's latency 15-30 ms up for good); re-set the alignment then.
-        self._reference_behind = self._reference_behind + 1 if self._waiting else 0
-        if self._reference_behind >= self.BEHIND_REFERENCES:
-            self._reference_behind = 0
-            with self._played_lock:
-                self._ref_lag = None  # the next mic frame re-locks (counted in ref_relocks)
-            self._drain_mic()
 
     def _pulse_mic(self, mic: np.ndarray) -> None:
         self._waiting.append(mic)
@@ -351,7 +336,6 @@ class Realtime:
         cfg = self.config
         streams = PulseStreams(cfg.rate, app_name="offhook")
         latency = int(self._speaker_drift.steering.target)  # held in the server before each write
-        self._ref_margin = max(self.period, latency - self.frame)  # 10 ms at the 20 ms queue
         self._speaker = streams.add_playback("offhook headset speaker", cfg.speaker_device, self.frame, latency)
         self._mic_out = streams.add_playback("offhook microphone", MIC_SINK, self.frame, latency)
         streams.add_record("offhook echo reference", f"{FAR_SINK}.monitor", self.frame, self._pulse_reference)
