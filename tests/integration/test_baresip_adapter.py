@@ -243,6 +243,43 @@ def test_malformed_ctrl_tcp_input_is_survived() -> None:
     run(scenario())
 
 
+def test_an_event_racing_the_reconnect_snapshot_keeps_the_real_id_and_direction() -> None:
+    """After a reconnect a call is first known by its line; an event that names it (here an RTCP
+    report, after a hold the SDP answer) can arrive before ``callstat`` does. Either way the call
+    ends up under its Call-ID with its real direction, which listcalls alone cannot tell."""
+    peer = "sip:customer@127.0.0.1:33110"
+    listcalls = f"\n--- Active calls (1) ---\n  [line 1]  0:00:09  ESTABLISHED  (on hold)  {peer}\n\n"
+    callstat = "\n===== Call debug (ESTABLISHED) =====\n af=AF_INET id=9559abd1a386afde\n direction: Incoming\n"
+    rtcp = {"event": True, "type": "CALL_RTCP", "class": "call", "direction": "incoming",
+            "peeruri": peer, "id": "9559abd1a386afde", "param": "audio"}  # fmt: skip
+
+    async def scenario(callstat_names_it: bool) -> None:
+        async def fake_baresip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            decoder = NetstringDecoder()
+            while data := await reader.read(4096):
+                for request in map(json.loads, decoder.feed(data)):
+                    reply = {"listcalls": listcalls, "callstat": callstat if callstat_names_it else "no id here"}
+                    if request["command"] == "callstat":
+                        writer.write(encode(json.dumps(rtcp).encode()))
+                    text = reply.get(request["command"], "")
+                    writer.write(encode(json.dumps({"response": True, "ok": True, "data": text,
+                                                    "token": request["token"]}).encode()))  # fmt: skip
+                await writer.drain()
+
+        server = await asyncio.start_server(fake_baresip, "127.0.0.1", 0)
+        adapter = BaresipAdapter(port=server.sockets[0].getsockname()[1])
+        await adapter.start()
+        (call,) = (await next_event(adapter, EventKind.CONNECTED)).calls
+        assert (call.call_id, call.peer, call.direction) == ("9559abd1a386afde", peer, "inbound")
+        assert (call.state, call.held) == (CallState.ESTABLISHED, True)
+        assert list(adapter.calls) == ["9559abd1a386afde"]
+        await adapter.stop()
+        server.close()
+
+    run(scenario(callstat_names_it=True))  # the event lands between listcalls and callstat's reply
+    run(scenario(callstat_names_it=False))  # callstat names nothing: the event alone names the call
+
+
 def test_parse_listcalls() -> None:
     text = (
         "\n--- Active calls (2) ---\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 
@@ -33,9 +34,42 @@ def _chirps(n: int) -> np.ndarray:
     return x * envelope
 
 
+S16_STEP = 1 / 32768
+
+
+def _played_pieces(out: np.ndarray, signal: np.ndarray) -> list[tuple[int, int, int]]:
+    """Split a capture into the runs that are the signal unchanged (but for s16 rounding):
+    ``(capture index, signal index, length)`` each, in capture order. Silence between runs is
+    skipped; a run ends where the capture stops being the signal at that lag (a dropout)."""
+    pieces: list[tuple[int, int, int]] = []
+    at = 0
+    while True:
+        audible = np.flatnonzero(np.abs(out[at:]) > 64 * S16_STEP)
+        if not len(audible):
+            return pieces
+        at += int(audible[0])
+        # Where in the signal this sample is: the candidates equal to it, then the one whose
+        # next samples match longest (the signal is noise bursts, so one candidate wins at once).
+        best_start, best_length = -1, 0
+        for start in map(int, np.flatnonzero(np.abs(signal - out[at]) < 2 * S16_STEP)):
+            n = min(len(out) - at, len(signal) - start)
+            wrong = np.flatnonzero(np.abs(out[at : at + n] - signal[start : start + n]) >= 2 * S16_STEP)
+            length = int(wrong[0]) if len(wrong) else n
+            if length > best_length:
+                best_start, best_length = start, length
+        assert best_length >= 64, f"captured audio at {at} is not the played signal"
+        pieces.append((at, best_start, best_length))
+        at += best_length
+
+
 def test_played_audio_comes_back_whole_and_in_time(server):
     """Each captured period pushes the next period out (the pipeline's pattern): the capture is
-    the played signal, bit for bit, at one lag, with no more audio than time passed."""
+    the played signal, bit for bit, at one lag, with no more audio than time passed.
+
+    A test machine can stall for longer than the server holds (a hypervisor's steal here). Then
+    the server reports the underflow and keeps time by dropping what came too late: the capture
+    may jump ahead in the signal, once per dropout the server reported, but never repeat, reorder
+    or alter a sample."""
     signal = _chirps(3 * RATE)
     position = [0]
     recorded: list[np.ndarray] = []
@@ -62,12 +96,14 @@ def test_played_audio_comes_back_whole_and_in_time(server):
     # that rewinds would hand its monitor rewritten audio twice), and not much less.
     assert len(out) <= (elapsed + 0.1) * RATE
     assert len(out) >= (elapsed - 1.0) * RATE
-    # The signal itself, unchanged but for the s16 rounding, at one lag.
-    corr = np.correlate(out[: 2 * RATE], signal[: RATE // 2], mode="valid")
-    lag = int(np.argmax(corr))
-    back = out[lag : lag + 2 * RATE]
-    assert np.max(np.abs(back - signal[: len(back)])) < 2 / 32768
-    assert speaker.counters.underflows == 0
+    pieces = _played_pieces(out, signal)
+    dropouts = sum(c.underflows + c.overflows + c.holes + c.resyncs for c in streams.counters)
+    assert 1 <= len(pieces) <= 1 + dropouts, (pieces, streams.counters)
+    for (at, start, length), (next_at, next_start, _) in itertools.pairwise(pieces):
+        assert next_at >= at + length and next_start >= start + length  # in order, nothing twice
+    if not dropouts:  # the whole signal, at one lag
+        ((at, start, length),) = pieces
+        assert start == np.flatnonzero(signal)[0] and start + length == len(signal)
     assert not streams.started
 
 

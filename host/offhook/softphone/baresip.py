@@ -320,11 +320,13 @@ class BaresipAdapter(Softphone):
         return snapshot
 
     def _identify(self, provisional: str, callstat: str) -> None:
-        call = self.calls.get(provisional)
         found = _CALLSTAT_ID.search(callstat)
-        if call is None or found is None:
-            return  # already named by an event meanwhile, or gone
-        del self.calls[provisional]
+        if found is None:
+            return  # left to the first event that names it (_adopt_provisional)
+        # An event may have named it meanwhile (a hold's SDP answer, an RTCP report).
+        call = self.calls.pop(provisional, None) or self.calls.get(found["id"])
+        if call is None:
+            return  # gone
         call.call_id = found["id"]
         direction = _CALLSTAT_DIRECTION.search(callstat)
         if direction:
@@ -354,7 +356,7 @@ class BaresipAdapter(Softphone):
         peer = str(message.get("peeruri", ""))
         direction = "inbound" if message.get("direction") == "incoming" else "outbound"
         if call_id and peer:
-            self._adopt_provisional(call_id, peer)
+            self._adopt_provisional(call_id, peer, direction if "direction" in message else None)
         if kind == "CALL_INCOMING":
             self.calls[call_id] = Call(call_id, peer, "inbound", CallState.INCOMING)
             self._emit(EventKind.INCOMING, call_id, peer, direction)
@@ -380,15 +382,17 @@ class BaresipAdapter(Softphone):
         if self._dial_waiter is not None and not self._dial_waiter.done():
             self._dial_waiter.set_result(call_id)
 
-    def _adopt_provisional(self, call_id: str, peer: str) -> None:
-        # Fallback for a call `callstat` could not name after a reconnect: its real Call-ID
-        # comes with the first event that names it (RTCP reports arrive every few seconds).
+    def _adopt_provisional(self, call_id: str, peer: str, direction: str | None) -> None:
+        # A call known only by its line after a reconnect takes its real Call-ID (and
+        # direction: listcalls only guessed it) from the first event that names it; RTCP
+        # reports arrive every few seconds, so this also covers a callstat that gave no id.
         if call_id in self.calls:
             return
         for provisional, call in list(self.calls.items()):
             if provisional.startswith("line:") and call.peer == peer:
                 del self.calls[provisional]
                 call.call_id = call_id
+                call.direction = direction or call.direction
                 self.calls[call_id] = call
                 return
 
