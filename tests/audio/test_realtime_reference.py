@@ -4,6 +4,7 @@ go missing (no PortAudio needed: the callbacks are driven directly)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from offhook.audio.realtime import Realtime, RealtimeConfig
 
@@ -86,6 +87,7 @@ def test_pulse_mic_frames_wait_for_their_reference_whatever_order_the_streams_de
     offsets = np.arange(len(ref))[known] - np.round(ref[known] * 1e6)
     assert engine.stats.ref_missing == 0
     assert engine.stats.ref_relocks == 1
+    assert engine.stats.ref_catch_ups == 0  # jitter and a stall are not a lasting shift
     assert np.all(offsets == offsets[0])
     assert len(refs) == order.count("mic")  # every mic frame went out
 
@@ -115,3 +117,47 @@ def test_pulse_mic_frames_are_dropped_while_the_server_holds_a_frame_too_many():
         engine._pulse_mic(np.ones(frame))
     assert engine.stats.mic_dropped == 3  # only the frames that found more than target + a frame
     assert len(engine._mic_out.written) == len(reported) - 3  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("reference_first", [True, False])
+def test_pulse_mic_frames_stop_waiting_for_a_reference_that_fell_behind_for_good(reference_first: bool):
+    """Far-end audio the server dropped (two periods here) puts every later reference period two
+    periods behind the mic, and its echo as late: the mic frames waiting for it would hold the
+    agent's voice back up to 20 ms for good. Within two seconds the alignment moves, once, by at
+    most the true shift, so the reference still comes before its echo (here a frame short: what
+    is measurable whatever the streams' order; the canceller's delay estimate takes up the rest)."""
+    engine = _pulse_engine()
+    frame = engine.frame
+    refs: list[np.ndarray] = []
+    engine.chain.push = lambda mic, ref: (refs.append(ref), mic)[1]  # type: ignore[method-assign]
+    far = np.arange(1, 48000 * 6, dtype=np.float64) / 1e6  # sample n is (n + 1) / 1e6: 0 means missing
+    fed = 0
+    waiting_after_step: list[int] = []
+
+    def reference() -> None:
+        nonlocal fed
+        engine._pulse_reference(far[fed : fed + frame])
+        fed += frame
+
+    steps = ["both"] * 100 + ["mic", "mic"] + ["both"] * 300
+    for step in steps:
+        if step == "both" and reference_first:
+            reference()
+        engine._pulse_mic(np.zeros(frame))
+        if step == "both" and not reference_first:
+            reference()
+        waiting_after_step.append(len(engine._waiting))
+    ref = np.concatenate(refs)
+    known = ref > 0
+    offsets = np.arange(len(ref))[known] - np.round(ref[known] * 1e6)
+    assert engine.stats.ref_catch_ups == 1
+    assert engine.stats.ref_relocks == 1 and engine.stats.ref_missing == 0
+    assert set(offsets[: 100 * frame]) == {offsets[0]}
+    # (the drift resampler slips a sample now and then: the typical offset is what moved)
+    moved = np.median(offsets[-100 * frame :]) - offsets[0]
+    assert frame <= moved <= 2 * frame  # the reference never comes after its echo
+    # Frames held after each step: two (reference first) or one before the catch-up; afterwards
+    # one at most, the wait for the next reference period that the streams' order alone gives.
+    assert set(waiting_after_step[110:190]) == ({2} if reference_first else {1})
+    assert set(waiting_after_step[-100:]) == ({1} if reference_first else {0})
+    assert len(refs) + len(engine._waiting) == len(steps)  # no mic frame lost on the way

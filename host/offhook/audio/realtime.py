@@ -96,6 +96,7 @@ class Stats:
     ref_missing: int = 0  # mic periods whose echo reference was not (all) played yet: zeros
     ref_relocks: int = 0  # times the mic/reference alignment was re-established
     mic_dropped: int = 0  # mic frames not sent because the server already held a frame too many (pulse)
+    ref_catch_ups: int = 0  # times mic frames stopped waiting for a reference that fell behind for good (pulse)
     stretches: int = 0  # short buffer reads concealed by reading slower (not silence)
     realtime_threads: int = 0  # callback threads that got SCHED_FIFO
     added_latency_ms: float = 0.0
@@ -104,6 +105,7 @@ class Stats:
 
 class Realtime:
     MAX_WAITING = 5  # mic frames held for their echo reference (pulse backend): 50 ms at most
+    CATCH_UP_PERIODS = 100  # reference periods (one second) over which a lasting shortfall is seen
 
     def __init__(self, config: RealtimeConfig) -> None:
         self.config = config
@@ -148,6 +150,8 @@ class Realtime:
         self._mic_queued = 0.0  # samples the server held before the last mic frame was written
         self._waiting: deque[np.ndarray] = deque()  # mic frames waiting for their echo reference
         self._mic_since_reference = 0
+        self._least_shortfall: int | None = None  # over the current CATCH_UP_PERIODS
+        self._shortfall_periods = 0
         self._rt_threads: set[int] = set()
 
     def set_muted(self, muted: bool) -> None:
@@ -200,6 +204,7 @@ class Realtime:
         self._speaker.write(frame, latency)
         self._mic_since_reference = 0
         self._drain_mic()
+        self._catch_up_reference()
 
     def _pulse_mic(self, mic: np.ndarray) -> None:
         self._waiting.append(mic)
@@ -233,6 +238,37 @@ class Realtime:
                 self.stats.mic_dropped += 1
                 continue
             self._mic_out.write(out, latency)
+
+    def _catch_up_reference(self) -> None:
+        """Stop mic frames waiting for a reference that fell behind for good.
+
+        After a burst of xruns the reference can stay behind the mic for good (far-end audio the
+        server dropped: every later reference sample comes that much later against the mic, and
+        so does its echo), and the mic frames waiting for it hold the agent's voice back by as
+        much (soaks ended 10-30 ms up). Measured after each reference period: how many samples
+        the newest waiting frame still lacks. In steady state nothing waits then, whatever order
+        the streams deliver in; if something waited at every reference period for a whole second,
+        the least of it plus the margin a lock leaves is a lasting shift, and the alignment moves
+        by that much. That is at most the true shift (the reference then still comes before its
+        echo), so a correction cannot overshoot and cascade: re-locking from scratch, which also
+        cleaned the waiting frames against a reference not played yet, did under load."""
+        shortfall = 0
+        with self._played_lock:
+            if self._waiting and self._ref_lag is not None:
+                needed = self._mic_total + sum(len(frame) for frame in self._waiting) - self._ref_lag
+                shortfall = needed - self._played_total
+        least = self._least_shortfall
+        self._least_shortfall = shortfall if least is None else min(least, shortfall)
+        self._shortfall_periods += 1
+        if self._shortfall_periods < self.CATCH_UP_PERIODS:
+            return
+        lasting, self._least_shortfall, self._shortfall_periods = self._least_shortfall, None, 0
+        if lasting > 0:
+            with self._played_lock:
+                assert self._ref_lag is not None
+                self._ref_lag += lasting + self._ref_margin
+            self.stats.ref_catch_ups += 1
+            self._drain_mic()
 
     def _reference_ready(self, count: int) -> bool:
         with self._played_lock:
@@ -449,7 +485,7 @@ def run_forever(config: RealtimeConfig, seconds: float = 0.0) -> int:
     print(
         f"offhook audio: {stats.frames} frames, stream xruns {stats.stream_xruns}, "
         f"buffer underruns {stats.buffer_underruns}, overruns {stats.buffer_overruns}, "
-        f"late mic frames dropped {stats.mic_dropped}, "
+        f"late mic frames dropped {stats.mic_dropped}, reference catch-ups {stats.ref_catch_ups}, "
         f"added latency ~{stats.added_latency_ms:.0f} ms (estimate from buffer fill), backend {stats.backend}"
     )
     return 0

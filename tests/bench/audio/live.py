@@ -168,6 +168,7 @@ def measure(seconds: float, backend: str = "pulse", queue_ms: float = 20.0) -> d
             "ref_missing": float(stats.ref_missing),
             "ref_relocks": float(stats.ref_relocks),
             "mic_dropped": float(stats.mic_dropped),
+            "ref_catch_ups": float(stats.ref_catch_ups),
         }
     finally:
         server.stop()
