@@ -259,16 +259,22 @@ class ResidualEchoSuppressor:
         out = self._blocks[0, n - half : 2 * n - half].copy()
         if self._taps is not self._identity:
             # First frame: fade out of the last filter and end its comfort noise.
-            old = np.correlate(self._blocks[0, n - 2 * half :], self._taps, "valid")
-            out -= old
-            out *= self._fade
-            out += old
+            out = self._faded_in(out)
             out += self._noise_tail
             self._noise_tail = np.zeros(n)
             self._taps = self._identity
             self._echo_hold[:] = 0.0
             self.residual_power = self._residual_prev = 0.0
         return out
+
+    def _faded_in(self, new: Float) -> Float:
+        """``new`` (this frame through the next filter) cross-faded in from this frame through
+        the last filter, in place."""
+        old = np.correlate(self._blocks[0, self.frame - 2 * self.half :], self._taps, "valid")
+        new -= old
+        new *= self._fade
+        new += old
+        return new
 
     def _filter(self, gain: Float, missing: Float | None) -> Float:
         """Low-latency mode: apply this frame's gains to this frame as a short linear-phase FIR
@@ -287,13 +293,8 @@ class ResidualEchoSuppressor:
         inverse = fft.irfft(response, 2 * n)
         taps = inverse[0, self._tap_index] * self._taper
         # The taps are symmetric (zero-phase response, symmetric taper): correlation = convolution.
-        history = self._blocks[0, n - 2 * self.half :]
-        new = np.correlate(history, taps, "valid")
-        old = np.correlate(history, self._taps, "valid")
+        new = self._faded_in(np.correlate(self._blocks[0, n - 2 * self.half :], taps, "valid"))
         self._taps = taps
-        new -= old
-        new *= self._fade
-        new += old
         if missing is None:
             return new
         noise = inverse[1] * self._window
