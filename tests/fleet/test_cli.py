@@ -17,6 +17,7 @@ PASSPHRASE = "correct horse battery"
 @pytest.fixture
 def keypair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Path:
     monkeypatch.setenv(keys.PASSPHRASE_ENV, PASSPHRASE)
+    monkeypatch.setattr(keys, "KDF_ITERATIONS", 1000)  # fast; test_keys checks the default cost
     key = tmp_path / "it.key"
     assert main(["fleet", "keygen", str(key)]) == 0
     out = capsys.readouterr()
