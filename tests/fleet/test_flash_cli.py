@@ -90,7 +90,7 @@ def test_identify_blinks_the_unit(bench: Bench, capsys: pytest.CaptureFixture[st
     unit = bench.units[0]
     seen: list[tuple[int, int, int, int] | None] = []
     unit.on_change = lambda what: seen.append(unit.last_state) if what == "state" else None
-    assert main(["identify", unit.serial, "--seconds", "0.5"]) == 0
+    assert main(["identify", unit.serial, "--seconds", "1"]) == 0
     flags = [state[2] for state in seen if state]
     assert flags[:2] == [0x20, 0], "identify flag on, then off"
     assert unit.serial in capsys.readouterr().out
@@ -103,6 +103,6 @@ def test_identify_a_unit_unplugged_after_discovery_is_an_error_not_a_traceback(
 
     gone = str(tmp_path / "ttyACM-gone")
     monkeypatch.setattr(flash, "_units", lambda serials: [(gone, "serial", serials[0])])
-    assert main(["identify", "00000000f1ee7000", "--seconds", "0.1"]) == 1
+    assert main(["identify", "00000000f1ee7000", "--seconds", "1"]) == 1
     err = capsys.readouterr().err
     assert gone in err and "Traceback" not in err

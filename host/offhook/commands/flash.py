@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from offhook.cli import EXIT_FAILED, EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from offhook.fleet.flasher import UnitInfo
+
+IDENTIFY_SECONDS = (1.0, 600.0)  # long enough to spot on the floor, short enough not to be forgotten
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,9 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     devices.add_argument("--json", action="store_true")
     devices.set_defaults(handler=_devices)
 
-    ident = subparsers.add_parser("identify", help="blink one unit so it can be found on the floor")
+    ident = subparsers.add_parser(
+        "identify",
+        help="blink one unit so it can be found on the floor",
+        description="Blink the unit with serial SERIAL. The unit a running daemon owns is borrowed from it for "
+        "the blink and given back (refused during a call or its wrap-up).",
+    )
     ident.add_argument("serial")
-    ident.add_argument("--seconds", type=float, default=10.0)
+    ident.add_argument("--seconds", type=float, default=10.0, help="how long it blinks, 1 to 600 (default 10)")
     ident.set_defaults(handler=_identify)
 
 
@@ -56,8 +69,24 @@ def _units(serials: list[str] | None = None) -> list[tuple[str, str, str]]:
         match = [unit for unit in found if unit[2].lower() == serial.lower()]
         if not match:
             raise UsageError(f"no unit with serial {serial} found")
-        chosen.append(match[0])
+        if match[0] not in chosen:  # `--device X --device x` is one unit, flashed once
+            chosen.append(match[0])
     return chosen
+
+
+def _distinct_ports(paths: list[str]) -> list[str]:
+    """The ports named, each once (two names of one device, e.g. a by-id symlink, count once)."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        seen.setdefault(os.path.realpath(path), path)
+    return list(seen.values())
+
+
+def _is_port(owned: dict, path: str) -> bool:
+    """Whether the daemon's unit is the one at ``path``: the daemon's config may name its port by
+    another path to the same device (a /dev/serial/by-id symlink)."""
+    theirs = str(owned.get("path") or "")
+    return bool(theirs) and (theirs == path or os.path.realpath(theirs) == os.path.realpath(path))
 
 
 def _flash(args: argparse.Namespace) -> int:
@@ -66,13 +95,15 @@ def _flash(args: argparse.Namespace) -> int:
 
     if args.parallel < 1:
         raise UsageError("--parallel must be at least 1")
+    if args.retries < 0:
+        raise UsageError("--retries must be 0 or more")
     try:
         data = args.bundle.read_bytes()
         manifest = build.peek_manifest(data)
     except (OSError, B.BundleError) as exc:
         raise UsageError(f"{args.bundle}: {exc}") from None
     if args.port:
-        paths = list(args.port)
+        paths = _distinct_ports(args.port)
     else:
         paths = [path for path, _kind, _serial in _units(None if args.all else args.device)]
     if not paths:
@@ -115,22 +146,49 @@ async def _flash_paths(
 ) -> list:
     """Flash ``paths``; the unit a running daemon owns is borrowed from it for the duration
     (the daemon refuses during a call or wrap-up: that unit is reported, the others flashed)."""
-    from offhook.api.client import DaemonRefused, borrowed_unit, daemon_unit
+    from websockets.exceptions import WebSocketException
+
+    from offhook.api.client import DaemonRefused, borrowed_unit
     from offhook.fleet import flasher
 
     port = _api_port()
-    owned = await daemon_unit(port)
-    if owned is None or owned.get("path") not in paths:
+    owned = await _daemon_unit(port)
+    owned_path = next((path for path in paths if owned is not None and _is_port(owned, path)), None)
+    if owned is None or owned_path is None:
         return await flasher.flash_all(paths, data, manifest, parallel, retries, progress)
     try:
         async with borrowed_unit(port):
             return await flasher.flash_all(paths, data, manifest, parallel, retries, progress)
     except DaemonRefused as exc:
-        others = [path for path in paths if path != owned["path"]]
-        results = await flasher.flash_all(others, data, manifest, parallel, retries, progress) if others else []
-        refused = flasher.FlashResult(unit=str(owned.get("serial", "?")), path=str(owned["path"]))
-        refused.old, refused.reason = str(owned.get("fw", "")), f"the daemon keeps the unit: {exc}"
-        return [*results, refused]
+        reason = f"the daemon keeps the unit: {exc}"
+    except (OSError, TimeoutError, WebSocketException) as exc:
+        reason = f"could not borrow the unit from the daemon: {exc}"
+    others = [path for path in paths if path != owned_path]
+    results = await flasher.flash_all(others, data, manifest, parallel, retries, progress) if others else []
+    refused = flasher.FlashResult(unit=str(owned.get("serial", "?")), path=owned_path)
+    refused.old, refused.reason = str(owned.get("fw", "")), reason
+    return [*results, refused]
+
+
+async def _daemon_unit(port: int) -> dict | None:
+    """The running daemon's unit (offhook.api.client.daemon_unit), or None. A daemon that refuses
+    this user's token (another user's daemon, a stale token), or something else on the port, is
+    reported in one line on stderr; the command goes on with the units it can open itself."""
+    from websockets.exceptions import ConnectionClosed, WebSocketException
+
+    from offhook.api.client import daemon_unit
+
+    try:
+        return await daemon_unit(port)
+    except ConnectionClosed as exc:
+        if exc.rcvd is not None and exc.rcvd.code == 4403:
+            why = "refused this user's API token (another user's daemon, or a stale token)"
+        else:
+            why = f"closed the connection ({exc})"
+        print(f"offhook: the daemon at 127.0.0.1:{port} {why}; the unit it holds cannot be reached", file=sys.stderr)
+    except WebSocketException as exc:
+        print(f"offhook: 127.0.0.1:{port} does not answer as an offhook daemon ({exc})", file=sys.stderr)
+    return None
 
 
 def _table(results: list) -> None:
@@ -161,9 +219,7 @@ def _devices(args: argparse.Namespace) -> int:
 
     async def ask() -> list:
         # The daemon holds its unit's port: describe that unit from the daemon, open the others.
-        from offhook.api.client import daemon_unit
-
-        owned = await daemon_unit(_api_port())
+        owned = await _daemon_unit(_api_port())
         owned_path = owned.get("path") if owned else None
         infos = list(
             await asyncio.gather(
@@ -215,12 +271,36 @@ def _daemon_transport(in_use: str, hid_path: str) -> str:
 
 
 def _identify(args: argparse.Namespace) -> int:
-    from offhook.fleet import flasher
-
-    ((path, _kind, _serial),) = _units([args.serial])
-    info = asyncio.run(flasher.identify(path, args.seconds))
+    low, high = IDENTIFY_SECONDS
+    if not (math.isfinite(args.seconds) and low <= args.seconds <= high):
+        raise UsageError(f"--seconds must be from {low:g} to {high:g}, not {args.seconds:g}")
+    ((path, _kind, serial),) = _units([args.serial])
+    info = asyncio.run(_identify_unit(path, serial, args.seconds))
     if info.error:
         print(f"offhook: {path}: {info.error}", file=sys.stderr)
         return EXIT_FAILED
     print(f"{info.serial}: blinked for {args.seconds:g} s ({path})")
     return EXIT_OK
+
+
+async def _identify_unit(path: str, serial: str, seconds: float) -> UnitInfo:
+    """Blink the unit at ``path``; the running daemon's own unit is borrowed for the blink and given
+    back, as `offhook flash` does (the daemon holds its port; it refuses during a call or wrap-up)."""
+    from websockets.exceptions import WebSocketException
+
+    from offhook.api.client import DaemonRefused, borrowed_unit
+    from offhook.fleet import flasher
+
+    port = _api_port()
+    owned = await _daemon_unit(port)
+    same_serial = bool(serial) and str((owned or {}).get("serial", "")).lower() == serial.lower()
+    ours = owned is not None and (_is_port(owned, path) or same_serial)
+    if not ours:
+        return await flasher.identify(path, seconds)
+    try:
+        async with borrowed_unit(port):
+            return await flasher.identify(path, seconds)
+    except DaemonRefused as exc:
+        return flasher.UnitInfo(path=path, error=f"the daemon keeps the unit: {exc}")
+    except (OSError, TimeoutError, WebSocketException) as exc:
+        return flasher.UnitInfo(path=path, error=f"could not borrow the unit from the daemon: {exc}")
