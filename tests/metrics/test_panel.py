@@ -5,6 +5,8 @@ messages on ws://127.0.0.1:PORT/api (docs/panel.md): it checks the one-time toke
 answers `subscribe` with a ringing call, then the test pushes talking, on hold and
 wrap-up states and today's figures, and reads what the page shows. With
 OFFHOOK_PANEL_SCREENSHOT=docs/img/panel.png the on-hold screenshot is kept there.
+
+These tests need Debian's chromium: without it they fail (they do not skip).
 """
 
 from __future__ import annotations
@@ -29,7 +31,25 @@ PANEL_DIR = REPO_ROOT / "host" / "offhook" / "panel"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TOKEN = "one-time-token-for-the-test"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+def require_chromium(path: str | Path) -> None:
+    """Fail (never skip) when the browser is missing: a skip would hide a missing part."""
+    if not Path(path).is_file():
+        pytest.fail(
+            f"Debian's chromium is missing ({path} not found): the agent panel tests need it; "
+            "`make .make/apt-metrics` (part of `make test`) installs it",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _chromium() -> None:
+    require_chromium(CHROMIUM)
+
+
+def test_a_missing_chromium_fails_the_test_instead_of_skipping(tmp_path: Path) -> None:
+    with pytest.raises(pytest.fail.Exception, match="chromium is missing"):
+        require_chromium(tmp_path / "chromium")
 
 
 def call(state: str, **extra: Any) -> dict[str, Any]:
