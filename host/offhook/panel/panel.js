@@ -1,13 +1,22 @@
 // offhook agent panel: renders the daemon's state pushed over the local API.
 // The one-time token comes in the URL fragment (never sent to a server, never in the
 // page) and is dropped from the address bar at once. Message shapes: docs/panel.md.
+// When the connection to the daemon ends the page says so, shows no call or agent state
+// (it would be stale), and reconnects by itself: 250 ms, doubling to at most 1 s.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const CALL_LABELS = { idle: "No call", ringing: "Ringing", dialing: "Dialing", active: "Talking", held: "On hold" };
+  const RETRY_FIRST_MS = 250;
+  const RETRY_MAX_MS = 1000; // the daemon's return is seen within this (plus a connect)
+  const WELCOME_TIMEOUT_MS = 5000; // a connection not welcomed by then is dropped and retried
+  const LOST = "Lost the offhook daemon \u2014 reconnecting\u2026";
+  const REFUSED = "The offhook daemon refused this page's token \u2014 run `offhook panel` again";
+  const NO_TOKEN = "Not connected to the offhook daemon \u2014 open this page with `offhook panel`";
 
-  // The last state and when it arrived: timers count on locally from there.
+  // The last state from a live connection and when it arrived: timers count on locally
+  // from there. null while there is no live connection: nothing stale is shown.
   let state = null;
   let receivedAt = 0;
   let ringSeenAt = null; // the state carries no ring start: count from when we saw it ring
@@ -33,6 +42,21 @@
     const el = $("connection");
     el.textContent = text;
     el.classList.toggle("lost", Boolean(lost));
+  }
+
+  // The banner says the page is not connected (and why); the call and agent state are
+  // then unknown, not "Offline" or "No call".
+  function setDown(banner) {
+    const el = $("banner");
+    el.textContent = banner || "";
+    el.hidden = !banner;
+    if (banner) {
+      state = null;
+      ringSeenAt = null;
+      showNotice("");
+      $("figures").classList.add("stale");
+    }
+    render();
   }
 
   function showNotice(text) {
@@ -63,10 +87,25 @@
     return (performance.now() - receivedAt) / 1000;
   }
 
+  function renderUnknown() {
+    $("agent-state").hidden = true;
+    $("call").className = "card call-unknown";
+    $("call-state").textContent = "Call state unknown";
+    $("peer").textContent = "\u00a0";
+    $("mute").hidden = true;
+    $("main-timer-label").textContent = "Call time";
+    $("main-timer").textContent = "\u2013";
+    for (const id of ["hold-block", "reminder-block", "wrap-block"]) $(id).hidden = true;
+  }
+
   function render() {
-    if (!state) return;
+    if (!state) {
+      renderUnknown();
+      return;
+    }
     const agent = state.agent || "offline";
     const badge = $("agent-state");
+    badge.hidden = false;
     badge.textContent = agent.replace("_", " ");
     badge.className = `badge agent-${agent}`;
 
@@ -112,6 +151,7 @@
 
   function applyFigures(f) {
     if (!f) return;
+    $("figures").classList.remove("stale");
     $("figures-date").textContent = f.date || f.group || "";
     $("fig-calls").textContent = String(f.calls ?? "–");
     $("fig-handled").textContent = String(f.handled ?? "–");
@@ -123,11 +163,25 @@
     $("fig-long-holds").textContent = String(f.long_holds ?? "–");
   }
 
+  function clearFigures() {
+    $("figures").classList.remove("stale");
+    $("figures-date").textContent = "";
+    for (const id of ["calls", "handled", "missed", "aht", "talk", "hold", "wrap", "long-holds"]) {
+      $(`fig-${id}`).textContent = "\u2013";
+    }
+  }
+
   function onMessage(data) {
     if (data.type === "welcome") {
+      clearTimeout(welcomeTimer);
+      retryDelay = RETRY_FIRST_MS;
+      // A daemon that can welcome this page back after a drop or its own restart gives it
+      // a resume token; the one-time token from the URL is spent.
+      if (typeof data.resume_token === "string" && data.resume_token) credential = data.resume_token;
       setConnection("connected");
+      setDown(null);
       send({ type: "subscribe" });
-      send({ type: "figures" });
+      figuresRequest = send({ type: "figures" });
       return;
     }
     if (data.type === "event") {
@@ -140,26 +194,32 @@
     }
     if (data.ok === true && data.state) applyState(data.state);
     if (data.ok === true && data.figures) applyFigures(data.figures);
+    if (data.ok === false && figuresRequest !== null && data.id === figuresRequest) clearFigures(); // no figures here
   }
 
+  // The connection: one socket at a time, retried with backoff while the daemon is away.
   let socket = null;
+  let credential = null; // the URL's one-time token, then the daemon's resume token if it gives one
+  let retryDelay = RETRY_FIRST_MS;
+  let retryTimer = null;
+  let welcomeTimer = null;
+  let figuresRequest = null;
+
   function send(body) {
-    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ id: nextId++, ...body }));
+    if (!socket || socket.readyState !== WebSocket.OPEN) return null;
+    const id = nextId++;
+    socket.send(JSON.stringify({ id, ...body }));
+    return id;
   }
 
   function connect() {
-    const token = fragmentToken();
-    if (!window.location.host) {
-      setConnection("open this page with `offhook panel`", true);
-      return;
-    }
-    if (!token) {
-      setConnection("no token: open this page with `offhook panel`", true);
-      return;
-    }
-    socket = new WebSocket(`ws://${window.location.host}/api`);
-    socket.addEventListener("open", () => socket.send(JSON.stringify({ type: "auth", token })));
-    socket.addEventListener("message", (message) => {
+    retryTimer = null;
+    const ws = new WebSocket(`ws://${window.location.host}/api`);
+    socket = ws;
+    welcomeTimer = setTimeout(() => ws.close(), WELCOME_TIMEOUT_MS);
+    ws.addEventListener("open", () => ws.send(JSON.stringify({ type: "auth", token: credential })));
+    ws.addEventListener("message", (message) => {
+      if (ws !== socket) return;
       let data;
       try {
         data = JSON.parse(message.data);
@@ -168,13 +228,48 @@
       }
       onMessage(data);
     });
-    socket.addEventListener("close", (event) => {
-      // The token was single-use: a new connection needs a new `offhook panel`.
-      const why = event.code === 4403 ? "token refused" : "disconnected";
-      setConnection(`${why}: run \`offhook panel\` again`, true);
+    ws.addEventListener("close", (event) => {
+      if (ws !== socket) return;
+      socket = null;
+      clearTimeout(welcomeTimer);
+      if (event.code === 4403) {
+        // The daemon does not know this page's token (spent, expired, or a restarted daemon).
+        setConnection("token refused: run `offhook panel` again", true);
+        setDown(REFUSED);
+        return;
+      }
+      setConnection("reconnecting\u2026", true);
+      setDown(LOST);
+      retryTimer = setTimeout(connect, retryDelay);
+      retryDelay = Math.min(retryDelay * 2, RETRY_MAX_MS);
     });
   }
 
+  // Background tabs get their timers slowed down: when the agent looks at the page (or
+  // the network comes back), try at once instead of waiting for the next retry.
+  function retryNow() {
+    if (retryTimer === null || document.hidden) return;
+    clearTimeout(retryTimer);
+    connect();
+  }
+  document.addEventListener("visibilitychange", retryNow);
+  window.addEventListener("online", retryNow);
+
+  function start() {
+    credential = fragmentToken();
+    if (!window.location.host) {
+      setConnection("open this page with `offhook panel`", true);
+      setDown(NO_TOKEN);
+      return;
+    }
+    if (!credential) {
+      setConnection("no token: open this page with `offhook panel`", true);
+      setDown(NO_TOKEN);
+      return;
+    }
+    connect();
+  }
+
   setInterval(render, 250);
-  connect();
+  start();
 })();
