@@ -34,7 +34,12 @@ def _run(args: argparse.Namespace) -> int:
         if not log.is_file():
             raise UsageError(f"--log {log}: no such file")
     out = args.output or Path(f"offhook-diag-{time.strftime('%Y%m%d-%H%M%S')}.tar.gz")
-    names = write_bundle(out, args.config, args.log)
+    if out.is_dir():
+        raise UsageError(f"-o {out}: is a directory; give a file name")
+    try:
+        names = write_bundle(out, args.config, args.log)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
     if args.json:
         print(json.dumps({"bundle": str(out), "files": names}))
     else:
