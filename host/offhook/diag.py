@@ -5,7 +5,8 @@ attached units, paired web origins (names only) and recent logs. Before anything
 written, every secret known to this PC (API token, paired-origin token hashes, the
 metrics salt) and everything shaped like one (long random tokens, ``token=``,
 passphrases, private keys) is replaced, and customer numbers (the user part of SIP
-URIs, phone-number-like digit runs) are masked.
+URIs, callers' fields, phone numbers written as such) are masked. Timestamps, addresses, unit
+serials, versions and call ids stay: support has to read the logs.
 """
 
 from __future__ import annotations
