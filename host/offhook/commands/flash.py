@@ -248,16 +248,55 @@ def _devices(args: argparse.Namespace) -> int:
         json.dump([info.__dict__ for info in infos], sys.stdout, indent=2)
         print()
         return EXIT_OK
+    from rich.cells import cell_len
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    def shown(value: str) -> str:  # what a unit reports is never a terminal control sequence
+        return "".join(c if c.isprintable() else "\ufffd" for c in value)
+
+    names = ("serial", "board", "firmware", "slot", "health", "transport", "path")
+    rows = [
+        [
+            shown(value)
+            for value in (
+                info.serial,
+                info.board,
+                info.fw,
+                info.slot,
+                info.error or ("safe mode" if info.safe_mode else info.health),
+                info.transport,
+                f"{info.path} + {info.hid_path}" if info.hid_path else info.path,
+            )
+        ]
+        for info in infos
+    ]
+    console = Console()
+    # Serials differ only in their last digits and versions are numbers: both stay whole on one line
+    # (rich would cut them to "e6614c…"). The other columns wrap between words, a path anywhere.
+    # Where that does not fit: one row per unit, its serial and then its details line by line.
+    cells = [list(names), *rows]
+    widths = [max(cell_len(word) for row in cells for word in row[i].split() or [""]) for i in range(len(names))]
+    widths[0], widths[2] = (max(cell_len(row[i]) for row in cells) for i in (0, 2))
+    widths[6] = min(widths[6], 12)
     table = Table(title=f"{len(infos)} unit(s)")
-    for column in ("serial", "board", "firmware", "slot", "health", "transport", "path"):
-        table.add_column(column)
-    for info in infos:
-        health = info.error or ("safe mode" if info.safe_mode else info.health)
-        path = f"{info.path} + {info.hid_path}" if info.hid_path else info.path
-        table.add_row(info.serial, info.board, info.fw, info.slot, health, info.transport, path)
+    if 3 * len(names) + 1 + sum(widths) <= console.width:
+        for i, name in enumerate(names):
+            if i in (0, 2):
+                table.add_column(name, no_wrap=True, min_width=widths[i])
+            else:
+                table.add_column(name, overflow="fold")
+        for row in rows:
+            table.add_row(*(Text(value) for value in row))
+    else:
+        table.add_column("serial", no_wrap=True, min_width=widths[0])
+        table.add_column("unit", overflow="fold")
+        for row in rows:
+            table.add_row(
+                Text(row[0]),
+                Text("\n".join(f"{name}: {value}" for name, value in zip(names[1:], row[1:], strict=True))),
+            )
     Console().print(table)
     return EXIT_OK
 
