@@ -297,7 +297,7 @@ def _devices(args: argparse.Namespace) -> int:
                 Text(row[0]),
                 Text("\n".join(f"{name}: {value}" for name, value in zip(names[1:], row[1:], strict=True))),
             )
-    Console().print(table)
+    console.print(table)
     return EXIT_OK
 
 
