@@ -8,15 +8,22 @@ out-of-range value is a ConfigError naming the key, and nothing is applied.
 from __future__ import annotations
 
 import copy
+import math
+import os
+import stat
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
 APP_NAME = "offhook"
 MAX_CONFIG_BYTES = 64 * 1024
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class ConfigError(ValueError):
@@ -31,12 +38,67 @@ class Setting:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     help: str = ""
+    # A value's own rule beyond type and range: returns what is wrong (after the key's name), or None.
+    check: Callable[[Any], str | None] | None = None
+
+
+def _time_zone(value: str) -> str | None:
+    # An unknown zone would pass here and then fail every metrics write, so calls went unrecorded.
+    if not value:
+        return None  # the PC's own zone
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory such as "Europe"
+        return f"= {value!r} is not a known IANA time zone (e.g. Europe/Berlin, UTC)"
+    return None
+
+
+def _loopback_address(value: str) -> str | None:
+    host, _, port = value.rpartition(":")
+    # ASCII digits only: int() also reads other scripts' digits, which no softphone config would.
+    if host not in LOOPBACK_HOSTS or not (port.isascii() and port.isdigit()):
+        return f"must be a loopback HOST:PORT ({', '.join(LOOPBACK_HOSTS)}), not {value!r}"
+    if not 1 <= int(port) <= 65535:
+        return f"must be a loopback HOST:PORT: port {int(port)} is not 1..65535"
+    return None
+
+
+def _sip_uri(value: str) -> str | None:
+    scheme, _, rest = value.partition(":")
+    if value and (scheme not in ("sip", "sips") or not rest or any(c.isspace() for c in rest)):
+        return f"must be a sip: URI, not {value!r}"
+    return None
+
+
+def _origins(values: list[str]) -> str | None:
+    for origin in values:
+        try:
+            parts = urlsplit(origin)
+            port = parts.port
+        except ValueError:  # a port that is not a number or above 65535
+            parts, port = None, None
+        if (
+            parts is None
+            or parts.scheme.lower() not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or origin != f"{parts.scheme}://{parts.netloc}"
+        ):
+            return f"entry {origin!r} must look like https://host[:port]"
+        # Browsers send the origin lower-case, without the scheme's default port: anything else never matches.
+        scheme = parts.scheme.lower()
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        default = {"http": 80, "https": 443}[scheme]
+        canonical = f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+        if origin != canonical:
+            return f"entry {origin!r} never matches a browser's Origin: write {canonical!r}"
+    return None
 
 
 SCHEMA: dict[str, dict[str, Setting]] = {
     "agent": {
         "name": Setting(str, "", help="agent name recorded with each call (default: the login name)"),
-        "timezone": Setting(str, "", help="IANA time zone for reports (default: the PC's)"),
+        "timezone": Setting(str, "", help="IANA time zone for reports (default: the PC's)", check=_time_zone),
     },
     "unit": {
         "serial": Setting(str, "", help="serial number of the unit to use when several are attached"),
@@ -45,8 +107,10 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     },
     "softphone": {
         "kind": Setting(str, "baresip", choices=("baresip", "api")),
-        "baresip_ctrl": Setting(str, "127.0.0.1:4444", help="baresip ctrl_tcp address (loopback only)"),
-        "supervisor": Setting(str, "", help="SIP URI the escalate button consults and transfers to"),
+        "baresip_ctrl": Setting(
+            str, "127.0.0.1:4444", help="baresip ctrl_tcp address (loopback only)", check=_loopback_address
+        ),
+        "supervisor": Setting(str, "", help="SIP URI the escalate button consults and transfers to", check=_sip_uri),
         "consult_timeout_s": Setting((int, float), 30, 5, 300),
         "hid_softphone": Setting(bool, False, help="a HID softphone (Teams, a browser) also drives the unit"),
     },
@@ -59,7 +123,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     },
     "api": {
         "port": Setting(int, 8677, 1024, 65535),
-        "allowed_origins": Setting(list, [], help="web origins allowed to pair, e.g. https://crm.example.com"),
+        "allowed_origins": Setting(
+            list, [], help="web origins allowed to pair, e.g. https://crm.example.com", check=_origins
+        ),
     },
 }
 
@@ -86,7 +152,6 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, dict[str,
             if setting is None:
                 raise ConfigError(f"{source}: unknown key {name} (known: {', '.join(SCHEMA[section])})")
             config[section][key] = _check(name, value, setting, source)
-    _check_cross_field(config, source)
     return config
 
 
@@ -97,6 +162,9 @@ def _check(name: str, value: Any, setting: Setting, source: str) -> Any:
         raise ConfigError(f"{source}: {name} must be a {_kind_name(kinds)}, not a boolean")
     if not isinstance(value, kinds):
         raise ConfigError(f"{source}: {name} must be a {_kind_name(kinds)}, not {type(value).__name__} {value!r}")
+    # NaN compares false with both bounds below, and the daemon's timers cannot run on NaN or infinity.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: {name} = {value} is not a finite number")
     if setting.minimum is not None and isinstance(value, (int, float)) and value < setting.minimum:
         raise ConfigError(f"{source}: {name} = {value} is below the minimum {setting.minimum}")
     if setting.maximum is not None and isinstance(value, (int, float)) and value > setting.maximum:
@@ -105,19 +173,17 @@ def _check(name: str, value: Any, setting: Setting, source: str) -> Any:
         raise ConfigError(f"{source}: {name} = {value!r} is not one of {', '.join(setting.choices)}")
     if isinstance(value, list) and not all(isinstance(item, str) for item in value):
         raise ConfigError(f"{source}: {name} must be a list of strings")
+    # A newline or NUL in a name, path or address only breaks later (a log line, an open()).
+    if any(_has_control(text) for text in (value if isinstance(value, list) else [value]) if isinstance(text, str)):
+        raise ConfigError(f"{source}: {name} must not contain control characters")
+    problem = setting.check(value) if setting.check is not None else None
+    if problem is not None:
+        raise ConfigError(f"{source}: {name} {problem}")
     return value
 
 
-def _check_cross_field(config: dict[str, dict[str, Any]], source: str) -> None:
-    host, _, port = config["softphone"]["baresip_ctrl"].rpartition(":")
-    if host not in ("127.0.0.1", "localhost", "::1") or not port.isdigit():
-        raise ConfigError(f"{source}: softphone.baresip_ctrl must be a loopback HOST:PORT, not {host}:{port}")
-    supervisor = config["softphone"]["supervisor"]
-    if supervisor and not supervisor.startswith(("sip:", "sips:")):
-        raise ConfigError(f"{source}: softphone.supervisor must be a sip: URI, not {supervisor!r}")
-    for origin in config["api"]["allowed_origins"]:
-        if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
-            raise ConfigError(f"{source}: api.allowed_origins entry {origin!r} must look like https://host[:port]")
+def _has_control(text: str) -> bool:
+    return any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in text)
 
 
 def _kind_name(kinds: tuple[type, ...]) -> str:
@@ -125,15 +191,38 @@ def _kind_name(kinds: tuple[type, ...]) -> str:
     return " or ".join(sorted({names.get(kind, kind.__name__) for kind in kinds}))
 
 
-def load(path: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Read and validate the config file; a missing file means all defaults."""
+def load(path: Path | None = None, *, required: bool = False) -> dict[str, dict[str, Any]]:
+    """Read and validate the config file; a missing file means all defaults unless ``required``
+    (a file the user named: running on defaults instead would hide the typo)."""
     path = path or default_config_path()
-    if not path.exists():
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"{path}: no such file") from None
         return defaults()
-    if path.stat().st_size > MAX_CONFIG_BYTES:
+    except (OSError, ValueError) as exc:  # a parent that is a file or unreadable; a NUL in the path
+        raise ConfigError(f"{path}: cannot read it: {_reason(exc)}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{path}: is a directory, not a config file")
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block the read or never end
+        raise ConfigError(f"{path}: not a regular file")
+    if info.st_size > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {_reason(exc)}") from None
+    if len(data) > MAX_CONFIG_BYTES:  # it grew after the stat
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return validate(raw, str(path))
+
+
+def _reason(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -54,7 +54,8 @@ def setup_logging(verbose: int, as_json: bool) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        config = config_module.load(args.config)
+        # A file named with --config must exist; only the default path may be missing (then defaults).
+        config = config_module.load(args.config, required=args.config is not None)
     except config_module.ConfigError as exc:
         raise UsageError(str(exc)) from None
     if args.softphone:
