@@ -33,7 +33,8 @@ def test_default_path_follows_env(data_dir: Path, recorder: CallRecorder) -> Non
 def test_wal_full_sync_and_schema_version(recorder: CallRecorder) -> None:
     assert recorder.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert recorder.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert rows(recorder.path, "SELECT version FROM schema_version") == [(store.SCHEMA_VERSION,)]
+    versions = rows(recorder.path, "SELECT version FROM schema_version ORDER BY version")
+    assert versions == [(v,) for v in range(1, store.SCHEMA_VERSION + 1)]
 
 
 def test_refuses_newer_schema_and_foreign_files(tmp_path: Path) -> None:

@@ -83,6 +83,7 @@ class CallView:
     answered_at: float | None = None
     held_since: float | None = None
     reminders_sent: int = 0
+    muted: bool | None = None  # as the softphone confirmed it for this call; None: not known
     missed: bool = False
     consult: bool = False  # the escalate flow's supervisor leg
 
@@ -98,7 +99,15 @@ class Timers:
 
 
 class Desk:
-    def __init__(self, timers: Timers | None = None, supervisor: str = "", hid_softphone: bool = False) -> None:
+    def __init__(
+        self,
+        timers: Timers | None = None,
+        supervisor: str = "",
+        hid_softphone: bool = False,
+        awaiting_snapshot: bool = False,
+    ) -> None:
+        """``awaiting_snapshot``: claim nothing on the unit (send no STATE) until the softphone's
+        first call list (CONNECTED) is in; a restarted daemon does not know the calls before it."""
         self.timers = timers or Timers()
         self.supervisor = supervisor
         self.hid_softphone = hid_softphone  # a HID softphone drives calls too: the unit keeps its HID inputs
@@ -106,8 +115,8 @@ class Desk:
         self.calls: dict[str, CallView] = {}
         self.agent = L.AGENT_AVAILABLE
         self.wrap_up_until: float | None = None
-        self.muted: bool | None = False  # as confirmed by the softphone
-        self.mute_unconfirmed = False  # after a restart: believed, not yet confirmed
+        self._recalled_mutes: dict[str, bool] = {}  # confirmed before a restart, per Call-ID
+        self.awaiting_snapshot = awaiting_snapshot
         self.mute_pending_until: float | None = None
         self.reminder_until: float | None = None
         self.consult_customer: str | None = None  # customer call id while consulting
@@ -133,6 +142,28 @@ class Desk:
     @property
     def held(self) -> CallView | None:
         return next((c for c in self.calls.values() if c.state == "held"), None)
+
+    @property
+    def current(self) -> CallView | None:
+        """The call the mute button acts on and the mute lamp shows."""
+        return self.active or self.held
+
+    @property
+    def muted(self) -> bool | None:
+        """The current call's mute as the softphone confirmed it; None: no call, or not known."""
+        call = self.current
+        return None if call is None else call.muted
+
+    @property
+    def mute_unconfirmed(self) -> bool:
+        """A call is in progress whose mute nobody confirmed (baresip can neither be asked for it
+        nor reports it): after a restart, unless this daemon confirmed it for that very call."""
+        call = self.current
+        return call is not None and call.muted is None
+
+    def mutes(self) -> dict[str, bool]:
+        """Every call's confirmed mute by Call-ID: what a restarted daemon may claim again."""
+        return {c.call_id: c.muted for c in self.calls.values() if c.muted is not None}
 
     @property
     def consult_call(self) -> CallView | None:
@@ -211,7 +242,7 @@ class Desk:
         return {
             "call": L.CALL_NAMES[state.call],
             "agent": L.AGENT_NAMES[state.agent],
-            "muted": self.muted,
+            "muted": bool(self.muted),
             "mute_confirmed": not self.mute_unconfirmed,
             "wrap_up_remaining_s": state.timer_s if state.agent == L.AGENT_WRAP_UP else None,
             "consulting": self.consult_call is not None,
@@ -234,18 +265,24 @@ class Desk:
         }
 
     def _with_state(self, effects: list[Effect]) -> list[Effect]:
-        """Append a UnitState when what the unit shows has changed."""
+        """Append a UnitState when what the unit shows has changed (and anything is known)."""
+        if self.awaiting_snapshot:
+            return effects
         state = self.unit_state()
         if state != self._last_state:
             self._last_state = state
             effects.append(state)
         return effects
 
-    def full_state(self, now: float) -> UnitState:
-        """The whole STATE to send after a (re)connect of the unit. The unit reports its HID LEDs
-        again after this STATE (if any is on), so what we knew of them is forgotten here."""
+    def full_state(self, now: float) -> UnitState | None:
+        """The whole STATE to send after a (re)connect of the unit, or None while the softphone's
+        calls are not known yet (the unit keeps its "no host" scene, which claims nothing). The
+        unit reports its HID LEDs again after this STATE (if any is on), so what we knew of them
+        is forgotten here."""
         self._now = now
         self.hid_leds = 0
+        if self.awaiting_snapshot:
+            return None
         self._last_state = self.unit_state()
         return self._last_state
 
@@ -310,7 +347,7 @@ class Desk:
             return "no call to mute"
         if self.mute_pending_until is not None:
             return "a mute request is already waiting for the softphone"
-        target = not bool(self.muted)
+        target = not self.muted  # unknown: mute (privacy first)
         self.mute_pending_until = now + self.timers.mute_confirm_timeout_s
         effects.append(Command("mute", call.call_id, target))
         return ""
@@ -413,12 +450,18 @@ class Desk:
 
     def _set_agent(self, agent: int, effects: list[Effect], why: str) -> None:
         if agent != self.agent:
+            if self.agent == L.AGENT_WRAP_UP:
+                self._end_wrap_record(effects)  # however wrap-up ends, its call's record completes
             self.agent = agent
             effects.append(Notice("agent_state", {"state": L.AGENT_NAMES[agent], "why": why}))
 
-    def _finish_wrap_up(self, effects: list[Effect], now: float, next_state: int = L.AGENT_AVAILABLE) -> None:
+    def _end_wrap_record(self, effects: list[Effect]) -> None:
         self.wrap_up_until = None
-        effects.append(Record("wrap_up_ended", self._wrap_call, now))
+        if self._wrap_call:  # empty after a restart: that call's record was closed at the old run's heartbeat
+            effects.append(Record("wrap_up_ended", self._wrap_call, self._now))
+            self._wrap_call = ""
+
+    def _finish_wrap_up(self, effects: list[Effect], now: float, next_state: int = L.AGENT_AVAILABLE) -> None:
         self._set_agent(next_state, effects, "wrap-up ended")
 
     # ------------------------------------------------------------ HID softphone
@@ -461,7 +504,7 @@ class Desk:
         elif kind in (EventKind.HELD, EventKind.RESUMED) and call is not None:
             self._hold_changed(call, kind is EventKind.HELD, effects, now)
         elif kind in (EventKind.MUTED, EventKind.UNMUTED):
-            self._mute_confirmed(kind is EventKind.MUTED, effects)
+            self._mute_confirmed(call or self.current, kind is EventKind.MUTED, effects)
         elif kind is EventKind.CONNECTED:
             self.softphone_up = True
             self._rebuild(event.calls, effects, now)
@@ -493,11 +536,9 @@ class Desk:
                 self._hold_changed(other, True, effects, now)
         call.state = "active"
         call.answered_at = now
-        self.muted = False  # a new call starts un-muted
-        self.mute_unconfirmed = False
+        call.muted = False  # established while we watched: un-muted, until a toggle is confirmed
         self.mute_pending_until = None
         self._set_agent(L.AGENT_ON_CALL, effects, "call answered")
-        self.wrap_up_until = None
         effects.append(Record("answered", call_id, now))
         effects.append(Notice("established", {"call": call_id, "peer": call.peer}))
 
@@ -523,11 +564,16 @@ class Desk:
         if not any(c.state in ("active", "held") for c in self.calls.values()):
             self.reminder_until = None
             if call.answered_at is not None:
+                if self.agent == L.AGENT_WRAP_UP:
+                    self._end_wrap_record(effects)  # two calls gone at once (softphone reconnect)
                 self.wrap_up_until = now + self.timers.wrap_up_s
                 self._wrap_call = call_id
                 self._set_agent(L.AGENT_WRAP_UP, effects, "call ended")
                 if self.timers.wrap_up_s == 0:
                     self._finish_wrap_up(effects, now)
+        elif call.answered_at is not None:
+            # The agent is busy on another call, so this one gets no wrap-up: its record completes now.
+            effects.append(Record("wrap_up_ended", call_id, now))
 
     def _hold_changed(self, call: CallView, held: bool, effects: list[Effect], now: float) -> None:
         if held and call.state != "held":
@@ -544,12 +590,13 @@ class Desk:
             effects.append(Record("hold_ended", call.call_id, now))
             effects.append(Notice("resumed", {"call": call.call_id}))
 
-    def _mute_confirmed(self, muted: bool, effects: list[Effect]) -> None:
-        changed = muted != self.muted or self.mute_unconfirmed
-        self.muted = muted
-        self.mute_unconfirmed = False
+    def _mute_confirmed(self, call: CallView | None, muted: bool, effects: list[Effect]) -> None:
         self.mute_pending_until = None
-        if changed:
+        if call is None:
+            return
+        changed = muted != call.muted
+        call.muted = muted
+        if changed and call is self.current:
             effects.append(Notice("mute", {"muted": muted}))
 
     def _rebuild(self, calls: list[Call], effects: list[Effect], now: float) -> None:
@@ -576,15 +623,44 @@ class Desk:
         for gone in set(self.calls) - {c.call_id for c in fresh.values()}:
             self._closed(gone, "gone after softphone reconnect", effects, now)
         self.calls = fresh
+        self._mute_after_snapshot(calls)
         if any(c.state in ("active", "held") for c in fresh.values()):
             self._set_agent(L.AGENT_ON_CALL, effects, "softphone reconnected")
+        if self.awaiting_snapshot:
+            self.awaiting_snapshot = False
+            self._last_state = None  # the unit has been shown nothing yet: the next STATE goes out
         effects.append(Notice("softphone", {"connected": True, "calls": len(fresh)}))
 
-    def restore(self, muted: bool | None, agent: int, now: float) -> None:
-        """After a daemon restart: the last confirmed mute (shown as unconfirmed) and agent state."""
+    def _mute_after_snapshot(self, calls: list[Call]) -> None:
+        """What the mute lamp may claim after a snapshot, per call. Evidence is: the softphone
+        reports it; or this daemon (or the one before a restart) confirmed it for this very
+        Call-ID, which includes "established while the daemon watched, never toggled since:
+        un-muted". A call without evidence stays unconfirmed (``muted`` None)."""
+        for reported in calls:
+            view = self.calls.get(reported.call_id)
+            if view is None:
+                continue
+            if reported.muted is not None:
+                view.muted = reported.muted
+            elif view.muted is None:
+                view.muted = self._recalled_mutes.get(reported.call_id)
+        self._recalled_mutes = {}
+
+    def restore(self, mutes: dict[str, bool], agent: int, now: float, wrap_up_left_s: float = 0.0) -> None:
+        """After a daemon restart: the mute confirmed per Call-ID (claimed again only for a call
+        the softphone's snapshot still has) and the agent state. A wrap-up the restart
+        interrupted goes on for what is left of it; its call's record was closed at the old
+        run's last heartbeat, so no record follows this one."""
         self._now = now
-        self.muted = muted
-        self.mute_unconfirmed = muted is not None
+        self._recalled_mutes = dict(mutes)
+        if agent == L.AGENT_WRAP_UP:
+            if wrap_up_left_s > 0:
+                self.wrap_up_until = now + wrap_up_left_s
+                self._wrap_call = ""
+            else:
+                agent = L.AGENT_AVAILABLE
+        elif agent == L.AGENT_ON_CALL:
+            agent = L.AGENT_AVAILABLE  # the softphone's call list decides (CONNECTED)
         self.agent = agent
 
     def command_done(self, command: Command, result: Any, now: float) -> list[Effect]:
@@ -592,7 +668,7 @@ class Desk:
         self._now = now
         effects: list[Effect] = []
         if command.op == "mute":
-            self._mute_confirmed(bool(result), effects)
+            self._mute_confirmed(self.calls.get(command.call_id), bool(result), effects)
         elif command.op in ("hold", "resume") and command.call_id in self.calls:
             self._hold_changed(self.calls[command.call_id], bool(result), effects, now)
         elif command.op == "dial" and command.purpose == "consult" and isinstance(result, str):
@@ -625,7 +701,6 @@ class Desk:
                 effects.append(Record("missed", call.call_id, now))
                 effects.append(Notice("missed_call", {"call": call.call_id, "peer": call.peer}))
                 if self.agent in (L.AGENT_AVAILABLE, L.AGENT_WRAP_UP):
-                    self.wrap_up_until = None
                     self._set_agent(L.AGENT_BREAK, effects, "ring not answered")
             if call.state == "held" and call.held_since is not None:
                 # Whole reminder periods held so far; after a clock jump (sleep) this catches up

@@ -12,18 +12,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from offhook import linkproto as L
 from offhook.daemon import actions
 from offhook.daemon.desk import Command, Desk, Effect, Notice, Record, Timers, UnitState
 from offhook.daemon.unit import UnitInfo, UnitLost, UnitSession
-from offhook.softphone.base import Softphone, SoftphoneError
+from offhook.softphone.base import CallState, EventKind, Softphone, SoftphoneError, SoftphoneEvent
 from offhook.transport.base import Transport, TransportClosed
 from offhook.transport.discovery import Candidate, candidates
 from offhook.transport.hid import HidTransport
@@ -32,6 +33,8 @@ from offhook.transport.serial import SerialTransport
 log = logging.getLogger(__name__)
 
 TICK_S = 0.25  # desk timers (wrap-up, ring timeout, hold reminder, mute confirmation)
+HEARTBEAT_S = 5.0  # how stale "the last moment this run was known alive" may be after a crash
+LOGGED_AS_PRIVATE = frozenset({"peer", "supervisor", "to", "origin"})  # numbers and addresses: never in a log
 MAX_BACKOFF_S = 5.0
 
 
@@ -41,6 +44,19 @@ class NoUnit(RuntimeError):
 
 class UnitLent(Exception):
     """The session ends because a fleet tool borrowed the unit (the message names it)."""
+
+
+@runtime_checkable
+class CallLog(Protocol):
+    """A recorder that also closes what a restart cut short (metrics.sink.MetricsSink)."""
+
+    def __call__(self, record: Record) -> object: ...
+
+    def start_run(self) -> list[str]: ...
+
+    def heartbeat(self, mono: float) -> None: ...
+
+    def settle(self, live: dict[str, tuple[bool, bool]], mono: float) -> list[str]: ...
 
 
 class Discover(Protocol):
@@ -56,6 +72,12 @@ class Route:
     kind: str  # the transport it opens: "serial" (also simulators) or "hid"
     path: str  # what that transport opens
     unit_path: str  # the unit as `offhook devices` lists it: its serial port when it has one
+
+
+def loggable(data: dict[str, Any]) -> dict[str, Any]:
+    """An event's data for the log: customer numbers and SIP addresses masked (they stay in the
+    API event, which goes only to the agent's own authenticated clients)."""
+    return {key: "***" if key in LOGGED_AS_PRIVATE and value else value for key, value in data.items()}
 
 
 def route(mode: str, unit: Candidate) -> Route:
@@ -98,9 +120,10 @@ class Daemon:
         transport_factory: Callable[[str], Transport] = SerialTransport,
         discover: Discover = candidates,
         clock: Callable[[], float] = time.monotonic,
-        recorder: Any = None,
+        recorder: Callable[[Record], object] | None = None,
         audio_mute: Callable[[bool], None] | None = None,
         hid_transport_factory: Callable[[str], Transport] = HidTransport,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """``audio_mute(muted)`` mutes offhook's own audio path (digital zeros), when it runs.
         ``transport_factory`` opens serial ports (and simulators), ``hid_transport_factory`` HID
@@ -118,6 +141,7 @@ class Daemon:
             ),
             supervisor=config["softphone"]["supervisor"],
             hid_softphone=config["softphone"]["hid_softphone"],
+            awaiting_snapshot=softphone.announces_calls,
         )
         self.softphone = softphone
         self.state_file = state_file
@@ -125,6 +149,9 @@ class Daemon:
         self.hid_transport_factory = hid_transport_factory
         self.discover = discover
         self.clock = clock
+        self.wall_clock = wall_clock
+        self._settled = False  # the softphone's first call list after start has been matched to the store
+        self._next_heartbeat = 0.0
         self.recorder = recorder
         self.audio_mute = audio_mute
         self.session: UnitSession | None = None
@@ -140,7 +167,7 @@ class Daemon:
         self._commands: set[asyncio.Task[None]] = set()  # softphone commands in flight
         # Optional probe for benchmarks and diagnostics: trace(point, monotonic seconds).
         self.trace: Callable[[str, float], None] | None = None
-        self._persisted: tuple[bool | None, int] | None = None
+        self._persisted: tuple[dict[str, bool], int, float | None] | None = None
         self._restore()
 
     # ------------------------------------------------------------ persistence
@@ -148,30 +175,41 @@ class Daemon:
     def _restore(self) -> None:
         try:
             saved = json.loads(self.state_file.read_text())
-            muted = saved.get("muted")
             agent = int(saved.get("agent", L.AGENT_AVAILABLE))
-            if muted not in (True, False, None) or not 0 <= agent < len(L.AGENT_NAMES):
+            mutes = saved.get("mutes", {})  # older files hold one "muted" for no call in particular: unconfirmed
+            wrap_up_until = float(saved.get("wrap_up_until_wall") or 0.0)
+            if (
+                not 0 <= agent < len(L.AGENT_NAMES)
+                or not isinstance(mutes, dict)
+                or not all(isinstance(k, str) and isinstance(v, bool) for k, v in mutes.items())
+                or not math.isfinite(wrap_up_until)
+            ):
                 raise ValueError("bad values")
         except FileNotFoundError:
             return
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             log.warning("ignoring unreadable daemon state %s: %s", self.state_file, exc)
             return
-        if agent in (L.AGENT_ON_CALL, L.AGENT_WRAP_UP):
-            agent = L.AGENT_AVAILABLE  # the softphone's call list decides (CONNECTED)
-        self.desk.restore(muted, agent, self.clock())
+        timers = self.desk.timers
+        left = min(wrap_up_until - self.wall_clock(), timers.wrap_up_s + timers.wrap_up_extend_s)
+        self.desk.restore(mutes, agent, self.clock(), wrap_up_left_s=left)
 
     def _persist(self) -> None:
         """Save what must survive a restart, when it changed (not on every STATE: no fsync per second)."""
-        saved = (self.desk.muted, self.desk.agent)
+        desk = self.desk
+        wrap_up_until = desk.wrap_up_until if desk.agent == L.AGENT_WRAP_UP else None
+        mutes = desk.mutes()
+        saved = (mutes, desk.agent, wrap_up_until)
         if saved == self._persisted:
             return
         self._persisted = saved
-        data = json.dumps({"muted": self.desk.muted, "agent": self.desk.agent})
+        # The deadline in wall time: the next run's monotonic clock may start anew (a power cut).
+        wall_deadline = 0.0 if wrap_up_until is None else round(self.wall_clock() + wrap_up_until - self.clock(), 1)
+        data = {"mutes": mutes, "agent": desk.agent, "wrap_up_until_wall": wall_deadline}
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
         with open(tmp, "w") as handle:
-            handle.write(data)
+            handle.write(json.dumps(data))
             handle.flush()
             os.fsync(handle.fileno())
         tmp.replace(self.state_file)
@@ -179,6 +217,7 @@ class Daemon:
     # ------------------------------------------------------------ running
 
     async def run(self) -> None:
+        self._bookkeep("start_run")
         await self.softphone.start()
         self._tasks = [
             asyncio.create_task(self._unit_loop(), name="unit"),
@@ -203,8 +242,30 @@ class Daemon:
 
     async def _tick_loop(self) -> None:
         while True:
-            await self.apply(self.desk.tick(self.clock()))
+            now = self.clock()
+            await self.apply(self.desk.tick(now))
+            if now >= self._next_heartbeat:
+                self._next_heartbeat = now + HEARTBEAT_S
+                self._bookkeep("heartbeat", now)
             await asyncio.sleep(TICK_S)
+
+    def _bookkeep(self, step: str, *args: Any) -> None:
+        """A step of the recorder's restart side (CallLog), if it has one; metrics never take call
+        control down."""
+        if isinstance(self.recorder, CallLog):
+            try:
+                getattr(self.recorder, step)(*args)
+            except Exception:
+                log.exception("metrics: %s failed", step)
+
+    def _settle(self, event: SoftphoneEvent) -> None:
+        """The softphone's first call list since start: the store's open calls it no longer has
+        ended while no daemon watched; they are completed now, never left open."""
+        if self._settled or event.kind is not EventKind.CONNECTED:
+            return
+        self._settled = True
+        live = {c.call_id: (c.state is CallState.ESTABLISHED, c.held) for c in event.calls}
+        self._bookkeep("settle", live, self.clock())
 
     async def _softphone_loop(self) -> None:
         while True:
@@ -212,6 +273,7 @@ class Daemon:
             if self.trace:
                 self.trace("softphone_event", time.monotonic())
             log.debug("softphone: %s %s %s", event.kind.value, event.call_id, event.reason)
+            self._settle(event)
             await self.apply(self.desk.softphone_event(event, self.clock()))
 
     async def _unit_loop(self) -> None:
@@ -238,8 +300,7 @@ class Daemon:
             log.info("unit %s (%s, firmware %s) on %s %s", info.serial, info.board, info.firmware, way.kind, way.path)
             self._broadcast({"event": "unit", "connected": True, "serial": self.unit.serial})
             try:
-                state = self.desk.full_state(self.clock())
-                await session.send_state(state.call, state.agent, state.flags, state.timer_s)
+                await self._send_full_state(session)
                 self.unit_connected.set()
                 # A task group: when one part ends the session, the others are cancelled with it.
                 async with asyncio.TaskGroup() as group:
@@ -306,7 +367,13 @@ class Daemon:
             await session.resync.wait()
             session.resync.clear()
             self.unit = session.info
-            state = self.desk.full_state(self.clock())
+            await self._send_full_state(session)
+
+    async def _send_full_state(self, session: UnitSession) -> None:
+        """The whole STATE, unless the softphone's calls are not known yet: then nothing, and the
+        unit keeps showing "no host" until the snapshot's STATE (the desk emits it)."""
+        state = self.desk.full_state(self.clock())
+        if state is not None:
             await session.send_state(state.call, state.agent, state.flags, state.timer_s)
 
     async def _button_loop(self, session: UnitSession) -> None:
@@ -354,13 +421,13 @@ class Daemon:
                 if effect.name in ("mute", "mute_unconfirmed", "command_failed"):
                     self._mute_audio(self.desk.muted)  # the audio path follows the confirmed state
                 level = logging.WARNING if effect.name in ("refused", "command_failed") else logging.INFO
-                log.log(level, "%s %s", effect.name, effect.data)
+                log.log(level, "%s %s", effect.name, loggable(effect.data))
                 self._broadcast({"event": effect.name, **effect.data})
             elif isinstance(effect, Record) and self.recorder is not None:
                 try:
                     self.recorder(effect)
                 except Exception:  # metrics must never take call control down
-                    log.exception("could not record %s", effect)
+                    log.exception("could not record %s of call %s", effect.moment, effect.call_id)
                 else:
                     self._broadcast({"event": "recorded", "moment": effect.moment, "call": effect.call_id})
 

@@ -10,6 +10,12 @@ agent=..., tz=...))``.
 Retention: after a call completes, calls that rang more than ``retention_days`` ago
 (default 365; None: never) are deleted, at most once a day.
 
+Restarts: ``start_run()`` (before the new run's first ``heartbeat()``) remembers the old
+run's last heartbeat and completes the calls it left in wrap-up at that moment; ``settle()``,
+given the softphone's first call list, completes the open calls that are gone at that moment
+too and brings the ones still live up to date. Either way the record says ``ended_by =
+'restart'``: no call stays open, none is counted twice.
+
 Mapping of the desk's moments: ``unanswered`` (an outbound call the customer never
 answered) is recorded as ``abandoned`` (rang, not handled); every other moment has a
 recorder method of its own name. Unknown moments are logged and ignored, so a newer
@@ -46,10 +52,14 @@ COMPLETING = ("wrap_up_ended", "missed", "abandoned")
 
 
 class RecordLike(Protocol):
-    moment: str
-    call_id: str
-    at: float
-    data: dict[str, Any]
+    @property
+    def moment(self) -> str: ...
+    @property
+    def call_id(self) -> str: ...
+    @property
+    def at(self) -> float: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
 
 
 def local_zone_name() -> str:
@@ -87,6 +97,47 @@ class MetricsSink:
         self.wall_clock = wall_clock
         self.retention_days = retention_days
         self._purged_at: float | None = None  # monotonic reading of the last retention purge
+        self._old_run_alive: tuple[float, float] | None = None  # the previous run's last heartbeat
+
+    # ------------------------------------------------------------ restarts
+
+    def start_run(self) -> list[str]:
+        """A daemon run begins: complete the calls the last run left in wrap-up (a hung-up call
+        can only have been in wrap-up), at that run's last heartbeat. Returns their Call-IDs."""
+        self._old_run_alive = self.recorder.last_alive()
+        return [call.call_id for call in self.recorder.open_calls() if call.hung_up and self._interrupted(call.call_id)]
+
+    def heartbeat(self, mono: float) -> None:
+        self.recorder.heartbeat(wall=self.wall_clock(), mono=mono)
+
+    def settle(self, live: dict[str, tuple[bool, bool]], mono: float) -> list[str]:
+        """The softphone's first call list after a restart, as {Call-ID: (established, held)}: open
+        calls it no longer has ended while no daemon watched (completed at the old run's last
+        heartbeat); live ones catch up on an answer or hold change the old run did not see (now).
+        Returns the Call-IDs completed."""
+        closed = []
+        wall = self.wall_clock()
+        for call in self.recorder.open_calls():
+            if call.call_id not in live:
+                if self._interrupted(call.call_id):
+                    closed.append(call.call_id)
+                continue
+            established, held = live[call.call_id]
+            if established and not call.answered:
+                self.recorder.answered(call.call_id, wall=wall, mono=mono)
+            if held and not call.on_hold:
+                self.recorder.hold_started(call.call_id, wall=wall, mono=mono)
+            elif call.on_hold and not held:
+                self.recorder.hold_ended(call.call_id, wall=wall, mono=mono)
+        return closed
+
+    def _interrupted(self, call_id: str) -> bool:
+        alive = self._old_run_alive
+        wall, mono = alive if alive is not None else (self.wall_clock(), None)
+        closed = self.recorder.close_interrupted(call_id, wall=wall, mono=mono)
+        if closed:
+            log.warning("metrics: call %s completed after a restart, at the old run's last heartbeat", call_id)
+        return closed
 
     def __call__(self, record: RecordLike) -> bool:
         moment = ALIASES.get(record.moment, record.moment)

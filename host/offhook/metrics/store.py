@@ -37,7 +37,8 @@ import platformdirs
 
 from offhook.metrics import privacy
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_FROM = 1  # reports and exports read every column they need from version 1 on
 DB_NAME = "metrics.sqlite3"
 DATA_DIR_ENV = "OFFHOOK_DATA_DIR"
 LONG_HOLD_S = 120.0  # contact-centre care rules: check on a held customer within 2 minutes
@@ -105,8 +106,13 @@ SUMMARY_FIELDS = (
     "utc_offset_min",
 )
 
+# Version 2: why a call ended when the daemon did not see it end ("restart": completed by the
+# next daemon run, at the last moment the old run was known alive). NULL: seen to the end.
+_SCHEMA_V2 = "ALTER TABLE calls ADD COLUMN ended_by TEXT"
+
 # version -> the SQL that takes a store from version-1 to version. Add, never edit.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+ENDED_BY_RESTART = "restart"
 
 
 class MetricsError(Exception):
@@ -164,7 +170,7 @@ def connect(path: Path, *, create: bool = False, readonly: bool = False) -> sqli
     if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
         conn.close()  # someone else's database: never add our tables to it
         raise MetricsError(f"{path} is not an offhook metrics database")
-    if version < SCHEMA_VERSION:
+    if version < SCHEMA_VERSION and not (readonly and version >= READABLE_FROM):
         if not create:
             conn.close()
             if version == 0:
@@ -411,28 +417,53 @@ class CallRecorder:
             row = self._open(conn, call_id)
             if row is None or row["end_mono"] is None:
                 return False
-            wrap_mono = max(float(mono), row["end_mono"])
-            hold_s, holds, long_holds = self._hold_totals(conn, row["id"])
-            ring_s = row["answer_mono"] - row["ring_mono"]
-            talk_s = max(0.0, row["end_mono"] - row["answer_mono"] - hold_s)
-            wrap_s = wrap_mono - row["end_mono"]
-            conn.execute(
-                "UPDATE calls SET wrap_mono = ?, wrap_wall = ?, completed = 1, ring_s = ?, talk_s = ?, hold_s = ?,"
-                " wrap_s = ?, holds = ?, long_holds = ?, summary = ? WHERE id = ?",
-                (
-                    wrap_mono,
-                    to_epoch(wall),
-                    ring_s,
-                    talk_s,
-                    hold_s,
-                    wrap_s,
-                    holds,
-                    long_holds,
-                    summary(row["outcome"], row["local_start"], ring_s, talk_s, hold_s, wrap_s, holds, long_holds),
-                    row["id"],
-                ),
-            )
+            self._complete(conn, row, max(float(mono), row["end_mono"]), to_epoch(wall))
             return True
+
+    def close_interrupted(self, call_id: str, *, wall: datetime | float, mono: float | None) -> bool:
+        """Complete an open call that a daemon restart cut short (its end was not seen), at the last
+        moment the old run was known alive (``mono`` on the old run's clock; None: its last reading).
+        Marked ``ended_by = 'restart'``. A call never answered counts as abandoned (not handled);
+        an answered one ends there, with what was left of its wrap-up cut."""
+        with self._transaction() as conn:
+            row = self._open(conn, call_id)
+            if row is None:
+                return False
+            latest = conn.execute(
+                "SELECT max(ring_mono, coalesce(answer_mono, ring_mono), coalesce(end_mono, ring_mono),"
+                " coalesce((SELECT max(max(start_mono, coalesce(end_mono, start_mono))) FROM holds WHERE call = c.id),"
+                " ring_mono)) FROM calls c WHERE id = ?",
+                (row["id"],),
+            ).fetchone()[0]
+            end = latest if mono is None else max(float(mono), latest)
+            epoch = to_epoch(wall)
+            if row["answer_mono"] is None:
+                self._finish_unanswered(conn, row, "abandoned", end, epoch)
+            else:
+                self._end_hold(conn, row["id"], end, epoch)
+                if row["end_mono"] is None:
+                    conn.execute("UPDATE calls SET end_mono = ?, end_wall = ? WHERE id = ?", (end, epoch, row["id"]))
+                    row = self._open(conn, call_id)
+                self._complete(conn, row, end, epoch)
+            conn.execute("UPDATE calls SET ended_by = ? WHERE id = ?", (ENDED_BY_RESTART, row["id"]))
+            return True
+
+    def heartbeat(self, *, wall: datetime | float, mono: float) -> None:
+        """The daemon is alive now: a restart closes what it cut short at the last of these."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('alive', ?)", (f"{to_epoch(wall)!r} {float(mono)!r}",)
+            )
+
+    def last_alive(self) -> tuple[float, float] | None:
+        """The last heartbeat as (wall epoch seconds, monotonic seconds), or None."""
+        with self._lock:
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'alive'").fetchone()
+        try:
+            wall, mono = (float(part) for part in str(row[0]).split())
+        except (TypeError, ValueError):  # none yet, or not ours: the calls' own last readings serve
+            return None
+        return wall, mono
 
     def missed(self, call_id: str, *, wall: datetime | float, mono: float) -> bool:
         """The call rang and the agent did not answer (ring-no-answer, rejected). Completes it."""
@@ -507,6 +538,29 @@ class CallRecorder:
                 outcome,
                 end - row["ring_mono"],
                 summary(outcome, row["local_start"], end - row["ring_mono"]),
+                row["id"],
+            ),
+        )
+
+    def _complete(self, conn: sqlite3.Connection, row: Any, wrap_mono: float, wall: float) -> None:
+        """Derive a handled call's figures and mark it completed (its hang-up is recorded)."""
+        hold_s, holds, long_holds = self._hold_totals(conn, row["id"])
+        ring_s = row["answer_mono"] - row["ring_mono"]
+        talk_s = max(0.0, row["end_mono"] - row["answer_mono"] - hold_s)
+        wrap_s = wrap_mono - row["end_mono"]
+        conn.execute(
+            "UPDATE calls SET wrap_mono = ?, wrap_wall = ?, completed = 1, ring_s = ?, talk_s = ?, hold_s = ?,"
+            " wrap_s = ?, holds = ?, long_holds = ?, summary = ? WHERE id = ?",
+            (
+                wrap_mono,
+                wall,
+                ring_s,
+                talk_s,
+                hold_s,
+                wrap_s,
+                holds,
+                long_holds,
+                summary(row["outcome"], row["local_start"], ring_s, talk_s, hold_s, wrap_s, holds, long_holds),
                 row["id"],
             ),
         )

@@ -67,6 +67,9 @@ class Softphone(abc.ABC):
 
     #: True where the softphone can consult and then join (attended transfer) itself.
     has_attended_transfer: bool = False
+    #: True where the softphone reports its call list (CONNECTED) once reachable: until then the
+    #: daemon claims nothing on the unit. A web softphone has no calls until its page registers.
+    announces_calls: bool = True
 
     def __init__(self) -> None:
         self.events: asyncio.Queue[SoftphoneEvent] = asyncio.Queue()

@@ -37,6 +37,7 @@ _STATE_FOR = {
 
 class WebSoftphone(Softphone):
     has_attended_transfer = False
+    announces_calls = False  # no page registered: no web call exists, so the unit may show idle
 
     def __init__(self) -> None:
         super().__init__()
