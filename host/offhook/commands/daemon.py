@@ -43,12 +43,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class PrivacyFilter(logging.Filter):
+    """Masks customer numbers and secrets in every line, whoever logs it (a raw softphone message
+    in an error, an event's data): the metrics store keeps numbers only as keyed hashes, and a
+    log, which IT collects and ships, must not undo that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from offhook.diag import scrub
+
+        message = record.getMessage()
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
 def setup_logging(verbose: int, as_json: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
-    logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)], handlers=[handler])
+    handler.addFilter(PrivacyFilter())
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("websockets").setLevel(logging.WARNING)
 
 
