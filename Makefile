@@ -22,6 +22,10 @@ APT_METRICS := chromium
 APT_AUDIO := espeak-ng libspeexdsp-dev libwebrtc-audio-processing-dev pulseaudio pulseaudio-utils \
 	portaudio19-dev libasound2-plugins g++ pkg-config
 AEC3_WHEEL_PIN := aec-audio-processing==1.0.1
+# The floor: Mosquitto (MQTT 5 broker) and PostgreSQL 15 for tests/floor; PostgreSQL refuses root,
+# so the tests run it as this unprivileged system user.
+APT_FLOOR := mosquitto mosquitto-clients postgresql
+FLOOR_PG_USER := offhook-pg
 
 .PHONY: help venv vm test lint run bench soak dist clean
 
@@ -72,6 +76,11 @@ $(STAMPS)/apt-metrics: scripts/apt-ensure | $(STAMPS)
 	scripts/apt-ensure $(APT_METRICS)
 	touch $@
 
+$(STAMPS)/apt-floor: scripts/apt-ensure | $(STAMPS)
+	scripts/apt-ensure $(APT_FLOOR)
+	id -u $(FLOOR_PG_USER) >/dev/null 2>&1 || $$( [ $$(id -u) -eq 0 ] || echo sudo ) useradd -r -M -s /usr/sbin/nologin $(FLOOR_PG_USER)
+	touch $@
+
 $(STAMPS)/apt-audio: scripts/apt-ensure | $(STAMPS)
 	scripts/apt-ensure $(APT_AUDIO)
 	touch $@
@@ -96,11 +105,11 @@ $(STAMPS)/bench-audio: host/pyproject.toml host/constraints.txt $(STAMPS)/venv-a
 	touch $@
 
 # pytest exit code 5 means no test was collected: that is a failure, never a pass.
-test: venv vm lint $(STAMPS)/apt-softphone $(STAMPS)/apt-metrics $(STAMPS)/venv-audio
+test: venv vm lint $(STAMPS)/apt-softphone $(STAMPS)/apt-metrics $(STAMPS)/venv-audio $(STAMPS)/apt-floor
 	$(BIN)/python -m pytest -m "not slow and not soak" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-bench: venv vm $(STAMPS)/bench-audio $(STAMPS)/apt-softphone
+bench: venv vm $(STAMPS)/bench-audio $(STAMPS)/apt-softphone $(STAMPS)/apt-floor
 	$(BIN)/python -m tests.bench
 
 # Long runs, never in `make test`: fuzzing (1,000,000 cases per runtime, and atheris), the call loop.
