@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import mimetypes
 from collections.abc import Callable
 from http import HTTPStatus
@@ -31,6 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from offhook.api.tokens import TokenStore
+from offhook.daemon.desk import Notice
 from offhook.daemon.service import Daemon, NoUnit
 from offhook.softphone.base import SoftphoneError
 
@@ -45,6 +47,10 @@ MAX_MESSAGE_BYTES = 16 * 1024
 DEFAULT_OWNER = "softphone"
 COMPLETED = ("wrap_up_ended", "missed", "abandoned", "unanswered")  # a call's figures are final
 CLIENT_ACTIONS = ("answer", "reject", "hangup", "hook", "hold", "mute", "escalate")
+AGENT_STATES = ("available", "break", "offline")  # the ones the desk lets the API set
+MAX_DEPTH = 32  # no request nests deeper than 3; deeper ones would recurse in the JSON codec
+MAX_NUMBER_CHARS = 32  # longer integers are no id or request number, and cost time to convert
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes
 PANEL_DIR = Path(__file__).resolve().parents[1] / "panel"
 
 
@@ -110,6 +116,11 @@ class ApiServer:
         return {f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}"}
 
     async def start(self) -> None:
+        # The token file exists from the start: a client may read it before anyone authenticates.
+        try:
+            self.tokens.user_token()
+        except OSError as exc:
+            raise OSError(f"cannot write the API token file {self.tokens.user_token_path}: {exc.strerror}") from None
         self._server = await serve(
             self._handle,
             "127.0.0.1",  # loopback only, never configurable
@@ -194,11 +205,13 @@ class ApiServer:
             raw = await asyncio.wait_for(client.connection.recv(), AUTH_TIMEOUT_S)
             message = _parse(raw)
         except (TimeoutError, ApiError) as exc:
-            await client.connection.close(4401, f"authenticate first: {exc or 'timed out'}")
+            await client.connection.close(4401, _close_reason(f"authenticate first: {exc or 'timed out'}"))
             return False
         kind, token = message.get("type"), message.get("token")
         if kind == "pair" and client.origin in self.allowed_origins:
-            await self._pair(client, str(message.get("name", client.origin)))
+            name = message.get("name")
+            name = "".join(char for char in name if char.isprintable()) if isinstance(name, str) else ""
+            await self._pair(client, name.strip() or client.origin)
             return False
         if kind == "auth" and isinstance(token, str) and self._token_valid(client, token):
             await client.send({"id": message.get("id"), "ok": True, "type": "welcome", "client": client.id})
@@ -228,7 +241,12 @@ class ApiServer:
             approved = False
             await self.daemon.apply(self.daemon.desk.act("refuse_pairing", self.daemon.clock()))
         if approved:
-            token = self.tokens.pair(client.origin, name)
+            try:
+                token = self.tokens.pair(client.origin, name)
+            except OSError as exc:
+                log.error("could not store the pairing of %s: %s", client.origin, exc.strerror or exc)
+                await client.connection.close(1011, "could not store the pairing")
+                return
             log.info("paired origin %s (%s)", client.origin, name)
             await client.send({"type": "paired", "ok": True, "origin": client.origin, "token": token})
             await client.connection.close(1000, "paired: reconnect with your token")
@@ -256,17 +274,19 @@ class ApiServer:
             client.subscribed = True
             return {"state": daemon.desk.snapshot(), "control": self.owner}
         if kind == "control":
-            return self._control(client, bool(message.get("take")))
+            take = message.get("take")
+            if not isinstance(take, bool):  # bool("false") is True: anything but a JSON boolean is a mistake
+                raise ApiError(f"control needs 'take': true or false (a JSON boolean), not {_brief(take)}")
+            return self._control(client, take)
         if kind == "command":
             action = message.get("action")
-            if action not in CLIENT_ACTIONS:
-                raise ApiError(f"unknown action {action!r} (known: {', '.join(CLIENT_ACTIONS)})")
+            if not isinstance(action, str) or action not in CLIENT_ACTIONS:
+                raise ApiError(f"unknown action {_brief(action)} (known: {', '.join(CLIENT_ACTIONS)})")
             self._require_control(client)
             await daemon.act(str(action))
             return {}
         if kind == "agent_state":
-            await daemon.apply(daemon.desk.set_agent_state(str(message.get("state")), daemon.clock()))
-            return {"agent": daemon.desk.snapshot()["agent"]}
+            return await self._agent_state(message.get("state"))
         if kind in ("register_softphone", "softphone_event", "reply"):
             return self._web_softphone(client, kind, message)
         if kind in ("unit", "lend_unit", "return_unit"):
@@ -279,7 +299,18 @@ class ApiServer:
             if client.origin is not None:
                 raise ApiError("only local programs may mint panel tokens")
             return {"token": self.tokens.one_time()}
-        raise ApiError(f"unknown request type {kind!r}")
+        raise ApiError(f"unknown request type {_brief(kind)}")
+
+    async def _agent_state(self, state: object) -> dict[str, Any]:
+        if not isinstance(state, str) or state not in AGENT_STATES:
+            raise ApiError(f"unknown agent state {_brief(state)} (settable: {', '.join(AGENT_STATES)})")
+        daemon = self.daemon
+        effects = daemon.desk.set_agent_state(state, daemon.clock())
+        await daemon.apply(effects)  # a refusal still goes out as the 'refused' event, as the unit's do
+        for effect in effects:
+            if isinstance(effect, Notice) and effect.name == "refused":
+                raise ApiError(f"agent state {state} refused: {effect.data.get('reason', 'not now')}")
+        return {"agent": daemon.desk.snapshot()["agent"]}
 
     async def _unit_request(self, client: Client, kind: str) -> dict[str, Any]:
         """The daemon's unit for fleet tools: describe it, lend its port, take it back."""
@@ -317,7 +348,7 @@ class ApiServer:
             raise ApiError("register_softphone first")
         try:
             phone.report(message) if kind == "softphone_event" else phone.reply(message)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise ApiError(str(exc)) from None
         return {}
 
@@ -363,10 +394,55 @@ class ApiServer:
 
 
 def _parse(raw: str | bytes) -> dict[str, Any]:
+    """A request as a dict of plain JSON: finite numbers, shallow nesting; ApiError (one line) otherwise."""
     try:
-        message = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(f"not JSON: {exc}") from None
+        message = json.loads(raw, parse_float=_finite, parse_int=_short_int, parse_constant=_no_constant)
+    except RecursionError:
+        raise ApiError(f"not JSON: nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise ApiError(f"not JSON: {_brief(str(exc), quote=False)}") from None
     if not isinstance(message, dict):
         raise ApiError("a request must be a JSON object")
+    if _too_deep(message):
+        raise ApiError(f"not JSON: nested deeper than {MAX_DEPTH} levels")
     return message
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 reads as infinity, which nothing downstream can use
+        raise ValueError(f"number out of range: {text[:MAX_NUMBER_CHARS]}")
+    return value
+
+
+def _short_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"number longer than {MAX_NUMBER_CHARS} digits")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _too_deep(value: object) -> bool:
+    # Iterative: the point is to refuse what would recurse too deeply elsewhere (e.g. echoing the id).
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            if depth > MAX_DEPTH:
+                return True
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _brief(value: object, limit: int = 60, quote: bool = True) -> str:
+    """A client's value in an error: one line (repr escapes newlines), cut to ``limit`` characters."""
+    text = repr(value) if quote else " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _close_reason(text: str) -> str:
+    return text.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")

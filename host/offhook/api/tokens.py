@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 import platformdirs
 
 ONE_TIME_TTL_S = 60.0
+
+log = logging.getLogger(__name__)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -33,8 +36,13 @@ def _write_private(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def _bytes(token: str) -> bytes:
+    # A client's token may hold a lone surrogate (JSON "\udcff"): it must not match, not raise.
+    return token.encode("utf-8", "surrogatepass")
+
+
 def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(_bytes(token)).hexdigest()
 
 
 class TokenStore:
@@ -48,19 +56,32 @@ class TokenStore:
     def user_token(self) -> str:
         """The per-user token, created on first use (file mode 0600)."""
         try:
-            token = self.user_token_path.read_text().strip()
+            token = self.user_token_path.read_text(encoding="ascii").strip()
             if len(token) >= 32:
                 return token
-        except FileNotFoundError:
+        except (FileNotFoundError, ValueError):  # none yet, or not one we wrote: write a fresh one
             pass
         token = secrets.token_urlsafe(32)
         _write_private(self.user_token_path, token + "\n")
         return token
 
     def check_user(self, token: str) -> bool:
-        return hmac.compare_digest(token.encode(), self.user_token().encode())
+        try:
+            expected = self.user_token()
+        except OSError as exc:  # e.g. the runtime dir went away or became read-only under us
+            log.warning("cannot read or write the API token file %s: %s", self.user_token_path, exc.strerror or exc)
+            return False
+        return hmac.compare_digest(_bytes(token), expected.encode())
 
     def paired(self) -> dict[str, dict[str, object]]:
+        try:
+            return self._read_origins()
+        except OSError as exc:  # unreadable: no origin is paired until it is fixed
+            log.warning("cannot read %s: %s", self.origins_path, exc.strerror or exc)
+            return {}
+
+    def _read_origins(self) -> dict[str, dict[str, object]]:
+        """Raises OSError when unreadable, so a new pairing never overwrites entries it could not read."""
         try:
             data = json.loads(self.origins_path.read_text())
             return data if isinstance(data, dict) else {}
@@ -70,13 +91,13 @@ class TokenStore:
     def pair(self, origin: str, name: str) -> str:
         """A new token for ``origin`` (replacing any earlier one); only its hash is kept."""
         token = secrets.token_urlsafe(32)
-        origins = self.paired()
+        origins = self._read_origins()
         origins[origin] = {"sha256": _digest(token), "name": name[:80], "paired_at": int(time.time())}
         _write_private(self.origins_path, json.dumps(origins, indent=1))
         return token
 
     def revoke(self, origin: str) -> bool:
-        origins = self.paired()
+        origins = self._read_origins()
         if origins.pop(origin, None) is None:
             return False
         _write_private(self.origins_path, json.dumps(origins, indent=1))
