@@ -210,3 +210,14 @@ def test_daemon_bad_config_is_one_line_and_exit_2(
     code, err = _daemon(["--config", str(path)], capsys, monkeypatch)
     assert code == cli.EXIT_USAGE
     assert err.startswith(f"offhook: error: {path}")
+
+
+def test_daemon_port_option_follows_the_same_rules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, err = _daemon(["--config", str(tmp_path / "nosuch.toml"), "--port", "/dev/ttyACM0"], capsys, monkeypatch)
+    assert code == cli.EXIT_USAGE and "no such file" in err  # the config is read first
+    (tmp_path / "config.toml").write_text("")
+    code, err = _daemon(["--config", str(tmp_path / "config.toml"), "--port", "/dev/tty\nACM0"], capsys, monkeypatch)
+    assert code == cli.EXIT_USAGE
+    assert err == "offhook: error: --port: unit.port must not contain control characters\n"

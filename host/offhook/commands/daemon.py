@@ -78,7 +78,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.softphone:
         config["softphone"]["kind"] = args.softphone
     if args.port:
-        config["unit"]["port"] = args.port
+        try:  # the same rules as unit.port in the file (no control characters)
+            config["unit"]["port"] = config_module.validate({"unit": {"port": args.port}}, "--port")["unit"]["port"]
+        except config_module.ConfigError as exc:
+            raise UsageError(str(exc)) from None
     if args.api_port is not None:
         if not 0 <= args.api_port <= 65535:
             raise UsageError(f"--api-port {args.api_port} is not a port number")
