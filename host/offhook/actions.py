@@ -5,14 +5,36 @@ on the call and agent state, which only the daemon knows. ``TABLE`` is read top 
 and the first matching rule wins. hw/actions.md is the same table for people, and the
 firmware's default ``double_press`` config lists exactly the buttons with a double rule
 (tests check all of these agree, and that the daemon resolves gestures the same way).
-Actions are the daemon's Desk action names.
+Actions are ``Action`` members, which the Desk carries out.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import NamedTuple
 
 from offhook import linkproto as L
+
+
+class Action(StrEnum):
+    """What the agent asks of the desk: from a gesture through ``TABLE``, or from the API."""
+
+    HOOK = "hook"  # answer a ringing call, else hang up (or leave a consult)
+    ANSWER = "answer"
+    REJECT = "reject"
+    HANGUP = "hangup"
+    HOLD = "hold"
+    MUTE = "mute"
+    ESCALATE = "escalate"
+    TOGGLE_BREAK = "toggle_break"
+    GO_OFFLINE = "go_offline"
+    END_WRAP_UP = "end_wrap_up"
+    EXTEND_WRAP_UP = "extend_wrap_up"
+    APPROVE_PAIRING = "approve_pairing"
+    REFUSE_PAIRING = "refuse_pairing"
+    VOLUME_UP = "volume_up"
+    VOLUME_DOWN = "volume_down"
+    TO_HID_SOFTPHONE = "to_hid_softphone"
 
 # Situations a rule can require; "any" matches always. "hid_call": a configured HID softphone
 # (softphone.hid_softphone) rings or has a call, so the unit sent the press to it as a HID report.
@@ -23,27 +45,27 @@ class Rule(NamedTuple):
     button: str  # linkproto.BUTTON_NAMES
     gesture: str  # linkproto.GESTURE_NAMES values, or "any"
     when: str  # one of WHEN
-    action: str
+    action: Action
     meaning: str
 
 
 TABLE: tuple[Rule, ...] = (
-    Rule("hook", "short", "hid_call", "to_hid_softphone", "nothing more: the HID softphone answers or hangs up"),
-    Rule("mute", "short", "hid_call", "to_hid_softphone", "nothing more: the HID softphone mutes"),
-    Rule("hold", "short", "hid_call", "to_hid_softphone", "nothing more: the HID softphone holds"),
-    Rule("hook", "short", "pairing", "approve_pairing", "approve the pairing request (unit idle)"),
-    Rule("hook", "long", "pairing", "refuse_pairing", "refuse the pairing request (unit idle)"),
-    Rule("hook", "long", "ringing", "reject", "reject the ringing call"),
-    Rule("hook", "short", "any", "hook", "answer a ringing call, hang up the active one"),
-    Rule("mute", "short", "any", "mute", "mute / unmute the microphone"),
-    Rule("hold", "short", "any", "hold", "hold / resume the call"),
-    Rule("escalate", "short", "any", "escalate", "consult the supervisor, then transfer"),
-    Rule("state", "short", "wrap_up", "end_wrap_up", "end wrap-up now"),
-    Rule("state", "double", "wrap_up", "extend_wrap_up", "extend wrap-up"),
-    Rule("state", "short", "not_wrap_up", "toggle_break", "available <-> break"),
-    Rule("state", "long", "not_wrap_up", "go_offline", "go offline"),
-    Rule("vol_up", "any", "any", "volume_up", "headset volume up"),
-    Rule("vol_down", "any", "any", "volume_down", "headset volume down"),
+    Rule("hook", "short", "hid_call", Action.TO_HID_SOFTPHONE, "nothing more: the HID softphone answers or hangs up"),
+    Rule("mute", "short", "hid_call", Action.TO_HID_SOFTPHONE, "nothing more: the HID softphone mutes"),
+    Rule("hold", "short", "hid_call", Action.TO_HID_SOFTPHONE, "nothing more: the HID softphone holds"),
+    Rule("hook", "short", "pairing", Action.APPROVE_PAIRING, "approve the pairing request (unit idle)"),
+    Rule("hook", "long", "pairing", Action.REFUSE_PAIRING, "refuse the pairing request (unit idle)"),
+    Rule("hook", "long", "ringing", Action.REJECT, "reject the ringing call"),
+    Rule("hook", "short", "any", Action.HOOK, "answer a ringing call, hang up the active one"),
+    Rule("mute", "short", "any", Action.MUTE, "mute / unmute the microphone"),
+    Rule("hold", "short", "any", Action.HOLD, "hold / resume the call"),
+    Rule("escalate", "short", "any", Action.ESCALATE, "consult the supervisor, then transfer"),
+    Rule("state", "short", "wrap_up", Action.END_WRAP_UP, "end wrap-up now"),
+    Rule("state", "double", "wrap_up", Action.EXTEND_WRAP_UP, "extend wrap-up"),
+    Rule("state", "short", "not_wrap_up", Action.TOGGLE_BREAK, "available <-> break"),
+    Rule("state", "long", "not_wrap_up", Action.GO_OFFLINE, "go offline"),
+    Rule("vol_up", "any", "any", Action.VOLUME_UP, "headset volume up"),
+    Rule("vol_down", "any", "any", Action.VOLUME_DOWN, "headset volume down"),
 )
 
 
@@ -59,7 +81,7 @@ def situations(*, pairing: bool, ringing: bool, wrap_up: bool, hid_call: bool = 
     return found
 
 
-def lookup(button: int, gesture: int, now: set[str]) -> str | None:
+def lookup(button: int, gesture: int, now: set[str]) -> Action | None:
     """The action for a gesture, given the situations true now (see ``situations``)."""
     button_name = L.BUTTON_NAMES[button]
     gesture_name = L.GESTURE_NAMES[gesture]

@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
+from offhook.daemon.wiring import SOFTPHONES
+
 APP_NAME = "offhook"
 MAX_CONFIG_BYTES = 64 * 1024
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -106,7 +108,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "transport": Setting(str, "auto", choices=("auto", "serial", "hid")),
     },
     "softphone": {
-        "kind": Setting(str, "baresip", choices=("baresip", "api")),
+        "kind": Setting(str, "baresip", choices=tuple(SOFTPHONES)),
         "baresip_ctrl": Setting(
             str, "127.0.0.1:4444", help="baresip ctrl_tcp address (loopback only)", check=_loopback_address
         ),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from types import SimpleNamespace
 
 from offhook import actions
 from offhook import linkproto as L
@@ -39,9 +38,8 @@ def test_firmware_double_press_default(mpvm: MicroPythonVM) -> None:
 
 
 def test_daemon_resolves_like_the_table() -> None:
-    from offhook.daemon import actions as daemon_actions
+    from offhook.daemon.desk import CallView, Desk, Notice
 
-    call = object()
     for button, gesture, pairing, ringing, active, agent, hid in itertools.product(
         range(len(L.BUTTON_NAMES)),
         L.GESTURE_NAMES,
@@ -51,23 +49,25 @@ def test_daemon_resolves_like_the_table() -> None:
         range(len(L.AGENT_NAMES)),
         (False, True),
     ):
-        desk = SimpleNamespace(
-            pairing=pairing,
-            ringing=call if ringing else None,
-            active=call if active else None,
-            agent=agent,
-            hid_owns_buttons=hid,
-        )
+        desk = Desk(hid_softphone=hid)
+        desk.hid_leds = L.HID_LED_RING if hid else 0
+        desk.pairing, desk.agent = pairing, agent
+        if ringing:
+            desk.calls["r"] = CallView("r", "sip:r@x", "inbound", "ringing", 0.0)
+        if active:
+            desk.calls["a"] = CallView("a", "sip:a@x", "inbound", "active", 0.0, answered_at=0.0)
         now = actions.situations(
             pairing=pairing and not ringing and not active,
             ringing=ringing,
             wrap_up=agent == L.AGENT_WRAP_UP,
             hid_call=hid,
         )
-        assert daemon_actions.resolve(button, gesture, desk) == actions.lookup(button, gesture, now), (  # type: ignore[arg-type]
+        pressed = desk.press(button, gesture, 1.0)[0]
+        assert isinstance(pressed, Notice) and pressed.log_only
+        assert pressed.data["action"] == (actions.lookup(button, gesture, now) or "nothing"), (
             L.BUTTON_NAMES[button],
             L.GESTURE_NAMES[gesture],
-            desk,
+            (pairing, ringing, active, agent, hid),
         )
 
 

@@ -11,8 +11,8 @@ anew) over one or more concurrent calls. Then:
 - no STATE claims a mute the softphone does not have for the call shown, and a restarted
   desk sends no STATE before the softphone's call list is in.
 
-The restart follows service.Daemon: persist (mutes, agent, wrap-up deadline in wall time),
-start_run() on the store before the first heartbeat, settle() on the first snapshot.
+The restart follows service.Daemon: its DeskMemory file (mutes, agent, wrap-up deadline in wall
+time), start_run() on the store before the first heartbeat, settle() on the first snapshot.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from offhook import linkproto as L
 from offhook.daemon.desk import Command, Desk, Effect, Record, Timers, UnitState
+from offhook.daemon.memory import DeskMemory
 from offhook.daemon.service import HEARTBEAT_S
 from offhook.metrics.sink import MetricsSink
 from offhook.metrics.store import HANDLED_OUTCOMES, CallRecorder
@@ -148,10 +149,7 @@ class Floor:
     def restart(self, power_cut: bool, downtime: float) -> None:
         """The daemon dies (kill -9) and starts again; with a power cut the softphone's calls and
         the monotonic clock go too."""
-        desk = self.desk
-        wrap_until = desk.wrap_up_until if desk.agent == L.AGENT_WRAP_UP else None
-        wall_deadline = 0.0 if wrap_until is None else self.wall + wrap_until - self.mono
-        memory = (desk.mutes(), desk.agent, wall_deadline)
+        self.memory().save(self.desk)
         self.recorder.close()
         self.wall += downtime
         if power_cut:
@@ -164,11 +162,14 @@ class Floor:
         self.sink = MetricsSink(self.recorder, agent="ann", tz="Europe/Berlin", wall_clock=lambda: self.wall)
         self.sink.start_run()
         self.desk = Desk(TIMERS, awaiting_snapshot=True)
-        mutes, agent, deadline = memory
-        self.desk.restore(mutes, agent, self.mono, wrap_up_left_s=min(deadline - self.wall, 30.0))
+        self.memory().restore(self.desk)
         self.awaiting = True
         self.apply(self.desk.tick(self.mono + 0.1))  # the ticker runs before the snapshot is in
         self.snapshot()
+
+    def memory(self) -> DeskMemory:
+        """The daemon's state file, read and written as the daemon does, on this desk's clocks."""
+        return DeskMemory(self.path.with_suffix(".state.json"), lambda: self.mono, lambda: self.wall)
 
     def snapshot(self) -> None:
         calls = [

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import getpass
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
-from typing import Any
-
-import platformdirs
 
 from offhook import config as config_module
 from offhook.cli import UsageError
+from offhook.daemon.wiring import SOFTPHONES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run the daemon: owns the desk unit, drives the softphone, serves the local API on 127.0.0.1.",
     )
     parser.add_argument("--config", type=Path, help=f"TOML config (default: {config_module.default_config_path()})")
-    parser.add_argument("--softphone", choices=("baresip", "api"), help="override softphone.kind")
+    parser.add_argument("--softphone", choices=tuple(SOFTPHONES), help="override softphone.kind")
     parser.add_argument("--port", help="serial port of the unit (overrides discovery and unit.port)")
     parser.add_argument("--api-port", type=int, help="override api.port")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
@@ -90,71 +85,8 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(serve(config))
 
 
-def _today(recorder: Any, agent: str, tz: str) -> dict:
-    """Today's figures for the panel; the report code (numpy) loads on the first request only."""
-    from offhook.metrics.report import today
-
-    return today(recorder.conn, agent=agent, tz=tz)
-
-
-def _audio_mute(muted: bool) -> None:
-    """Mute a running `offhook audio run` (raises OSError when none runs)."""
-    from offhook.audio.control import control_socket_path, request_mute
-
-    path = control_socket_path()
-    if not path.exists():
-        raise FileNotFoundError(f"no audio pipeline at {path}")
-    request_mute(muted, path)
-
-
 async def serve(config: dict) -> int:
-    from offhook.api.server import ApiServer
-    from offhook.api.tokens import TokenStore
-    from offhook.daemon.service import Daemon
-    from offhook.softphone.baresip import BaresipAdapter
-    from offhook.softphone.base import Softphone
+    """The daemon, its local API and their parts, as offhook.daemon.wiring puts them together."""
+    from offhook.daemon.wiring import serve as serve_daemon
 
-    softphone: Softphone
-    if config["softphone"]["kind"] == "baresip":
-        host, _, port = config["softphone"]["baresip_ctrl"].rpartition(":")
-        softphone = BaresipAdapter(host, int(port))
-    else:
-        from offhook.softphone.web import WebSoftphone
-
-        softphone = WebSoftphone()
-    from offhook.metrics.sink import MetricsSink
-    from offhook.metrics.store import CallRecorder
-
-    state_file = Path(platformdirs.user_state_dir("offhook")) / "daemon-state.json"
-    agent = config["agent"]["name"] or getpass.getuser()
-    recorder = CallRecorder()
-    sink = MetricsSink(recorder, agent=agent, tz=config["agent"]["timezone"])
-    daemon = Daemon(config, softphone, state_file, recorder=sink, audio_mute=_audio_mute)
-    api = ApiServer(
-        daemon,
-        TokenStore(),
-        config["api"]["port"],
-        config["api"]["allowed_origins"],
-        figures=lambda: _today(recorder, agent, sink.tz),
-    )
-    if hasattr(softphone, "attach"):
-        softphone.attach(api)
-    try:
-        await api.start()
-    except OSError as exc:
-        logging.getLogger("offhook").error("cannot listen on 127.0.0.1:%d: %s", config["api"]["port"], exc)
-        return 1
-    logging.getLogger("offhook").info("local API on ws://127.0.0.1:%d/api", api.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # Windows
-            loop.add_signal_handler(sig, stop.set)
-    running = asyncio.create_task(daemon.run())
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    running.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await running
-    await api.stop()
-    return 0
+    return await serve_daemon(config)

@@ -25,8 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from offhook import actions
 from offhook import linkproto as L
-from offhook.softphone.base import Call, CallState, EventKind, SoftphoneEvent
+from offhook.actions import Action
+from offhook.metrics.moments import Moment
+from offhook.softphone.base import Call, CallState, EventKind, Op, SoftphoneEvent
 
 HOLD_REMINDER_FLASH_S = 5.0  # how long the unit shows a hold reminder
 # HID LEDs that mean the HID softphone rings or has a call (mute alone does not).
@@ -35,9 +38,9 @@ HID_CALL_LEDS = L.HID_LED_OFF_HOOK | L.HID_LED_RING | L.HID_LED_HOLD
 
 @dataclass(frozen=True)
 class Command:
-    """Ask the softphone: op in answer, reject, hangup, hold, resume, mute, transfer, dial."""
+    """Ask the softphone to carry out ``op``."""
 
-    op: str
+    op: Op
     call_id: str = ""
     arg: Any = None
     purpose: str = ""  # e.g. "consult" for the escalate flow's own steps
@@ -57,14 +60,14 @@ class Notice:
 
     name: str
     data: dict[str, Any] = field(default_factory=dict)
+    log_only: bool = False  # for the daemon's log, not an API event
 
 
 @dataclass(frozen=True)
 class Record:
-    """A metrics moment: ringing, answered, hold_started, hold_ended, hung_up, missed,
-    abandoned, transferred, escalated, wrap_up_ended."""
+    """A moment of a call, for the metrics store."""
 
-    moment: str
+    moment: Moment
     call_id: str
     at: float
     data: dict[str, Any] = field(default_factory=dict)
@@ -288,38 +291,56 @@ class Desk:
 
     # ------------------------------------------------------------ agent actions
 
-    def act(self, action: str, now: float) -> list[Effect]:
-        """An agent action (from a button gesture via the action table, or the API)."""
+    def press(self, button: int, gesture: int, now: float) -> list[Effect]:
+        """A gesture on the unit: the desk picks the action for its situation (offhook.actions.TABLE)."""
+        self._now = now
+        idle = self.ringing is None and self.active is None
+        situation = actions.situations(
+            pairing=self.pairing and idle,
+            ringing=self.ringing is not None,
+            wrap_up=self.agent == L.AGENT_WRAP_UP,
+            hid_call=self.hid_owns_buttons,
+        )
+        action = actions.lookup(button, gesture, situation)
+        names = {"button": L.BUTTON_NAMES[button], "gesture": L.GESTURE_NAMES.get(gesture, str(gesture))}
+        pressed = Notice("pressed", {**names, "action": action or "nothing"}, log_only=True)
+        if action is None:
+            return [pressed]
+        return [pressed, *self.act(action, now)]
+
+    def act(self, action: Action | str, now: float) -> list[Effect]:
+        """An agent action (from a gesture through ``press``, or the API)."""
         self._now = now
         effects: list[Effect] = []
-        handler = getattr(self, f"_do_{action}", None)
-        if handler is None:
-            effects.append(Notice("refused", {"action": action, "reason": "unknown action"}))
+        try:
+            handler = getattr(self, f"_do_{Action(action).value}")
+        except ValueError:
+            effects.append(Notice("refused", {"action": str(action), "reason": "unknown action"}))
         else:
             reason = handler(effects, now)
             if reason:
-                effects.append(Notice("refused", {"action": action, "reason": reason}))
+                effects.append(Notice("refused", {"action": str(action), "reason": reason}))
         return self._with_state(effects)
 
     def _do_answer(self, effects: list[Effect], now: float) -> str:
         ringing = self.ringing
         if ringing is None:
             return "no ringing call"
-        effects.append(Command("answer", ringing.call_id))
+        effects.append(Command(Op.ANSWER, ringing.call_id))
         return ""
 
     def _do_reject(self, effects: list[Effect], now: float) -> str:
         ringing = self.ringing
         if ringing is None:
             return "no ringing call"
-        effects.append(Command("reject", ringing.call_id))
+        effects.append(Command(Op.REJECT, ringing.call_id))
         return ""
 
     def _do_hangup(self, effects: list[Effect], now: float) -> str:
         call = self.active or self.held
         if call is None:
             return "no call to hang up"
-        effects.append(Command("hangup", call.call_id))
+        effects.append(Command(Op.HANGUP, call.call_id))
         return ""
 
     def _do_hook(self, effects: list[Effect], now: float) -> str:
@@ -333,9 +354,9 @@ class Desk:
     def _do_hold(self, effects: list[Effect], now: float) -> str:
         """Toggle hold: hold the active call, or resume the held one."""
         if self.active is not None:
-            effects.append(Command("hold", self.active.call_id))
+            effects.append(Command(Op.HOLD, self.active.call_id))
         elif self.held is not None and self.consult_call is None:
-            effects.append(Command("resume", self.held.call_id))
+            effects.append(Command(Op.RESUME, self.held.call_id))
         else:
             return "no call to hold or resume"
         return ""
@@ -349,7 +370,7 @@ class Desk:
             return "a mute request is already waiting for the softphone"
         target = not self.muted  # unknown: mute (privacy first)
         self.mute_pending_until = now + self.timers.mute_confirm_timeout_s
-        effects.append(Command("mute", call.call_id, target))
+        effects.append(Command(Op.MUTE, call.call_id, target))
         return ""
 
     def _do_escalate(self, effects: list[Effect], now: float) -> str:
@@ -363,18 +384,18 @@ class Desk:
             return "no active call to escalate"
         self.consult_customer = customer.call_id
         self.consult_deadline = now + self.timers.consult_timeout_s
-        effects.append(Command("hold", customer.call_id, purpose="consult"))
-        effects.append(Command("dial", arg=self.supervisor, purpose="consult"))
+        effects.append(Command(Op.HOLD, customer.call_id, purpose="consult"))
+        effects.append(Command(Op.DIAL, arg=self.supervisor, purpose="consult"))
         effects.append(Notice("consult_started", {"customer": customer.call_id, "supervisor": self.supervisor}))
-        effects.append(Record("escalated", customer.call_id, now, {"supervisor": self.supervisor}))
+        effects.append(Record(Moment.ESCALATED, customer.call_id, now, {"supervisor": self.supervisor}))
         return ""
 
     def _end_consult(self, effects: list[Effect], why: str) -> str:
         consult, customer_id = self.consult_call, self.consult_customer
         if consult is not None:
-            effects.append(Command("hangup", consult.call_id, purpose="consult"))
+            effects.append(Command(Op.HANGUP, consult.call_id, purpose="consult"))
         if customer_id in self.calls:
-            effects.append(Command("resume", customer_id, purpose="consult"))
+            effects.append(Command(Op.RESUME, customer_id, purpose="consult"))
         self.consult_customer = None
         self.consult_deadline = None
         effects.append(Notice("consult_ended", {"reason": why}))
@@ -458,7 +479,7 @@ class Desk:
     def _end_wrap_record(self, effects: list[Effect]) -> None:
         self.wrap_up_until = None
         if self._wrap_call:  # empty after a restart: that call's record was closed at the old run's heartbeat
-            effects.append(Record("wrap_up_ended", self._wrap_call, self._now))
+            effects.append(Record(Moment.WRAP_UP_ENDED, self._wrap_call, self._now))
             self._wrap_call = ""
 
     def _finish_wrap_up(self, effects: list[Effect], now: float, next_state: int = L.AGENT_AVAILABLE) -> None:
@@ -490,13 +511,13 @@ class Desk:
         call = self.calls.get(call_id)
         if kind is EventKind.INCOMING:
             self.calls[call_id] = CallView(call_id, event.peer, "inbound", "ringing", now)
-            effects.append(Record("ringing", call_id, now, {"peer": event.peer, "direction": "inbound"}))
+            effects.append(Record(Moment.RINGING, call_id, now, {"peer": event.peer, "direction": "inbound"}))
             effects.append(Notice("incoming", {"call": call_id, "peer": event.peer}))
         elif kind is EventKind.RINGING:
             consult = self.consult_customer is not None and event.peer == self.supervisor
             self.calls.setdefault(call_id, CallView(call_id, event.peer, "outbound", "dialing", now, consult=consult))
             if not consult:
-                effects.append(Record("ringing", call_id, now, {"peer": event.peer, "direction": "outbound"}))
+                effects.append(Record(Moment.RINGING, call_id, now, {"peer": event.peer, "direction": "outbound"}))
         elif kind is EventKind.ESTABLISHED:
             self._established(call_id, event, effects, now)
         elif kind is EventKind.CLOSED:
@@ -522,10 +543,10 @@ class Desk:
             call.state = "active"
             # The supervisor answered: end the consult leg, then hand the customer over.
             customer = self.consult_customer
-            effects.append(Command("hangup", call_id, purpose="consult"))
+            effects.append(Command(Op.HANGUP, call_id, purpose="consult"))
             if customer in self.calls:
-                effects.append(Command("transfer", customer, self.supervisor, purpose="consult"))
-                effects.append(Record("transferred", customer, now, {"to": self.supervisor, "escalation": True}))
+                effects.append(Command(Op.TRANSFER, customer, self.supervisor, purpose="consult"))
+                effects.append(Record(Moment.TRANSFERRED, customer, now, {"to": self.supervisor, "escalation": True}))
             self.consult_customer = None
             self.consult_deadline = None
             effects.append(Notice("consult_answered", {"supervisor": self.supervisor}))
@@ -539,7 +560,7 @@ class Desk:
         call.muted = False  # established while we watched: un-muted, until a toggle is confirmed
         self.mute_pending_until = None
         self._set_agent(L.AGENT_ON_CALL, effects, "call answered")
-        effects.append(Record("answered", call_id, now))
+        effects.append(Record(Moment.ANSWERED, call_id, now))
         effects.append(Notice("established", {"call": call_id, "peer": call.peer}))
 
     def _closed(self, call_id: str, reason: str, effects: list[Effect], now: float) -> None:
@@ -551,13 +572,13 @@ class Desk:
                 self._end_consult(effects, f"supervisor leg closed: {reason}")
             return
         if call.state == "held":
-            effects.append(Record("hold_ended", call_id, now))
+            effects.append(Record(Moment.HOLD_ENDED, call_id, now))
         if call.answered_at is None:
             if not call.missed:
-                moment = "abandoned" if call.direction == "inbound" else "unanswered"
+                moment = Moment.ABANDONED if call.direction == "inbound" else Moment.UNANSWERED
                 effects.append(Record(moment, call_id, now, {"reason": reason}))
         else:
-            effects.append(Record("hung_up", call_id, now, {"reason": reason}))
+            effects.append(Record(Moment.HUNG_UP, call_id, now, {"reason": reason}))
         effects.append(Notice("closed", {"call": call_id, "reason": reason}))
         if call_id == self.consult_customer:  # the customer hung up while we consulted
             self._end_consult(effects, "customer hung up")
@@ -573,21 +594,21 @@ class Desk:
                     self._finish_wrap_up(effects, now)
         elif call.answered_at is not None:
             # The agent is busy on another call, so this one gets no wrap-up: its record completes now.
-            effects.append(Record("wrap_up_ended", call_id, now))
+            effects.append(Record(Moment.WRAP_UP_ENDED, call_id, now))
 
     def _hold_changed(self, call: CallView, held: bool, effects: list[Effect], now: float) -> None:
         if held and call.state != "held":
             call.state = "held"
             call.held_since = now
             call.reminders_sent = 0
-            effects.append(Record("hold_started", call.call_id, now))
+            effects.append(Record(Moment.HOLD_STARTED, call.call_id, now))
             effects.append(Notice("held", {"call": call.call_id}))
         elif not held and call.state == "held":
             call.state = "active"
             call.held_since = None
             if not any(c.state == "held" for c in self.calls.values()):
                 self.reminder_until = None
-            effects.append(Record("hold_ended", call.call_id, now))
+            effects.append(Record(Moment.HOLD_ENDED, call.call_id, now))
             effects.append(Notice("resumed", {"call": call.call_id}))
 
     def _mute_confirmed(self, call: CallView | None, muted: bool, effects: list[Effect]) -> None:
@@ -667,11 +688,11 @@ class Desk:
         """The softphone confirmed a command; ``result`` is what it returned."""
         self._now = now
         effects: list[Effect] = []
-        if command.op == "mute":
+        if command.op == Op.MUTE:
             self._mute_confirmed(self.calls.get(command.call_id), bool(result), effects)
-        elif command.op in ("hold", "resume") and command.call_id in self.calls:
+        elif command.op in (Op.HOLD, Op.RESUME) and command.call_id in self.calls:
             self._hold_changed(self.calls[command.call_id], bool(result), effects, now)
-        elif command.op == "dial" and command.purpose == "consult" and isinstance(result, str):
+        elif command.op == Op.DIAL and command.purpose == "consult" and isinstance(result, str):
             call = self.calls.setdefault(result, CallView(result, str(command.arg), "outbound", "dialing", now))
             call.consult = True
         return self._with_state(effects)
@@ -680,9 +701,9 @@ class Desk:
         """The softphone refused or did not answer: the unit shows the true state again."""
         self._now = now
         effects: list[Effect] = [Notice("command_failed", {"op": command.op, "reason": reason})]
-        if command.op == "mute":
+        if command.op == Op.MUTE:
             self.mute_pending_until = None
-        if command.purpose == "consult" and command.op == "dial":
+        if command.purpose == "consult" and command.op == Op.DIAL:
             self._end_consult(effects, f"could not call the supervisor: {reason}")
         return self._with_state(effects)
 
@@ -698,7 +719,7 @@ class Desk:
             if call.state == "ringing" and not call.missed and now - call.ring_started >= self.timers.ring_timeout_s:
                 # Ring-no-answer: the call is left ringing in the softphone; the agent is made not ready.
                 call.missed = True
-                effects.append(Record("missed", call.call_id, now))
+                effects.append(Record(Moment.MISSED, call.call_id, now))
                 effects.append(Notice("missed_call", {"call": call.call_id, "peer": call.peer}))
                 if self.agent in (L.AGENT_AVAILABLE, L.AGENT_WRAP_UP):
                     self._set_agent(L.AGENT_BREAK, effects, "ring not answered")

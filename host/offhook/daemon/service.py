@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from offhook import linkproto as L
-from offhook.daemon import actions
 from offhook.daemon.desk import Command, Desk, Effect, Notice, Record, Timers, UnitState
+from offhook.daemon.memory import DeskMemory
+from offhook.daemon.routing import Discover, NoUnit, Route, choose_unit, route
 from offhook.daemon.unit import UnitInfo, UnitLost, UnitSession
-from offhook.softphone.base import CallState, EventKind, Softphone, SoftphoneError, SoftphoneEvent
+from offhook.softphone.base import CallState, EventKind, Op, Softphone, SoftphoneError, SoftphoneEvent
 from offhook.transport.base import Transport, TransportClosed
-from offhook.transport.discovery import Candidate, candidates
+from offhook.transport.discovery import candidates
 from offhook.transport.hid import HidTransport
 from offhook.transport.serial import SerialTransport
 
@@ -36,10 +33,6 @@ TICK_S = 0.25  # desk timers (wrap-up, ring timeout, hold reminder, mute confirm
 HEARTBEAT_S = 5.0  # how stale "the last moment this run was known alive" may be after a crash
 LOGGED_AS_PRIVATE = frozenset({"peer", "supervisor", "to", "origin"})  # numbers and addresses: never in a log
 MAX_BACKOFF_S = 5.0
-
-
-class NoUnit(RuntimeError):
-    """No unit, or several and none configured, or it cannot be lent now: the message says why."""
 
 
 class UnitLent(Exception):
@@ -59,56 +52,10 @@ class CallLog(Protocol):
     def settle(self, live: dict[str, tuple[bool, bool]], mono: float) -> list[str]: ...
 
 
-class Discover(Protocol):
-    """Finds units (discovery.candidates); ``hid``: also units reachable over USB HID."""
-
-    def __call__(self, *, hid: bool) -> list[Candidate]: ...
-
-
-@dataclass(frozen=True)
-class Route:
-    """How the daemon reaches its unit."""
-
-    kind: str  # the transport it opens: "serial" (also simulators) or "hid"
-    path: str  # what that transport opens
-    unit_path: str  # the unit as `offhook devices` lists it: its serial port when it has one
-
-
 def loggable(data: dict[str, Any]) -> dict[str, Any]:
     """An event's data for the log: customer numbers and SIP addresses masked (they stay in the
     API event, which goes only to the agent's own authenticated clients)."""
     return {key: "***" if key in LOGGED_AS_PRIVATE and value else value for key, value in data.items()}
-
-
-def route(mode: str, unit: Candidate) -> Route:
-    """The transport for ``unit`` under ``unit.transport`` = ``mode`` ("auto", "serial", "hid"):
-    "auto" takes the serial port when the unit has one, else its HID vendor interface."""
-    if mode == "serial" or (mode == "auto" and unit.kind != "hid"):
-        if unit.kind == "hid":
-            raise NoUnit(f"unit {unit.serial or unit.path} is reachable over USB HID only (unit.transport = serial)")
-        return Route("serial", unit.path, unit.path)
-    hid_path = unit.path if unit.kind == "hid" else unit.hid_path
-    if not hid_path:
-        raise NoUnit(
-            f"unit {unit.serial or unit.path} at {unit.path} has no USB HID interface "
-            '(unit.transport = "hid"; "auto" would use its serial port)'
-        )
-    return Route("hid", hid_path, unit.path)
-
-
-def choose_unit(found: list[Candidate], serial: str = "") -> Candidate:
-    """The configured unit, or the only one; a clear error otherwise."""
-    if serial:
-        for candidate in found:
-            if candidate.serial == serial:
-                return candidate
-        raise NoUnit(f"unit {serial} is not attached (found: {', '.join(c.serial or c.path for c in found) or 'none'})")
-    if not found:
-        raise NoUnit("no desk unit found (plug one in, or start `offhook sim`)")
-    if len(found) > 1:
-        listing = ", ".join(f"{c.serial or '?'} at {c.path}" for c in found)
-        raise NoUnit(f"several units attached ({listing}): set unit.serial in the config")
-    return found[0]
 
 
 class Daemon:
@@ -167,52 +114,8 @@ class Daemon:
         self._commands: set[asyncio.Task[None]] = set()  # softphone commands in flight
         # Optional probe for benchmarks and diagnostics: trace(point, monotonic seconds).
         self.trace: Callable[[str, float], None] | None = None
-        self._persisted: tuple[dict[str, bool], int, float | None] | None = None
-        self._restore()
-
-    # ------------------------------------------------------------ persistence
-
-    def _restore(self) -> None:
-        try:
-            saved = json.loads(self.state_file.read_text())
-            agent = int(saved.get("agent", L.AGENT_AVAILABLE))
-            mutes = saved.get("mutes", {})  # older files hold one "muted" for no call in particular: unconfirmed
-            wrap_up_until = float(saved.get("wrap_up_until_wall") or 0.0)
-            if (
-                not 0 <= agent < len(L.AGENT_NAMES)
-                or not isinstance(mutes, dict)
-                or not all(isinstance(k, str) and isinstance(v, bool) for k, v in mutes.items())
-                or not math.isfinite(wrap_up_until)
-            ):
-                raise ValueError("bad values")
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            log.warning("ignoring unreadable daemon state %s: %s", self.state_file, exc)
-            return
-        timers = self.desk.timers
-        left = min(wrap_up_until - self.wall_clock(), timers.wrap_up_s + timers.wrap_up_extend_s)
-        self.desk.restore(mutes, agent, self.clock(), wrap_up_left_s=left)
-
-    def _persist(self) -> None:
-        """Save what must survive a restart, when it changed (not on every STATE: no fsync per second)."""
-        desk = self.desk
-        wrap_up_until = desk.wrap_up_until if desk.agent == L.AGENT_WRAP_UP else None
-        mutes = desk.mutes()
-        saved = (mutes, desk.agent, wrap_up_until)
-        if saved == self._persisted:
-            return
-        self._persisted = saved
-        # The deadline in wall time: the next run's monotonic clock may start anew (a power cut).
-        wall_deadline = 0.0 if wrap_up_until is None else round(self.wall_clock() + wrap_up_until - self.clock(), 1)
-        data = {"mutes": mutes, "agent": desk.agent, "wrap_up_until_wall": wall_deadline}
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        with open(tmp, "w") as handle:
-            handle.write(json.dumps(data))
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(self.state_file)
+        self.memory = DeskMemory(state_file, clock, wall_clock)
+        self.memory.restore(self.desk)
 
     # ------------------------------------------------------------ running
 
@@ -388,12 +291,8 @@ class Daemon:
             await self.apply(self.desk.hid_softphone_leds(leds, self.clock()))
 
     async def press(self, button: int, gesture: int) -> None:
-        """A gesture from the unit (or the API's virtual buttons)."""
-        action = actions.resolve(button, gesture, self.desk)
-        names = (L.BUTTON_NAMES[button], L.GESTURE_NAMES.get(gesture, gesture))
-        log.info("button %s %s -> %s", *names, action or "nothing")
-        if action is not None:
-            await self.apply(self.desk.act(action, self.clock()))
+        """A gesture from the unit (or the API's virtual buttons): the desk decides what it means."""
+        await self.apply(self.desk.press(button, gesture, self.clock()))
 
     async def act(self, action: str) -> None:
         await self.apply(self.desk.act(action, self.clock()))
@@ -408,7 +307,7 @@ class Daemon:
                 self._commands.add(task)
                 task.add_done_callback(self._commands.discard)
             elif isinstance(effect, UnitState):
-                self._persist()
+                self.memory.save(self.desk)
                 if self.session is not None:
                     try:
                         await self.session.send_state(effect.call, effect.agent, effect.flags, effect.timer_s)
@@ -417,6 +316,8 @@ class Daemon:
                     except UnitLost as exc:
                         log.warning("unit lost while sending STATE: %s", exc)
                 self._broadcast({"event": "state", **self.desk.snapshot()})
+            elif isinstance(effect, Notice) and effect.log_only:
+                log.info("%s %s", effect.name, loggable(effect.data))
             elif isinstance(effect, Notice):
                 if effect.name in ("mute", "mute_unconfirmed", "command_failed"):
                     self._mute_audio(self.desk.muted)  # the audio path follows the confirmed state
@@ -439,7 +340,7 @@ class Daemon:
                 log.debug("audio path not muted: %s", exc)
 
     async def _execute(self, command: Command) -> None:
-        if command.op == "mute":
+        if command.op == Op.MUTE:
             self._mute_audio(bool(command.arg))  # privacy first: zeros at once, before the softphone answers
         if self.trace:
             self.trace(f"command:{command.op}", time.monotonic())
@@ -451,25 +352,24 @@ class Daemon:
             await self.apply(self.desk.command_done(command, result, self.clock()))
 
     async def _call_softphone(self, command: Command) -> Any:
-        phone = self.softphone
+        phone, call_id = self.softphone, command.call_id
         match command.op:
-            case "answer":
-                return await phone.answer(command.call_id)
-            case "reject":
-                return await phone.reject(command.call_id)
-            case "hangup":
-                return await phone.hangup(command.call_id)
-            case "hold":
-                return await phone.hold(command.call_id)
-            case "resume":
-                return await phone.resume(command.call_id)
-            case "mute":
-                return await phone.set_mute(command.call_id, bool(command.arg))
-            case "transfer":
-                return await phone.transfer(command.call_id, str(command.arg))
-            case "dial":
+            case Op.ANSWER:
+                return await phone.answer(call_id)
+            case Op.REJECT:
+                return await phone.reject(call_id)
+            case Op.HANGUP:
+                return await phone.hangup(call_id)
+            case Op.HOLD:
+                return await phone.hold(call_id)
+            case Op.RESUME:
+                return await phone.resume(call_id)
+            case Op.MUTE:
+                return await phone.set_mute(call_id, bool(command.arg))
+            case Op.TRANSFER:
+                return await phone.transfer(call_id, str(command.arg))
+            case Op.DIAL:
                 return await phone.dial(str(command.arg))
-        raise SoftphoneError(f"unknown softphone command {command.op!r}")
 
     def _broadcast(self, message: dict[str, Any]) -> None:
         for listener in list(self.listeners):

@@ -31,25 +31,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from offhook.metrics import privacy
+from offhook.metrics.moments import COMPLETING, RECORDED_AS, Moment
 from offhook.metrics.store import CallRecorder, MetricsError, to_epoch
 
 log = logging.getLogger("offhook.metrics")
-
-MOMENTS = (
-    "ringing",
-    "answered",
-    "hold_started",
-    "hold_ended",
-    "hung_up",
-    "wrap_up_ended",
-    "missed",
-    "abandoned",
-    "transferred",
-    "escalated",
-)
-ALIASES = {"unanswered": "abandoned"}
-COMPLETING = ("wrap_up_ended", "missed", "abandoned")
-
 
 class RecordLike(Protocol):
     @property
@@ -140,13 +125,14 @@ class MetricsSink:
         return closed
 
     def __call__(self, record: RecordLike) -> bool:
-        moment = ALIASES.get(record.moment, record.moment)
-        if moment not in MOMENTS:
+        try:
+            moment = RECORDED_AS[Moment(record.moment)]
+        except ValueError:
             log.warning("metrics: unknown call moment %r ignored", record.moment)
             return False
         wall = self.wall_clock()
         try:
-            if moment == "ringing":
+            if moment is Moment.RINGING:
                 return self.recorder.ringing(
                     record.call_id,
                     agent=self.agent,
@@ -156,7 +142,7 @@ class MetricsSink:
                     wall=wall,
                     mono=record.at,
                 )
-            method: Callable[..., bool] = getattr(self.recorder, moment)
+            method: Callable[..., bool] = getattr(self.recorder, moment.value)
             recorded = method(record.call_id, wall=wall, mono=record.at)
         except MetricsError as exc:
             log.error("metrics: %s %s not recorded: %s", moment, record.call_id, exc)

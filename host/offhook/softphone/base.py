@@ -21,6 +21,19 @@ class CallState(StrEnum):
     CLOSED = "closed"
 
 
+class Op(StrEnum):
+    """What the daemon asks of a softphone (one ``Softphone`` method each)."""
+
+    ANSWER = "answer"
+    REJECT = "reject"
+    HANGUP = "hangup"
+    HOLD = "hold"
+    RESUME = "resume"
+    MUTE = "mute"
+    TRANSFER = "transfer"
+    DIAL = "dial"
+
+
 class EventKind(StrEnum):
     INCOMING = "incoming"
     RINGING = "ringing"  # an outgoing call rings at the far end
