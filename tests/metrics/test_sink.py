@@ -68,3 +68,13 @@ def test_retention_is_applied_after_a_call_completes_at_most_daily(recorder: Cal
     assert stored() == {"new", "old-2", "an-hour-later"}  # at most once a day
     new_call("next-day", WALL0 + day, 100.0 + day)
     assert stored() == {"new", "an-hour-later", "next-day"}
+
+
+def test_an_unknown_zone_in_tz_falls_back_instead_of_losing_every_call(monkeypatch) -> None:
+    from offhook.metrics.sink import local_zone_name
+    from offhook.metrics.store import zone
+
+    monkeypatch.setenv("TZ", "Mars/Olympus")
+    name = local_zone_name()
+    assert name != "Mars/Olympus"
+    zone(name)  # a zone every call can be recorded under

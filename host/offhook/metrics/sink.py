@@ -32,9 +32,10 @@ from typing import Any, Protocol
 
 from offhook.metrics import privacy
 from offhook.metrics.moments import COMPLETING, RECORDED_AS, Moment
-from offhook.metrics.store import CallRecorder, MetricsError, to_epoch
+from offhook.metrics.store import CallRecorder, MetricsError, to_epoch, zone
 
 log = logging.getLogger("offhook.metrics")
+
 
 class RecordLike(Protocol):
     @property
@@ -48,19 +49,28 @@ class RecordLike(Protocol):
 
 
 def local_zone_name() -> str:
-    """The PC's IANA zone name where it can be found (TZ, /etc/localtime), else UTC."""
+    """The PC's IANA zone name where it can be found (TZ, /etc/localtime), else UTC. A name that
+    is not a known zone is skipped with a warning: recording calls under it would fail every one."""
     import os
     from pathlib import Path
 
+    found = []
     name = os.environ.get("TZ", "").lstrip(":")
     if name and "/" in name:
-        return name
+        found.append(name)
     try:
         target = str(Path("/etc/localtime").resolve())
         if "zoneinfo/" in target:
-            return target.split("zoneinfo/", 1)[1]
+            found.append(target.split("zoneinfo/", 1)[1])
     except OSError:
         pass
+    for candidate in found:
+        try:
+            zone(candidate)
+        except MetricsError as exc:
+            log.warning("metrics: the PC's time zone: %s; trying the next source", exc)
+        else:
+            return candidate
     return "UTC"
 
 
