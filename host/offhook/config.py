@@ -153,11 +153,11 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, dict[str,
             setting = SCHEMA[section].get(key)
             if setting is None:
                 raise ConfigError(f"{source}: unknown key {name} (known: {', '.join(SCHEMA[section])})")
-            config[section][key] = _check(name, value, setting, source)
+            config[section][key] = check_setting(name, value, setting, source)
     return config
 
 
-def _check(name: str, value: Any, setting: Setting, source: str) -> Any:
+def check_setting(name: str, value: Any, setting: Setting, source: str) -> Any:
     kinds = setting.kind if isinstance(setting.kind, tuple) else (setting.kind,)
     # TOML booleans are ints in Python: never accept one where a number is meant.
     if isinstance(value, bool) and bool not in kinds:
@@ -197,12 +197,18 @@ def load(path: Path | None = None, *, required: bool = False) -> dict[str, dict[
     """Read and validate the config file; a missing file means all defaults unless ``required``
     (a file the user named: running on defaults instead would hide the typo)."""
     path = path or default_config_path()
+    return validate(read(path, required=required), str(path))
+
+
+def read(path: Path, *, required: bool = False) -> dict[str, Any]:
+    """The file's TOML as written (only the keys it sets; not yet validated), {} if it is missing
+    and not ``required``. Floor-wide settings need to know which keys the desk set itself."""
     try:
         info = path.stat()
     except FileNotFoundError:
         if required:
             raise ConfigError(f"{path}: no such file") from None
-        return defaults()
+        return {}
     except (OSError, ValueError) as exc:  # a parent that is a file or unreadable; a NUL in the path
         raise ConfigError(f"{path}: cannot read it: {_reason(exc)}") from None
     if stat.S_ISDIR(info.st_mode):
@@ -220,10 +226,9 @@ def load(path: Path | None = None, *, required: bool = False) -> dict[str, dict[
     if len(data) > MAX_CONFIG_BYTES:  # it grew after the stat
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
     try:
-        raw = tomllib.loads(data.decode("utf-8"))
+        return tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return validate(raw, str(path))
 
 
 def _reason(exc: Exception) -> str:

@@ -164,7 +164,7 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
 def _daemon(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
     from offhook.commands import daemon
 
-    async def serve(config: dict[str, Any]) -> int:  # never a real daemon (port 8677, the user's token)
+    async def serve(config: dict[str, Any], local_settings: dict[str, Any]) -> int:  # never a real daemon
         print("the daemon started")
         return 0
 

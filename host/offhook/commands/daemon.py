@@ -68,6 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         # A file named with --config must exist; only the default path may be missing (then defaults).
         config = config_module.load(args.config, required=args.config is not None)
+        local_settings = config_module.read(args.config or config_module.default_config_path())
     except config_module.ConfigError as exc:
         raise UsageError(str(exc)) from None
     if args.softphone:
@@ -82,11 +83,12 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"--api-port {args.api_port} is not a port number")
         config["api"]["port"] = args.api_port
     setup_logging(args.verbose, args.log_json)
-    return asyncio.run(serve(config))
+    return asyncio.run(serve(config, local_settings))
 
 
-async def serve(config: dict) -> int:
-    """The daemon, its local API and their parts, as offhook.daemon.wiring puts them together."""
+async def serve(config: dict, local_settings: dict) -> int:
+    """The daemon, its local API and their parts, as offhook.daemon.wiring puts them together;
+    ``local_settings``: the TOML as written (floor-wide settings report which keys it set)."""
     from offhook.daemon.wiring import serve as serve_daemon
 
-    return await serve_daemon(config)
+    return await serve_daemon(config, local_settings)

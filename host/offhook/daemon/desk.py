@@ -147,6 +147,11 @@ class Desk:
         return next((c for c in self.calls.values() if c.state == "held"), None)
 
     @property
+    def idle(self) -> bool:
+        """No call of ours in any state, and the agent neither on one nor in its wrap-up."""
+        return not self.calls and self.agent not in (L.AGENT_ON_CALL, L.AGENT_WRAP_UP)
+
+    @property
     def current(self) -> CallView | None:
         """The call the mute button acts on and the mute lamp shows."""
         return self.active or self.held

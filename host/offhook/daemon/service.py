@@ -16,11 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from offhook import linkproto as L
+from offhook import settings
 from offhook.daemon.desk import Command, Desk, Effect, Notice, Record, Timers, UnitState
 from offhook.daemon.memory import DeskMemory
 from offhook.daemon.routing import Discover, NoUnit, Route, choose_unit, route
 from offhook.daemon.unit import UnitInfo, UnitLost, UnitSession
+from offhook.settings import Policy
 from offhook.softphone.base import CallState, EventKind, Op, Softphone, SoftphoneError, SoftphoneEvent
 from offhook.transport.base import Transport, TransportClosed
 from offhook.transport.discovery import candidates
@@ -58,6 +59,18 @@ def loggable(data: dict[str, Any]) -> dict[str, Any]:
     return {key: "***" if key in LOGGED_AS_PRIVATE and value else value for key, value in data.items()}
 
 
+def timers_from(config: dict[str, dict[str, Any]]) -> Timers:
+    timers = config["timers"]
+    return Timers(
+        wrap_up_s=timers["wrap_up_s"],
+        wrap_up_extend_s=timers["wrap_up_extend_s"],
+        ring_timeout_s=timers["ring_timeout_s"],
+        hold_reminder_s=timers["hold_reminder_s"],
+        mute_confirm_timeout_s=timers["mute_confirm_timeout_s"],
+        consult_timeout_s=config["softphone"]["consult_timeout_s"],
+    )
+
+
 class Daemon:
     def __init__(
         self,
@@ -71,21 +84,15 @@ class Daemon:
         audio_mute: Callable[[bool], None] | None = None,
         hid_transport_factory: Callable[[str], Transport] = HidTransport,
         wall_clock: Callable[[], float] = time.time,
+        local_settings: dict[str, Any] | None = None,
     ) -> None:
         """``audio_mute(muted)`` mutes offhook's own audio path (digital zeros), when it runs.
         ``transport_factory`` opens serial ports (and simulators), ``hid_transport_factory`` HID
         vendor interfaces; which one is used follows ``unit.transport``."""
-        timers = config["timers"]
         self.config = config
+        self.local_settings = local_settings or {}  # the desk's TOML as written: "local" in effective settings
         self.desk = Desk(
-            Timers(
-                wrap_up_s=timers["wrap_up_s"],
-                wrap_up_extend_s=timers["wrap_up_extend_s"],
-                ring_timeout_s=timers["ring_timeout_s"],
-                hold_reminder_s=timers["hold_reminder_s"],
-                mute_confirm_timeout_s=timers["mute_confirm_timeout_s"],
-                consult_timeout_s=config["softphone"]["consult_timeout_s"],
-            ),
+            timers_from(config),
             supervisor=config["softphone"]["supervisor"],
             hid_softphone=config["softphone"]["hid_softphone"],
             awaiting_snapshot=softphone.announces_calls,
@@ -98,6 +105,9 @@ class Daemon:
         self.clock = clock
         self.wall_clock = wall_clock
         self._settled = False  # the softphone's first call list after start has been matched to the store
+        self._pending_policy: Policy | None = None  # central's settings, waiting for the desk to be idle
+        self.policy_version = 0
+        self.effective_settings = settings.effective(None, self.local_settings)
         self._next_heartbeat = 0.0
         self.recorder = recorder
         self.audio_mute = audio_mute
@@ -247,7 +257,7 @@ class Daemon:
             raise NoUnit("the daemon has no unit connected")
         if self._lent_to is not None:
             raise NoUnit(f"the unit is already lent to {self._lent_to}")
-        if self.desk.calls or self.desk.agent in (L.AGENT_ON_CALL, L.AGENT_WRAP_UP):
+        if not self.desk.idle:
             raise NoUnit("a call or its wrap-up is in progress: try again when the agent is idle")
         self._lent_to = borrower
         self._given_back.clear()
@@ -299,7 +309,54 @@ class Daemon:
 
     # ------------------------------------------------------------ effects
 
+    # ------------------------------------------------------------ floor-wide settings
+
+    def set_policy(self, policy: Policy) -> None:
+        """Central's settings for this desk (already checked whole: settings.check_policy). They
+        take effect when the desk is idle, never mid-call: a running wrap-up keeps its timer."""
+        if policy.version <= max(self.policy_version, self._pending_policy.version if self._pending_policy else 0):
+            log.info("settings: version %d ignored (have %d)", policy.version, self.policy_version)
+            return
+        self._pending_policy = policy
+        self._apply_policy_when_idle()
+
+    def _apply_policy_when_idle(self) -> None:
+        policy = self._pending_policy
+        if policy is None or not self.desk.idle:
+            return
+        self._pending_policy = None
+        values = settings.effective(policy, self.local_settings)
+        self.config = settings.apply(self.config, values)
+        self.desk.timers = timers_from(self.config)
+        self.desk.supervisor = self.config["softphone"]["supervisor"]
+        self.policy_version, self.effective_settings = policy.version, values
+        for key, chosen in values.items():
+            section, name = settings.POLICY_KEYS[key]
+            if chosen.locked and name in self.local_settings.get(section, {}):
+                log.warning(
+                    "settings: %s is locked by the %s: its value overrides the local config", key, chosen.source
+                )
+        log.info("settings: version %d in effect", policy.version)
+        self._broadcast({"event": "settings", **self.settings_report()})
+
+    def settings_report(self) -> dict[str, Any]:
+        """The effective settings, their sources and the policy version, for the floor and the API."""
+        return {
+            "version": self.policy_version,
+            "pending": self._pending_policy.version if self._pending_policy is not None else None,
+            "effective": {
+                key: {"value": chosen.value, "source": chosen.source, "locked": chosen.locked}
+                for key, chosen in self.effective_settings.items()
+            },
+        }
+
+    # ------------------------------------------------------------ effects
+
     async def apply(self, effects: list[Effect]) -> None:
+        await self._carry_out(effects)
+        self._apply_policy_when_idle()
+
+    async def _carry_out(self, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Command):
                 # Commands run concurrently so a slow softphone never delays the unit's LEDs.

@@ -66,7 +66,7 @@ def _audio_mute(muted: bool) -> None:
     request_mute(muted, path)
 
 
-async def serve(config: dict[str, Any]) -> int:
+async def serve(config: dict[str, Any], local_settings: dict[str, Any] | None = None) -> int:
     """Run the daemon and its API until SIGINT/SIGTERM; 1 if the API cannot listen."""
     from offhook.api.server import ApiServer
     from offhook.api.tokens import TokenStore
@@ -80,7 +80,9 @@ async def serve(config: dict[str, Any]) -> int:
     agent = config["agent"]["name"] or getpass.getuser()
     recorder = CallRecorder()
     sink = MetricsSink(recorder, agent=agent, tz=config["agent"]["timezone"])
-    daemon = Daemon(config, softphone, state_file(), recorder=sink, audio_mute=_audio_mute)
+    daemon = Daemon(
+        config, softphone, state_file(), recorder=sink, audio_mute=_audio_mute, local_settings=local_settings
+    )
     api = ApiServer(
         daemon,
         TokenStore(),
