@@ -9,6 +9,8 @@ from scipy.signal import fftconvolve
 
 from offhook.audio import aec as aec_module
 from offhook.audio.aec import AecConfig, EchoCanceller
+from offhook.audio.chain import Chain, ChainConfig
+from offhook.audio.synthesis import GainFilter
 from tests.audio.conftest import erle_db
 from tests.bench.audio.scenes import RATE, pink_noise
 
@@ -25,16 +27,22 @@ def _noise(n: int, level: float) -> np.ndarray:
     return level * noise / np.std(noise)
 
 
-def _run(aec: EchoCanceller, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+def _run(aec: EchoCanceller | Chain, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
     n = aec.frame
     out = np.zeros(len(mic))
     for i in range(0, len(mic) // n * n, n):
-        out[i : i + n] = aec.process(mic[i : i + n], ref[i : i + n])
+        result = aec.process(mic[i : i + n], ref[i : i + n])
+        out[i : i + n] = result if isinstance(aec, Chain) else result.out
     return out
 
 
 def _linear() -> EchoCanceller:
-    return EchoCanceller(AecConfig(tail_ms=128, suppress=False))
+    return EchoCanceller(AecConfig(tail_ms=128))
+
+
+def _suppressed() -> Chain:
+    """Canceller and residual echo suppressor, no gate."""
+    return Chain(ChainConfig(gate=False, aec_config=AecConfig(tail_ms=128)))
 
 
 def test_converges_on_known_echo_path_and_finds_the_delay(far_speech, office_rirs):
@@ -100,7 +108,7 @@ def test_suppressor_removes_more_echo_and_keeps_the_noise_floor(far_speech, offi
     noise = _noise(len(far), np.std(echo) / 10 ** (30 / 20))
     mic = echo + noise
     linear = _run(_linear(), mic, far)
-    full_aec = EchoCanceller(AecConfig(tail_ms=128))
+    full_aec = _suppressed()
     full = _run(full_aec, mic, far)
     full = np.concatenate((full[full_aec.latency :], np.zeros(full_aec.latency)))
     last = slice(5 * RATE, 8 * RATE)
@@ -122,18 +130,16 @@ def test_a_far_end_pause_passes_the_agent_through_exactly_as_the_full_suppressor
     mic = echo + near + _noise(len(far), np.std(echo) / 10 ** (30 / 20))
 
     passed = []
-    real_pass_through = aec_module.ResidualEchoSuppressor.pass_through
+    real_pass_through = GainFilter.pass_through
     monkeypatch.setattr(
-        aec_module.ResidualEchoSuppressor,
-        "pass_through",
-        lambda self, powers: passed.append(1) or real_pass_through(self, powers),
+        GainFilter, "pass_through", lambda self, block: passed.append(1) or real_pass_through(self, block)
     )
-    short_cut = EchoCanceller(AecConfig(tail_ms=128))
+    short_cut = _suppressed()
     out = _run(short_cut, mic, far)
     assert len(passed) > RATE // short_cut.frame  # more than a second of the pause was passed
 
     monkeypatch.setattr(aec_module, "ECHO_GONE_FRAMES", 10**9)
-    full = _run(EchoCanceller(AecConfig(tail_ms=128)), mic, far)
+    full = _run(_suppressed(), mic, far)
     assert np.max(np.abs(out - full)) < 1e-5 * np.max(np.abs(full))
     # In the pause the agent's voice comes out unchanged, only delayed.
     lag = short_cut.latency
@@ -147,6 +153,6 @@ def test_linear_output_frames_stay_valid_after_later_frames(far_speech, office_r
     far = np.concatenate((far_speech[: 2 * RATE], np.zeros(2 * RATE)))
     mic = _echo(far, office_rirs[0]) + _noise(len(far), 1e-3)
     aec, n = _linear(), 160
-    kept = [aec.process(mic[i : i + n], far[i : i + n]) for i in range(0, len(far), n)]
+    kept = [aec.process(mic[i : i + n], far[i : i + n]).out for i in range(0, len(far), n)]
     copied = _run(_linear(), mic, far)
     assert np.array_equal(np.concatenate(kept), copied)

@@ -13,10 +13,9 @@ Why this shape:
   background diverge, never the foreground; the background is reset from the foreground when it
   has clearly gone wrong. After an echo-path change the background re-converges at full speed and
   is copied over as soon as it wins, so re-convergence is as fast as initial convergence.
-- *Residual echo suppression* (:class:`ResidualEchoSuppressor`) removes what a linear filter
-  cannot (loudspeaker non-linearity, misadjustment), with a gain that is smoothed
-  (decision-directed) and comfort noise that keeps the background level constant, so the far end
-  never hears the line "drop out".
+- *Linear only*: the canceller hands on its output, its echo estimate, their spectra and the
+  leak (how much of the echo estimate is still in the output); what a linear filter cannot remove
+  is the residual echo suppressor's job (:mod:`offhook.audio.suppress`), one way down the chain.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,7 +36,7 @@ Complex = NDArray[np.complex128]
 # the bench scenes against constraining all of them every frame: one lost 0.09 PESQ in double
 # talk; three keep ERLE and PESQ within 0.5 dB and 0.01, for 1.3 % more instructions than one.
 CONSTRAINED_PER_FRAME = 3
-# Frames after the filter's window went silent until the suppressor's echo estimate (held with a
+# Frames after the filter's window went silent until a residual echo suppressor's echo estimate (held with a
 # decay of 0.6 per frame) is 0.6**30 = 2e-7 of what it was: from then on no gain differs from one.
 ECHO_GONE_FRAMES = 30
 
@@ -50,10 +50,6 @@ class AecConfig:
     max_delay_ms: float = 320.0
     step: float = 1.0  # background NLMS step (per bin, normalised)
     delay_margin_frames: int = 2  # filter starts this many frames before the estimated delay
-    suppress: bool = True  # residual echo suppressor + comfort noise
-    low_latency: bool = True  # suppressor as a 3 ms FIR instead of a 10 ms overlap-add
-    comfort_noise: bool = True
-    seed: int = 1
 
     @property
     def frame(self) -> int:
@@ -133,182 +129,26 @@ class DelayEstimator:
         return self.delay
 
 
-class ResidualEchoSuppressor:
-    """Per-bin suppression of the echo the linear filter left, plus comfort noise.
+class Linear(NamedTuple):
+    """One frame of the canceller's output, and what the stages after it need to know about it.
 
-    Analysis is a 50 %-overlap sqrt-Hann STFT of the canceller's output. The residual echo is the
-    echo estimate's spectrum times a *leak* factor, estimated like MDF does: the correlation
-    between the variations of the output's power and of the echo estimate's power. Near-end
-    speech is uncorrelated with the echo estimate, so double talk does not inflate the leak, and
-    the suppressor does not eat the agent's voice. Removed noise is refilled with comfort noise of
-    the tracked noise spectrum.
-    """
+    ``block`` and the spectra are overwritten by the next frame: use them before that."""
 
-    def __init__(self, frame: int, comfort_noise: bool = True, seed: int = 1, low_latency: bool = False) -> None:
-        self.frame = frame
-        self.low_latency = low_latency
-        self.half = 48  # low-latency mode: FIR of 97 taps, 3 ms delay at 16 kHz
-        self.latency = self.half if low_latency else frame
-        size = 2 * frame
-        bins = frame + 1
-        self._window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(size) / size))
-        # Output and echo estimate, previous and current frame (the analysis blocks).
-        self._blocks = np.zeros((2, size))
-        self._taper = np.hanning(2 * self.half + 3)[1:-1]
-        # Centred FIR from a zero-phase response: the last ``half`` taps and the first half + 1.
-        self._tap_index = np.concatenate((np.arange(size - self.half, size), np.arange(self.half + 1)))
-        self._taps = np.zeros(2 * self.half + 1)
-        self._taps[self.half] = 1.0
-        self._fade = 0.5 - 0.5 * np.cos(np.pi * (np.arange(frame) + 0.5) / frame)
-        self._response = np.zeros((2, bins), dtype=np.complex128)  # suppression gain, comfort noise
-        self._noise_tail = np.zeros(frame)
-        self._overlap = np.zeros(frame)
-        self._echo_hold = np.zeros(bins)
-        self._spread = np.array([0.25, 0.5, 0.25])
-        self.residual_power = 0.0
-        self._residual_prev = 0.0
-        self._identity = self._taps  # pass_through's filter; never written in place
-        self._noise = np.zeros(bins)
-        self._smooth = np.zeros(bins)
-        self._prior_carry = np.full(bins, 0.85)  # 0.85 * gain**2 * posterior of the last frame
-        self._started = False
-        self._comfort = comfort_noise
-        # Random phases for comfort noise, drawn once: 5 s of frames before repeating. Magnitude
-        # sqrt(2), for twice the missing power: random phases spread a block's energy evenly over
-        # the block, where the windowed signal it replaces had it concentrated under the window.
-        rng = np.random.default_rng(seed)
-        self._phasors = math.sqrt(2.0) * np.exp(2j * np.pi * rng.uniform(size=(500, frame + 1)))
-        self._phase_row = 0
-        self.gain_floor = 10 ** (-40 / 20)
+    out: Float  # microphone minus echo estimate
+    echo: Float  # the echo estimate
+    block: Float  # the last two frames of ``out``: the analysis block, time domain
+    spectra: Complex  # sqrt-Hann windowed spectra of the block, rows: output, echo estimate
+    powers: Float  # their power spectra
+    leak: float  # share of the echo estimate's power still in the output (MDF's estimator)
+    echo_gone: bool  # the far end has been silent for longer than its echo lasts (ECHO_GONE_FRAMES)
 
-    def analyse(self, error: Float, echo: Float) -> tuple[Complex, Float]:
-        """Windowed spectra of the output and of the echo estimate for this frame (rows), and
-        their powers. The spectra are overwritten by the next call."""
-        n = self.frame
-        blocks = self._blocks
-        blocks[:, :n] = blocks[:, n:]
-        blocks[0, n:] = error
-        blocks[1, n:] = echo
-        spectra = fft.rfft(blocks * self._window)
-        return spectra, spectra.real**2 + spectra.imag**2
 
-    def process(self, spectra: Complex, powers: Float, leak: float) -> Float:
-        """Suppress one analysed frame; returns one frame of output, delayed by :attr:`latency`."""
-        e_pow, y_pow = powers
-        # Spread the echo estimate over neighbouring bins and hold it over a few frames: non-linear
-        # echo and misadjustment leak into neighbours and linger with the room's tail.
-        y_spread = np.convolve(y_pow, self._spread, "same")
-        if leak < 0.5:
-            y_spread *= 2.0 * leak
-        self._echo_hold *= 0.6
-        np.maximum(self._echo_hold, y_spread, out=self._echo_hold)
-
-        self._track_noise(e_pow)
-        residual = self._echo_hold
-        posterior = e_pow / (residual + 1e-12)
-        # Decision-directed prior SNR: last frame's gain squared times its posterior SNR, and the
-        # new posterior's excess; the first term was computed at the end of the last frame.
-        prior = posterior - 1.0
-        np.maximum(prior, 0.0, out=prior)
-        prior *= 0.15
-        prior += self._prior_carry
-        gain = prior / (1.0 + prior)
-        np.maximum(gain, self.gain_floor, out=gain)
-        gain2 = gain * gain
-        # Mean power per sample of the echo left after suppression (Parseval, sqrt-Hann frame),
-        # held over two frames: the gate counts it as background, not as the agent talking.
-        left = 4.0 * float(gain2 @ residual) / (2 * self.frame) ** 2
-        self.residual_power = max(left, self._residual_prev)
-        self._residual_prev = left
-        np.minimum(posterior, 1e4, out=posterior)
-        posterior *= gain2
-        posterior *= 0.85
-        self._prior_carry = posterior
-        missing = None
-        if self._comfort:
-            missing = (1.0 - gain2) * np.minimum(self._noise, e_pow)
-        if self.low_latency:
-            return self._filter(gain, missing)
-        out_spec = gain * spectra[0]
-        if missing is not None:
-            self._phase_row = (self._phase_row + 1) % len(self._phasors)
-            out_spec += np.sqrt(missing) * self._phasors[self._phase_row]
-        block = self._window * fft.irfft(out_spec, 2 * self.frame)
-        out = self._overlap + block[: self.frame]
-        self._overlap = block[self.frame :]
-        return out
-
-    def _track_noise(self, e_pow: Float) -> None:
-        if not self._started:
-            self._smooth[:] = e_pow
-            self._noise[:] = e_pow
-            self._started = True
-        self._smooth += 0.3 * (e_pow - self._smooth)
-        # Noise floor: falls halfway to the smoothed power at once, rises 0.2 % per frame.
-        np.minimum(0.5 * (self._smooth + self._noise), 1.002 * self._noise, out=self._noise)
-
-    def pass_through(self, powers: Float) -> Float:
-        """Low-latency mode, no echo left (the far end has been silent for longer than the echo
-        lasts): every gain would be within 1e-5 of one, so the frame passes unchanged, delayed
-        like the FIR. The noise estimate keeps tracking for when the echo returns."""
-        self._track_noise(powers[0])
-        # The comfort noise's phases move on as if it had been made, so the noise after a quiet
-        # spell is the same realisation as without the shortcut (the tests compare the two).
-        self._phase_row = (self._phase_row + 1) % len(self._phasors)
-        n, half = self.frame, self.half
-        out = self._blocks[0, n - half : 2 * n - half].copy()
-        if self._taps is not self._identity:
-            # First frame: fade out of the last filter and end its comfort noise.
-            out = self._faded_in(out)
-            out += self._noise_tail
-            self._noise_tail = np.zeros(n)
-            self._taps = self._identity
-            self._echo_hold[:] = 0.0
-            self.residual_power = self._residual_prev = 0.0
-        return out
-
-    def _faded_in(self, new: Float) -> Float:
-        """``new`` (this frame through the next filter) cross-faded in from this frame through
-        the last filter, in place."""
-        old = np.correlate(self._blocks[0, self.frame - 2 * self.half :], self._taps, "valid")
-        new -= old
-        new *= self._fade
-        new += old
-        return new
-
-    def _filter(self, gain: Float, missing: Float | None) -> Float:
-        """Low-latency mode: apply this frame's gains to this frame as a short linear-phase FIR
-        (``half`` samples of delay instead of a whole frame), cross-faded from the previous
-        frame's filter so gain changes never step.
-
-        Comfort noise is synthetic, so it needs no look-ahead: random-phase spectra of the
-        missing power, overlap-added with the sqrt-Hann window (one inverse FFT shared with the
-        FIR design)."""
-        n = self.frame
-        response = self._response
-        response[0] = gain
-        if missing is not None:
-            self._phase_row = (self._phase_row + 1) % len(self._phasors)
-            np.multiply(np.sqrt(missing), self._phasors[self._phase_row], out=response[1])
-        inverse = fft.irfft(response, 2 * n)
-        taps = inverse[0, self._tap_index] * self._taper
-        # The taps are symmetric (zero-phase response, symmetric taper): correlation = convolution.
-        new = self._faded_in(np.correlate(self._blocks[0, n - 2 * self.half :], taps, "valid"))
-        self._taps = taps
-        if missing is None:
-            return new
-        noise = inverse[1] * self._window
-        new += noise[:n]
-        new += self._noise_tail
-        self._noise_tail = noise[n:]
-        return new
+def analysis_window(size: int) -> Float:
+    return np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(size) / size))
 
 
 class EchoCanceller:
     """Streaming echo canceller: call :meth:`process` with one frame of mic and reference.
-
-    Output latency is :attr:`latency` samples (``half`` of the suppressor's FIR in low-latency
-    mode, a frame with the overlap-add suppressor, none without a suppressor).
 
     Cost per 10 ms frame is dominated by numpy's per-call overhead, not arithmetic, so the hot
     path works on stacked arrays (foreground and background filter in one array, reference and
@@ -347,10 +187,6 @@ class EchoCanceller:
         self._stable = 0
         self._last_estimate: int | None = None
         self.estimator = DelayEstimator(k, self.max_lag)
-        self.suppressor: ResidualEchoSuppressor | None = None
-        if config.suppress:
-            self.suppressor = ResidualEchoSuppressor(n, config.comfort_noise, config.seed, config.low_latency)
-        self.latency = self.suppressor.latency if self.suppressor else 0
         self._fade = 0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)  # 0 -> 1 over a frame
         # Regularisation: a reference quieter than about -60 dBFS does not drive adaptation.
         self._delta = 2 * n * 1e-6 * p
@@ -360,7 +196,10 @@ class EchoCanceller:
         self.adapted = False
         self._sum_adapt = 0.0
         self.foreground_updates = 0
-        self._analysis = self.suppressor or ResidualEchoSuppressor(n, comfort_noise=False)
+        # Analysis of output and echo estimate (previous and current frame): the leak, the step
+        # and the stages after the canceller all read these spectra.
+        self._window = analysis_window(2 * n)
+        self._blocks = np.zeros((2, 2 * n))
         self._means = np.zeros((2, k))  # slow means of output and echo-estimate power
         self._powers = np.zeros((2, k))  # last frame's output and echo-estimate power
         self._pey = self._pyy = 1.0
@@ -386,7 +225,7 @@ class EchoCanceller:
         weights[:] = moved
         self._delay = frames
 
-    def process(self, mic: Float, ref: Float) -> Float:
+    def process(self, mic: Float, ref: Float) -> Linear:
         n = self.frame
         io = self._io
         io[:, :n] = io[:, n:]
@@ -438,15 +277,17 @@ class EchoCanceller:
             # ``mic`` is a view of the input buffer, which the next frame overwrites.)
             y_fg, e_fg = self._no_echo, mic.copy()
 
-        spectra, powers = self._analysis.analyse(e_fg, y_fg)
+        blocks = self._blocks
+        blocks[:, :n] = blocks[:, n:]
+        blocks[0, n:] = e_fg
+        blocks[1, n:] = y_fg
+        spectra = fft.rfft(blocks * self._window)
+        powers = spectra.real**2 + spectra.imag**2
         if ref_active:
             self._update_leak(powers)
         self._powers = powers
-        if self.suppressor is None:
-            return e_fg
-        if self._since_audible > self._delay + p + ECHO_GONE_FRAMES and self.suppressor.low_latency:
-            return self.suppressor.pass_through(powers)
-        return self.suppressor.process(spectra, powers, self.leak)
+        gone = self._since_audible > self._delay + p + ECHO_GONE_FRAMES
+        return Linear(e_fg, y_fg, blocks[0], spectra, powers, self.leak, gone)
 
     def _update_leak(self, powers: Float) -> None:
         """Leak: how much of the echo estimate's power is still in the output (MDF's estimator).

@@ -19,6 +19,8 @@ from offhook.audio.aec import AecConfig, EchoCanceller
 from offhook.audio.gate import GateConfig, NoiseGate
 from offhook.audio.mute import PrivacyMute
 from offhook.audio.resample import DELAY_48K, FACTOR, Downsampler, Upsampler
+from offhook.audio.suppress import ResidualEchoSuppressor
+from offhook.audio.synthesis import GainFilter
 
 Float = NDArray[np.float64]
 
@@ -27,7 +29,11 @@ Float = NDArray[np.float64]
 class ChainConfig:
     rate: int = PROCESS_RATE  # device rate: 16000 or 48000
     aec: bool = True
+    suppress: bool = True  # residual echo suppressor + comfort noise (needs aec)
     gate: bool = True
+    low_latency: bool = True  # gains as a 3 ms FIR instead of a 10 ms overlap-add
+    comfort_noise: bool = True
+    seed: int = 1
     aec_config: AecConfig = field(default_factory=AecConfig)
     gate_config: GateConfig = field(default_factory=GateConfig)
 
@@ -39,6 +45,9 @@ class Chain:
             raise ValueError(f"unsupported rate {config.rate}: use 16000 or 48000")
         self.frame = config.rate * FRAME_MS // 1000
         self.aec = EchoCanceller(config.aec_config) if config.aec else None
+        n = PROCESS_RATE * FRAME_MS // 1000
+        self.suppressor = ResidualEchoSuppressor(n, config.comfort_noise) if config.aec and config.suppress else None
+        self.filter = GainFilter(n, config.low_latency, config.seed) if self.suppressor else None
         self.gate = NoiseGate(config.gate_config) if config.gate else None
         self.mute = PrivacyMute(config.rate)
         self.echo_margin = 1.0  # the residual echo estimate counts as background for the gate
@@ -46,16 +55,16 @@ class Chain:
         self._down_mic = Downsampler()
         self._down_ref = Downsampler()
         self._up = Upsampler()
-        self._mic_buf = np.zeros(0)
-        self._ref_buf = np.zeros(0)
+        self._staged = np.zeros((2, self.frame))  # mic, reference: a frame not yet whole
+        self._fill = 0
 
     @property
     def latency(self) -> int:
         """Algorithmic delay from input to output, in device-rate samples."""
-        aec = self.aec.latency if self.aec else 0
+        own = self.filter.latency if self.filter else 0
         if not self._resampled:
-            return aec
-        return aec * FACTOR + round(2 * DELAY_48K)
+            return own
+        return own * FACTOR + round(2 * DELAY_48K)
 
     def process(self, mic: Float, ref: Float) -> Float:
         """One frame (10 ms at the device rate) in, one frame out."""
@@ -64,10 +73,22 @@ class Chain:
         if self._resampled:
             mic = self._down_mic.process(mic)
             ref = self._down_ref.process(ref)
-        out = self.aec.process(mic, ref) if self.aec else np.asarray(mic, dtype=np.float64)
+        echo_left = 0.0
+        if self.aec is None:
+            out = np.asarray(mic, dtype=np.float64)
+        else:
+            linear = self.aec.process(mic, ref)
+            out = linear.out
+            if self.suppressor is not None and self.filter is not None:
+                if linear.echo_gone and self.filter.low_latency:
+                    self.suppressor.idle(linear)
+                    out = self.filter.pass_through(linear.block)
+                else:
+                    gains = self.suppressor.process(linear)
+                    out = self.filter.apply(linear.block, linear.spectra[0], gains.gain, gains.missing)
+                    echo_left = gains.left
         if self.gate:
-            echo = self.aec.suppressor.residual_power if self.aec and self.aec.suppressor else 0.0
-            out = self.gate.process(out, echo * self.echo_margin)
+            out = self.gate.process(out, echo_left * self.echo_margin)
         if self._resampled:
             out = self._up.process(out)
         return self.mute.process(out)
@@ -76,16 +97,25 @@ class Chain:
         """Chunks of any (equal) length in; all whole frames that are ready come out."""
         if len(mic) != len(ref):
             raise ValueError("mic and reference chunks must have the same length")
-        self._mic_buf = np.concatenate((self._mic_buf, mic))
-        self._ref_buf = np.concatenate((self._ref_buf, ref))
-        frames = len(self._mic_buf) // self.frame
-        outs = []
+        n, staged = self.frame, self._staged
+        frames = (self._fill + len(mic)) // n
+        out = np.empty(frames * n)
+        pos = 0  # input samples used
         for k in range(frames):
-            sl = slice(k * self.frame, (k + 1) * self.frame)
-            outs.append(self.process(self._mic_buf[sl], self._ref_buf[sl]))
-        self._mic_buf = self._mic_buf[frames * self.frame :]
-        self._ref_buf = self._ref_buf[frames * self.frame :]
-        return np.concatenate(outs) if outs else np.zeros(0)
+            if self._fill:  # complete the staged frame first
+                pos = n - self._fill
+                staged[0, self._fill :] = mic[:pos]
+                staged[1, self._fill :] = ref[:pos]
+                self._fill = 0
+                out[:n] = self.process(staged[0], staged[1])
+                continue
+            out[k * n : (k + 1) * n] = self.process(mic[pos : pos + n], ref[pos : pos + n])
+            pos += n
+        rest = len(mic) - pos
+        staged[0, self._fill : self._fill + rest] = mic[pos:]
+        staged[1, self._fill : self._fill + rest] = ref[pos:]
+        self._fill += rest
+        return out
 
 
 def process_signals(mic: Float, ref: Float, config: ChainConfig | None = None) -> Float:

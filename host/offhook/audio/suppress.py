@@ -1,0 +1,95 @@
+"""Residual echo suppression: per-bin gains for the echo the linear canceller left.
+
+The residual echo is the canceller's echo estimate times its *leak* (MDF's estimator: the
+correlation between the variations of the output's power and of the echo estimate's power), spread
+over neighbouring bins and held with the room's decay. Near-end speech is uncorrelated with the
+echo estimate, so double talk does not inflate the leak. The gain is a Wiener gain with a
+decision-directed prior; what it removes of the background is refilled with comfort noise of the
+tracked noise spectrum, so the far end never hears the line "drop out". The gains are applied by
+:class:`offhook.audio.synthesis.GainFilter`, together with the noise suppressor's.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from offhook.audio.aec import Linear
+
+Float = NDArray[np.float64]
+
+
+class EchoGains(NamedTuple):
+    gain: Float  # per-bin gain
+    missing: Float | None  # background power the gain removed, for comfort noise (None: no comfort noise)
+    left: float  # mean power per sample of the echo left after suppression: background for the gate
+
+
+class ResidualEchoSuppressor:
+    def __init__(self, frame: int, comfort_noise: bool = True) -> None:
+        self.frame = frame
+        bins = frame + 1
+        self._echo_hold = np.zeros(bins)
+        self._spread = np.array([0.25, 0.5, 0.25])
+        self._residual_prev = 0.0
+        self._noise = np.zeros(bins)
+        self._smooth = np.zeros(bins)
+        self._prior_carry = np.full(bins, 0.85)  # 0.85 * gain**2 * posterior of the last frame
+        self._started = False
+        self._comfort = comfort_noise
+        self.gain_floor = 10 ** (-40 / 20)
+
+    def process(self, linear: Linear) -> EchoGains:
+        e_pow, y_pow = linear.powers
+        leak = linear.leak
+        # Spread the echo estimate over neighbouring bins and hold it over a few frames: non-linear
+        # echo and misadjustment leak into neighbours and linger with the room's tail.
+        y_spread = np.convolve(y_pow, self._spread, "same")
+        if leak < 0.5:
+            y_spread *= 2.0 * leak
+        self._echo_hold *= 0.6
+        np.maximum(self._echo_hold, y_spread, out=self._echo_hold)
+
+        self._track_noise(e_pow)
+        residual = self._echo_hold
+        posterior = e_pow / (residual + 1e-12)
+        # Decision-directed prior SNR: last frame's gain squared times its posterior SNR, and the
+        # new posterior's excess; the first term was computed at the end of the last frame.
+        prior = posterior - 1.0
+        np.maximum(prior, 0.0, out=prior)
+        prior *= 0.15
+        prior += self._prior_carry
+        gain = prior / (1.0 + prior)
+        np.maximum(gain, self.gain_floor, out=gain)
+        gain2 = gain * gain
+        # Mean power per sample of the echo left after suppression (Parseval, sqrt-Hann frame),
+        # held over two frames: the gate counts it as background, not as the agent talking.
+        left = 4.0 * float(gain2 @ residual) / (2 * self.frame) ** 2
+        held = max(left, self._residual_prev)
+        self._residual_prev = left
+        np.minimum(posterior, 1e4, out=posterior)
+        posterior *= gain2
+        posterior *= 0.85
+        self._prior_carry = posterior
+        missing = None
+        if self._comfort:
+            missing = (1.0 - gain2) * np.minimum(self._noise, e_pow)
+        return EchoGains(gain, missing, held)
+
+    def idle(self, linear: Linear) -> None:
+        """No echo left (the far end has been silent for longer than the echo lasts): every gain
+        would be within 1e-5 of one. The noise estimate keeps tracking for when the echo returns."""
+        self._track_noise(linear.powers[0])
+        self._echo_hold[:] = 0.0
+        self._residual_prev = 0.0
+
+    def _track_noise(self, e_pow: Float) -> None:
+        if not self._started:
+            self._smooth[:] = e_pow
+            self._noise[:] = e_pow
+            self._started = True
+        self._smooth += 0.3 * (e_pow - self._smooth)
+        # Noise floor: falls halfway to the smoothed power at once, rises 0.2 % per frame.
+        np.minimum(0.5 * (self._smooth + self._noise), 1.002 * self._noise, out=self._noise)
