@@ -6,10 +6,11 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 
 from offhook.metrics.report import Report, ReportQuery, build, open_sources, today
-from offhook.metrics.store import CallRecorder
+from offhook.metrics.store import CallRecorder, MetricsError, store_id
 from tests.metrics.calls import play
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -218,3 +219,88 @@ def test_missed_call_answered_after_all_is_handled(recorder: CallRecorder) -> No
     total = report(recorder).total
     assert (total.calls, total.handled, total.missed) == (1, 1, 0)
     assert (total.ring.mean, total.talk.mean, total.wrap.mean) == (45.0, 60.0, 10.0)
+
+
+def _halves(tmp_path: Path, rec: CallRecorder) -> tuple[Path, Path]:
+    """Exports of one store for 1-15 and 16-31 March 2026."""
+    from offhook.metrics.export import export
+
+    first, second = tmp_path / "ann-1.offhook", tmp_path / "ann-2.offhook"
+    export(rec.path, first, ReportQuery(since=date(2026, 3, 1), until=date(2026, 3, 15)))
+    export(rec.path, second, ReportQuery(since=date(2026, 3, 16), until=date(2026, 3, 31)))
+    return first, second
+
+
+def test_exports_of_one_store_for_two_halves_of_a_month_combine(recorder: CallRecorder, tmp_path: Path) -> None:
+    ann_day(recorder)  # 10 March
+    play(
+        recorder,
+        "G",
+        datetime(2026, 3, 20, 9, 0, tzinfo=BERLIN),
+        [("answered", 5), ("hung_up", 65), ("wrap_up_ended", 75)],
+    )
+    sources = open_sources([*_halves(tmp_path, recorder)])
+    try:
+        combined = build(sources, ReportQuery(by="day"))
+    finally:
+        for conn in sources:
+            conn.close()
+    assert [(row.group, row.calls) for row in combined.rows] == [("2026-03-10", 6), ("2026-03-20", 1)]
+    assert combined.total == report(recorder).total
+    assert combined.warnings == []  # one store, one agent: nothing to tell apart
+
+
+def test_the_same_call_twice_is_refused_by_its_store_and_call_id(recorder: CallRecorder, tmp_path: Path) -> None:
+    from offhook.metrics.export import export
+
+    ann_day(recorder)
+    whole, overlapping = tmp_path / "march.offhook", tmp_path / "10-31.offhook"
+    export(recorder.path, whole, ReportQuery(since=date(2026, 3, 1), until=date(2026, 3, 31)))
+    export(recorder.path, overlapping, ReportQuery(since=date(2026, 3, 10)))
+    for paths in ([whole, overlapping], [recorder.path, whole], [whole, whole]):
+        with pytest.raises(MetricsError, match=r"hold the same call '[A-F]' of the same store"):
+            open_sources(paths)
+
+
+def test_two_desks_on_one_direct_call_both_count(tmp_path: Path) -> None:
+    # Ann calls Bob directly: both desks record the call under the one SIP Call-ID it has.
+    start = datetime(2026, 3, 10, 9, 0, tzinfo=BERLIN)
+    with CallRecorder(tmp_path / "ann.sqlite3") as ann, CallRecorder(tmp_path / "bob.sqlite3") as bob:
+        play(ann, "direct-1", start, [("answered", 2), ("hung_up", 62), ("wrap_up_ended", 70)], direction="outbound")
+        play(bob, "direct-1", start, [("answered", 2), ("hung_up", 62), ("wrap_up_ended", 65)], agent="bob")
+    sources = open_sources([tmp_path / "ann.sqlite3", tmp_path / "bob.sqlite3"])
+    result = build(sources, ReportQuery(by="agent"))
+    assert [(row.group, row.calls) for row in result.rows] == [("ann", 1), ("bob", 1)]
+    assert result.warnings == []
+
+
+def test_two_agents_of_one_name_in_two_stores_are_kept_apart_with_a_warning(tmp_path: Path) -> None:
+    start = datetime(2026, 3, 10, 9, 0, tzinfo=BERLIN)
+    with CallRecorder(tmp_path / "a.sqlite3") as first, CallRecorder(tmp_path / "b.sqlite3") as second:
+        play(first, "x1", start, [("answered", 10), ("hung_up", 70), ("wrap_up_ended", 80)])
+        play(second, "y1", start, [("missed", 20)])
+        play(second, "y2", start, [("missed", 20)])
+        ids = [store_id(first.conn)[:8], store_id(second.conn)[:8]]  # type: ignore[index]
+    sources = open_sources([tmp_path / "a.sqlite3", tmp_path / "b.sqlite3"])
+    result = build(sources, ReportQuery(by="agent"))
+    rows = sorted((row.group, row.calls, row.handled) for row in result.rows)
+    assert rows == sorted([(f"ann (store {ids[0]})", 1, 1), (f"ann (store {ids[1]})", 2, 0)])
+    assert len(result.warnings) == 1
+    assert "ann" in result.warnings[0] and all(i in result.warnings[0] for i in ids)
+    assert (result.total.calls, result.total.handled) == (3, 1)
+
+
+def test_fast_rounding_equals_round() -> None:
+    from offhook.metrics.report import _rounded
+
+    rng = np.random.default_rng(18)
+    values = np.concatenate(
+        [
+            rng.integers(0, 2**31, 20_000) / 1000.0 / rng.integers(1, 500, 20_000),  # means of whole ms
+            rng.random(20_000),  # rates
+            np.array([0.0025, 0.0015, 2.675, 1.0005, 1.2345, 0.1235, 0.5, 0.0, 12345.6785, 2.0**40 + 0.0005]),
+            np.arange(0, 5000) / 2000.0,  # every tie at the fourth decimal, and at the third
+        ]
+    )
+    for digits in (3, 4):
+        assert _rounded(values, digits) == [round(value, digits) for value in values.tolist()]

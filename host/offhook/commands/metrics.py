@@ -165,17 +165,19 @@ def _report(args: argparse.Namespace) -> int:
         matplotlib_ready = threading.Thread(target=preload, name="matplotlib-import", daemon=True)
         matplotlib_ready.start()
     try:
-        sources = report_module.open_sources(paths)
+        sources = report_module.open_sources(paths, query)
+        try:
+            result = report_module.build(sources, query)
+            by_day = None
+            if args.chart is not None:
+                by_day = result if query.by == "day" else report_module.build(sources, _query(args, "day"))
+        finally:
+            for conn in sources:
+                conn.close()
     except MetricsError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        result = report_module.build(sources, query)
-        by_day = None
-        if args.chart is not None:
-            by_day = result if query.by == "day" else report_module.build(sources, _query(args, "day"))
-    finally:
-        for conn in sources:
-            conn.close()
+        raise UsageError(report_module.printable(str(exc))) from None
+    for warning in result.warnings:
+        print(f"offhook: warning: {report_module.printable(warning)}", file=sys.stderr)
     try:
         if args.format == "json":
             json.dump(result.as_json(), sys.stdout, indent=1)
@@ -198,11 +200,19 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _write_csv(result: Report) -> None:
-    rows = [*(row.flat() for row in result.rows), result.total.flat()]
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: "" if value is None else value for key, value in row.items()})
+    from offhook.metrics.report import FLAT_FIELDS
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(FLAT_FIELDS)
+    writer.writerows(result.flat_rows(missing="", text=_csv_text))  # the group is the only text cell
+
+
+def _csv_text(text: str) -> str:
+    """A text cell a spreadsheet shows as text: one starting with = + - @ tab or CR would be run as a
+    formula (=HYPERLINK(...) leaks data), so it gets a leading ' as OWASP advises; controls are replaced."""
+    from offhook.metrics.report import printable
+
+    return printable("'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text)
 
 
 def _duration(seconds: float | None) -> str:
