@@ -6,8 +6,8 @@ answers `subscribe` with a ringing call, then the test pushes talking, on hold a
 wrap-up states and today's figures, and reads what the page shows. With
 OFFHOOK_PANEL_SCREENSHOT=docs/img/panel.png the on-hold screenshot is kept there.
 
-The daemon going away and coming back: the fake daemon (which gives the page a resume
-token, as docs/panel.md proposes) and the daemon's real API server are stopped while the
+The daemon going away and coming back: the fake daemon and the daemon's real API server
+(both give the page a resume token with its welcome, docs/panel.md) are stopped while the
 page shows a call and started again on the same port. With
 OFFHOOK_PANEL_LOST_SCREENSHOT=docs/img/panel-lost-daemon.png the "lost the daemon"
 screenshot is kept there.
@@ -106,8 +106,8 @@ class FakeDaemon:
     """Serves /panel/* and /api like the daemon, in a thread with its own event loop.
 
     TOKEN works once, like the daemon's one-time token. With ``resume`` the welcome also
-    carries a resume token that keeps working across stop() and start() (what docs/panel.md
-    asks of the daemon so that the page can come back by itself).
+    carries a resume token that keeps working across stop() and start(), as the daemon's
+    does (docs/panel.md), so that the page can come back by itself.
     """
 
     def __init__(self, port: int = 0, resume: bool = False, api_up: bool = True) -> None:
@@ -521,8 +521,9 @@ def test_real_daemon_stopped_mid_call_then_restarted(tmp_path: Path) -> None:
         api.start()
         since = time.monotonic()
         # Within 2 s the page has reached the restarted daemon and shows either the truth
-        # (a daemon that hands out resume tokens) or plainly that it needs `offhook panel`
-        # again (today's daemon forgets one-time tokens on restart); never stale state.
+        # (its resume token let it back in) or plainly that it needs `offhook panel` again
+        # (a daemon without resume tokens); never stale state. The truth alone:
+        # test_real_daemon_restart_panel_true_again_within_2_s.
         page.wait_for_function(
             f"() => ({TRUE_AGAIN})(['No call', 'available']) || "
             f"document.getElementById('banner').textContent === {json.dumps(REFUSED)}",
@@ -535,13 +536,8 @@ def test_real_daemon_stopped_mid_call_then_restarted(tmp_path: Path) -> None:
             assert stale not in text, (stale, text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the daemon's API redeems a panel's one-time token once and forgets it on restart, so a "
-    "reconnecting panel is refused; needs the resume token described in docs/panel.md",
-)
 def test_real_daemon_restart_panel_true_again_within_2_s(tmp_path: Path) -> None:
+    """The restarted daemon (a new TokenStore: no memory of the panel) lets it back in by its resume token."""
     with RealApi(tmp_path) as api, chromium_page() as page:
         _real_panel_on_a_call(api, page)
         api.stop()

@@ -3,8 +3,9 @@
 Who may connect (checked before the WebSocket handshake completes):
 - native programs (no Origin header), with the per-user token from the 0600 file;
 - browser pages from an origin IT listed in ``api.allowed_origins`` (pairing, then
-  their own token) or the daemon's own agent panel (a one-time token); any other
-  Origin is refused with 403.
+  their own token) or the daemon's own agent panel (a one-time token, then the resume
+  token its welcome carries, which outlives a daemon restart); any other Origin is
+  refused with 403.
 The first message must authenticate (or ask to pair) within AUTH_TIMEOUT_S.
 
 Call control has one owner at a time: the configured softphone adapter by default,
@@ -65,6 +66,7 @@ class Client:
         self.origin = origin
         self.name = origin or "local client"
         self.subscribed = False
+        self.refusal = ""  # why its authentication failed, when there is more to say (for the log)
         # Events go through one queue per client: each arrives once and in order, and a
         # slow client only delays itself.
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
@@ -214,9 +216,12 @@ class ApiServer:
             await self._pair(client, name.strip() or client.origin)
             return False
         if kind == "auth" and isinstance(token, str) and self._token_valid(client, token):
-            await client.send({"id": message.get("id"), "ok": True, "type": "welcome", "client": client.id})
+            welcome = {"id": message.get("id"), "ok": True, "type": "welcome", "client": client.id}
+            if client.origin in self.panel_origins:
+                welcome.update(self._resume_token(client.origin))
+            await client.send(welcome)  # never logged: it may carry a resume token
             return True
-        log.warning("API authentication failed from %s", client.name)
+        log.warning("API authentication failed from %s%s", client.name, client.refusal)
         await client.connection.close(4403, "bad token")
         return False
 
@@ -224,8 +229,24 @@ class ApiServer:
         if client.origin is None:
             return self.tokens.check_user(token)
         if client.origin in self.panel_origins:
-            return self.tokens.redeem_one_time(token)
+            # The panel's rights only: a resume token counts from the panel origin it was issued
+            # to, never from a local program (who could then mint tokens or borrow the unit) or
+            # a paired origin.
+            check = self.tokens.check_resume(client.origin, token)
+            if check == "not a resume token":
+                return self.tokens.redeem_one_time(token)
+            if check == "expired":
+                client.refusal = " (the panel's resume token expired: run `offhook panel` again)"
+            return check == "valid"
         return self.tokens.check_origin(client.origin, token)
+
+    def _resume_token(self, origin: str) -> dict[str, str]:
+        """``{"resume_token": …}`` for the welcome of a panel page; nothing if it cannot be made."""
+        try:
+            return {"resume_token": self.tokens.resume_token(origin)}
+        except OSError as exc:  # the page still works until it loses the connection
+            log.warning("cannot read the API token file for a panel resume token: %s", exc.strerror or exc)
+            return {}
 
     async def _pair(self, client: Client, name: str) -> None:
         """Ask the agent on the desk unit; an approved origin gets its own token."""
