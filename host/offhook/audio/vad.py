@@ -1,0 +1,145 @@
+"""Voice activity for conversation analytics: who is talking, per 10 ms frame.
+
+Why this shape:
+
+- It runs where offhook already has clean signals: the agent's side is the echo canceller's
+  output (after residual suppression, before the gate), the customer's side the echo reference
+  (what the softphone plays). Neither carries the other voice except the echo the canceller left,
+  and the canceller says how much that is (``ResidualEchoSuppressor.residual_power``): it is added
+  to the noise floor, as the gate does, so the customer's voice never counts as the agent's.
+- Level, not a speech model: both signals are close-talk speech 15-35 dB over their background,
+  so a band level (200-4000 Hz, where speech is and pink office noise is not) over a tracked floor
+  separates them; the bench (tests/bench/bench_analytics.py) measures it against webrtcvad and
+  Silero VAD on the same conversations.
+- The floor is the minimum of the 50 ms level over the last few seconds (minimum statistics): it
+  follows a noisier room within that window and never learns speech unless someone talks for the
+  whole window without a single pause.
+- Decisions are made per block of frames with numpy (the frames are buffered; analytics need no
+  answer within 10 ms), so the cost per frame is a copy plus a share of a few vector calls.
+- The raw per-frame decisions are smoothed afterwards (:func:`smooth`): short gaps inside a turn
+  are bridged, blips dropped, and each turn padded by the level the floor hides (word tails).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from offhook.audio import FRAME_MS, PROCESS_RATE, fft
+
+Float = NDArray[np.float64]
+Bool = NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """Detector settings; the defaults are tuned on the bench's tuning half (docs/analytics.md)."""
+
+    rate: int = PROCESS_RATE
+    low_hz: float = 200.0
+    high_hz: float = 4000.0
+    open_db: float = 9.0  # band level above the floor (plus residual echo) that counts as speech
+    absolute_db: float = -70.0  # quieter than this (dBFS, band) is nobody talking, whatever the floor
+    smooth_frames: int = 5  # the floor is tracked on a 50 ms moving average of the level
+    floor_s: float = 3.0  # minimum-statistics window
+    floor_bias_db: float = 1.5  # the windowed minimum sits below the noise's mean level
+    echo_margin: float = 2.0  # residual echo counts this many times over (it is an estimate)
+    block: int = 50  # frames decided together
+
+    @property
+    def frame(self) -> int:
+        return self.rate * FRAME_MS // 1000
+
+
+@dataclass(frozen=True)
+class Smoothing:
+    """Post-processing of raw frame decisions into turns (frames of 10 ms)."""
+
+    bridge_frames: int = 30  # gaps shorter than this inside a turn are speech (300 ms)
+    min_frames: int = 8  # shorter bursts are not speech (clicks, a colleague's loud word)
+    pre_frames: int = 2  # turns start this much earlier (the onset below the threshold)
+    post_frames: int = 8  # and end this much later (the word's decaying tail)
+
+
+class LevelVad:
+    """Streaming band-level detector. :meth:`process` takes a block of frames (rows) and returns,
+    per frame, the band level in dB above the floor (plus echo); speech is ``> open_db``."""
+
+    def __init__(self, config: VadConfig | None = None) -> None:
+        self.config = config = config or VadConfig()
+        n = config.frame
+        freqs = np.fft.rfftfreq(n, 1.0 / config.rate)
+        band = (freqs >= config.low_hz) & (freqs <= config.high_hz)
+        # One-sided spectrum to mean power per sample in the band (Parseval): 2 |X|^2 / n^2.
+        self._weights = np.where(band, 2.0 / n**2, 0.0)
+        self._window = max(1, int(config.floor_s * 1000 / FRAME_MS))
+        self._history = np.full(self._window - 1, np.inf)  # last smoothed levels (power)
+        self._smooth_tail: Float | None = None
+        self.floor_db: float | None = None
+
+    def band_power(self, frames: Float) -> Float:
+        """Mean power per sample in the speech band, per frame (row)."""
+        spectra = fft.rfft(frames)
+        return (spectra.real**2 + spectra.imag**2) @ self._weights
+
+    def process(self, frames: Float, echo: Float | None = None) -> Float:
+        """Level above floor in dB per frame. ``echo``: the canceller's residual echo power per frame."""
+        cfg = self.config
+        power = self.band_power(np.asarray(frames, dtype=np.float64).reshape(-1, cfg.frame))
+        k = len(power)
+        # 50 ms moving average of the power for the floor (the minimum of raw 10 ms frames is
+        # biased low by their spread).
+        if self._smooth_tail is None:  # the first frames average with themselves, not with zeros
+            self._smooth_tail = np.full(cfg.smooth_frames - 1, power[0] if k else 0.0)
+        padded = np.concatenate((self._smooth_tail, power))
+        cums = np.cumsum(np.concatenate(([0.0], padded)))
+        span = cfg.smooth_frames
+        smooth = (cums[span:] - cums[:-span]) / span
+        if span > 1:
+            self._smooth_tail = padded[-(span - 1) :]
+        hist = np.concatenate((self._history, smooth))
+        floor = np.lib.stride_tricks.sliding_window_view(hist, self._window).min(axis=1)
+        self._history = hist[k:]
+        floor_pow = floor * 10 ** (cfg.floor_bias_db / 10) + 1e-12
+        if echo is not None:
+            floor_pow = floor_pow + cfg.echo_margin * np.asarray(echo, dtype=np.float64)
+        self.floor_db = float(10 * np.log10(floor_pow[-1])) if k else self.floor_db
+        level = 10 * np.log10(power + 1e-13)
+        above = level - 10 * np.log10(floor_pow)
+        # Below the absolute limit: report it as well under the threshold.
+        return np.where(level < cfg.absolute_db, np.minimum(above, -99.0), above)
+
+
+def runs(mask: Bool) -> NDArray[np.intp]:
+    """Start and end (exclusive) frame of each run of True, as rows."""
+    edges = np.diff(np.concatenate(([0], np.asarray(mask, dtype=np.int8), [0])))
+    return np.stack((np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)), axis=1)
+
+
+def _fill(size: int, starts: NDArray[np.intp], ends: NDArray[np.intp]) -> Bool:
+    """A mask with [start, end) set for each pair (ranges may overlap)."""
+    delta = np.zeros(size + 1, dtype=np.int64)
+    np.add.at(delta, np.clip(starts, 0, size), 1)
+    np.add.at(delta, np.clip(ends, 0, size), -1)
+    return np.cumsum(delta[:-1]) > 0
+
+
+def bridge(mask: Bool, frames: int) -> Bool:
+    """Fill gaps shorter than ``frames`` between runs of True (not before the first or after the last)."""
+    out = np.array(mask, dtype=bool)
+    segs = runs(out)
+    if len(segs) > 1:
+        ends, starts = segs[:-1, 1], segs[1:, 0]
+        short = starts - ends < frames
+        out |= _fill(len(out), ends[short], starts[short])
+    return out
+
+
+def smooth(raw: Bool, smoothing: Smoothing | None = None) -> Bool:
+    """Raw frame decisions to turns: bridge short gaps, drop short bursts, pad each turn."""
+    s = smoothing or Smoothing()
+    segs = runs(bridge(raw, s.bridge_frames))
+    keep = segs[segs[:, 1] - segs[:, 0] >= s.min_frames]
+    return _fill(len(raw), keep[:, 0] - s.pre_frames, keep[:, 1] + s.post_frames)
