@@ -110,6 +110,13 @@ def purge(
             cursor = conn.execute(
                 "UPDATE calls SET number = NULL WHERE ring_wall < ? AND completed = 1 AND number IS NOT NULL", (cutoff,)
             )
+        elif _has_floor_outbox(conn):
+            # A call the floor has not acknowledged yet stays until it has (offhook.floor: exactly once).
+            cursor = conn.execute(
+                "DELETE FROM calls WHERE ring_wall < ? AND completed = 1 AND NOT (floor_summary IS NOT summary"
+                " OR floor_seq > (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'floor_acked'))",
+                (cutoff,),
+            )
         else:
             cursor = conn.execute("DELETE FROM calls WHERE ring_wall < ? AND completed = 1", (cutoff,))
         count = cursor.rowcount
@@ -119,3 +126,11 @@ def purge(
         raise
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return count
+
+
+def _has_floor_outbox(conn: sqlite3.Connection) -> bool:
+    """Whether this store feeds a floor (its outbox cursor exists; schema version 3 on)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+    if "floor_seq" not in columns:
+        return False
+    return conn.execute("SELECT 1 FROM meta WHERE key = 'floor_acked'").fetchone() is not None

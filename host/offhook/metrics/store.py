@@ -37,7 +37,7 @@ import platformdirs
 
 from offhook.metrics import privacy
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 READABLE_FROM = 1  # reports and exports read every column they need from version 1 on
 DB_NAME = "metrics.sqlite3"
 DATA_DIR_ENV = "OFFHOOK_DATA_DIR"
@@ -110,8 +110,41 @@ SUMMARY_FIELDS = (
 # next daemon run, at the last moment the old run was known alive). NULL: seen to the end.
 _SCHEMA_V2 = "ALTER TABLE calls ADD COLUMN ended_by TEXT"
 
+# Version 3: the floor's outbox (offhook.floor). A completed call gets the next outbox sequence number
+# (floor_seq) when the floor client first reads it; floor_summary is the summary it was sent with, so
+# a missed call answered after all (reopened, completed again) is numbered and sent again. The cursor
+# (meta 'floor_acked': the highest floor_seq central has committed) exists only once a floor is set up.
+_SCHEMA_V3 = """
+ALTER TABLE calls ADD COLUMN floor_seq INTEGER;
+ALTER TABLE calls ADD COLUMN floor_summary TEXT;
+CREATE INDEX calls_floor_seq ON calls (floor_seq) WHERE floor_seq IS NOT NULL;
+CREATE INDEX calls_floor_due ON calls (id) WHERE completed = 1 AND floor_summary IS NOT summary
+"""
+
 # version -> the SQL that takes a store from version-1 to version. Add, never edit.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+FLOOR_RECORD_COLUMNS = (
+    "floor_seq",
+    "call_id",
+    "agent",
+    "tz",
+    "direction",
+    "number",
+    "outcome",
+    "ring_wall",
+    "answer_wall",
+    "end_wall",
+    "wrap_wall",
+    "local_start",
+    "local_day",
+    "ring_s",
+    "talk_s",
+    "hold_s",
+    "wrap_s",
+    "holds",
+    "long_holds",
+    "ended_by",
+)
 ENDED_BY_RESTART = "restart"
 
 
@@ -500,6 +533,50 @@ class CallRecorder:
         """Apply the retention period; see :func:`offhook.metrics.privacy.purge`."""
         with self._lock:
             return privacy.purge(self.conn, older_than_days=older_than_days, numbers_only=numbers_only, now=now)
+
+    # ------------------------------------------------------------------ the floor's outbox
+
+    def floor_enable(self) -> int:
+        """Start the outbox cursor (from then on the retention purge keeps undelivered calls); returns it."""
+        with self._transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('floor_acked', '0')")
+        return self.floor_acked()
+
+    def floor_acked(self) -> int:
+        """The highest floor_seq central has acknowledged (0: none; -1: no floor set up)."""
+        with self._lock:
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'floor_acked'").fetchone()
+        return -1 if row is None else int(row[0])
+
+    def floor_ack(self, upto: int) -> bool:
+        """Central committed every record up to ``upto``: advance the cursor (never back)."""
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'floor_acked' AND CAST(value AS INTEGER) < ?", (str(upto), upto)
+            )
+            return cursor.rowcount == 1
+
+    def floor_pending(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Completed calls numbered above ``after``, oldest first; numbers newly completed calls first."""
+        due_sql = "SELECT id, summary FROM calls WHERE completed = 1 AND floor_summary IS NOT summary ORDER BY id"
+        with self._lock:
+            any_due = self.conn.execute(f"{due_sql} LIMIT 1").fetchone() is not None
+        if any_due:  # numbering writes (an fsync): only when a call completed since
+            with self._transaction() as conn:
+                due = conn.execute(due_sql).fetchall()
+                row = conn.execute("SELECT value FROM meta WHERE key = 'floor_seq'").fetchone()
+                last = int(row[0]) if row is not None else 0
+                for number, (call, text) in enumerate(due, start=last + 1):
+                    conn.execute("UPDATE calls SET floor_seq = ?, floor_summary = ? WHERE id = ?", (number, text, call))
+                upto = str(last + len(due))
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('floor_seq', ?)", (upto,))
+        with self._lock:
+            rows = self.conn.execute(
+                f"SELECT {', '.join(FLOOR_RECORD_COLUMNS)} FROM calls WHERE floor_seq > ? AND completed = 1"
+                " AND floor_summary IS summary ORDER BY floor_seq LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [dict(zip(FLOOR_RECORD_COLUMNS, row, strict=True)) for row in rows]
 
     # ------------------------------------------------------------------ internals
 

@@ -1,0 +1,204 @@
+"""The floor's wire format: topics and JSON payloads, version 1 (docs/floor.md is the reference).
+
+Topics are ``offhook/v1/<site>/<desk>/<kind>``; ``desk`` is the desk's broker username, so the
+broker's ACL (see broker.py) lets a desk publish only under its own name. Every payload is one
+JSON object carrying ``"v": 1``. A reader refuses (and counts) a payload that is too large, not
+JSON, of another version, or missing a field: never a guess, never a crash.
+
+Why JSON and not Sparkplug B: the messages are few and small (a state change, a batch of call
+records), IT reads them with mosquitto_sub, and the exactly-once contract (a per-desk record
+cursor acknowledged by central) is ours to define anyway; Sparkplug's birth/death certificates
+and metric aliases would add a protobuf dependency without carrying that contract.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+VERSION = 1
+ROOT = "offhook"
+PREFIX = f"{ROOT}/v{VERSION}"
+SHARE_GROUP = "offhook-central"  # MQTT 5 shared subscription group of every `offhook central`
+
+# What a desk publishes (retained: a reader that connects later gets the latest at once).
+PRESENCE, INVENTORY, STATE, RECORDS, ALERTS = "presence", "inventory", "state", "records", "alerts"
+# What central publishes for one desk (retained): the highest record it has committed.
+ACK = "ack"
+DESK_KINDS = (PRESENCE, INVENTORY, STATE, RECORDS, ALERTS)
+RETAINED = frozenset({PRESENCE, INVENTORY, STATE, ACK})
+
+MAX_PAYLOAD = {PRESENCE: 2048, INVENTORY: 4096, STATE: 4096, ALERTS: 4096, ACK: 1024, RECORDS: 512 * 1024}
+MAX_BATCH = 200  # records per RECORDS message: about 100 KB, far below MAX_PAYLOAD
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # site, desk and team names: safe in topics and ACLs
+
+# Live status, derived from the desk's snapshot (most specific first).
+STATUSES = ("offline", "available", "ringing", "on_call", "on_hold", "wrap_up", "break")
+ALERT_KINDS = ("long_hold", "missed_call", "unit_lost")
+RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "seq": (int,),
+    "call_id": (str,),
+    "agent": (str,),
+    "tz": (str,),
+    "direction": (str,),
+    "number": (str, type(None)),  # a keyed hash ("h1:..."), never a number
+    "outcome": (str,),
+    "ring_wall": (float, int),
+    "answer_wall": (float, int, type(None)),
+    "end_wall": (float, int, type(None)),
+    "wrap_wall": (float, int, type(None)),
+    "local_start": (str,),
+    "local_day": (str,),
+    "ring_s": (float, int, type(None)),
+    "talk_s": (float, int, type(None)),
+    "hold_s": (float, int, type(None)),
+    "wrap_s": (float, int, type(None)),
+    "holds": (int,),
+    "long_holds": (int,),
+    "ended_by": (str, type(None)),
+}
+
+
+class SchemaError(ValueError):
+    """A message that is not version-1 offhook floor data; the text is one line, with no payload in it."""
+
+
+@dataclass(frozen=True)
+class Topic:
+    site: str
+    desk: str
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{PREFIX}/{self.site}/{self.desk}/{self.kind}"
+
+
+def topic(site: str, desk: str, kind: str) -> str:
+    return str(Topic(site, desk, kind))
+
+
+def parse_topic(text: str) -> Topic:
+    parts = text.split("/")
+    if len(parts) != 5 or parts[0] != ROOT:
+        raise SchemaError("not an offhook floor topic")
+    if parts[1] != f"v{VERSION}":
+        raise SchemaError(f"unknown topic version {parts[1][:8]!r}")
+    site, desk, kind = parts[2:]
+    if not NAME.match(site) or not NAME.match(desk):
+        raise SchemaError("bad site or desk name in topic")
+    if kind not in (*DESK_KINDS, ACK):
+        raise SchemaError(f"unknown message kind {kind[:16]!r}")
+    return Topic(site, desk, kind)
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    return json.dumps({"v": VERSION, **body}, separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode(kind: str, payload: bytes) -> dict[str, Any]:
+    """The checked body of a ``kind`` message; SchemaError says why not."""
+    if len(payload) > MAX_PAYLOAD[kind]:
+        raise SchemaError(f"oversize {kind} message ({len(payload)} bytes, limit {MAX_PAYLOAD[kind]})")
+    try:
+        body = json.loads(payload, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError):
+        raise SchemaError(f"malformed {kind} message (not JSON)") from None
+    if not isinstance(body, dict):
+        raise SchemaError(f"malformed {kind} message (not an object)")
+    if body.get("v") != VERSION:
+        raise SchemaError(f"unknown schema version in {kind} message")
+    _CHECKS[kind](body)
+    return body
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _need(body: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
+    value = body.get(key)
+    if isinstance(value, bool) and bool not in kinds:
+        raise SchemaError(f"malformed {what} message ({key})")
+    if not isinstance(value, kinds) or (isinstance(value, float) and not math.isfinite(value)):
+        raise SchemaError(f"malformed {what} message ({key})")
+    if isinstance(value, str) and len(value) > 256:
+        raise SchemaError(f"malformed {what} message ({key} too long)")
+    return value
+
+
+_OPT_STR = (str, type(None))
+_NUM = (int, float)
+_OPT_NUM = (int, float, type(None))
+
+
+def _check_presence(body: dict[str, Any]) -> None:
+    _need(body, "online", (bool,), PRESENCE)
+    _need(body, "ts", _NUM, PRESENCE)
+
+
+def _check_inventory(body: dict[str, Any]) -> None:
+    _need(body, "connected", (bool,), INVENTORY)
+    for key in ("serial", "board", "firmware", "slot", "health", "transport"):
+        _need(body, key, (str,), INVENTORY)
+    _need(body, "ts", _NUM, INVENTORY)
+
+
+def _check_state(body: dict[str, Any]) -> None:
+    _need(body, "run", (int,), STATE)
+    _need(body, "seq", (int,), STATE)
+    if _need(body, "status", (str,), STATE) not in STATUSES:
+        raise SchemaError("malformed state message (status)")
+    _need(body, "agent", (str,), STATE)
+    _need(body, "call", (str,), STATE)
+    _need(body, "since", _NUM, STATE)
+    _need(body, "hold_since", _OPT_NUM, STATE)
+    _need(body, "calls", (int,), STATE)
+    _need(body, "ts", _NUM, STATE)
+
+
+def _check_alert(body: dict[str, Any]) -> None:
+    _need(body, "run", (int,), ALERTS)
+    _need(body, "seq", (int,), ALERTS)
+    if _need(body, "kind", (str,), ALERTS) not in ALERT_KINDS:
+        raise SchemaError("malformed alerts message (kind)")
+    _need(body, "call", _OPT_STR, ALERTS)
+    _need(body, "ts", _NUM, ALERTS)
+
+
+def _check_records(body: dict[str, Any]) -> None:
+    _need(body, "store", (str,), RECORDS)
+    after = _need(body, "after", (int,), RECORDS)
+    records = body.get("records")
+    if not isinstance(records, list) or not 0 < len(records) <= MAX_BATCH:
+        raise SchemaError("malformed records message (records)")
+    last = after
+    for record in records:
+        if not isinstance(record, dict):
+            raise SchemaError("malformed records message (record)")
+        for key, kinds in RECORD_FIELDS.items():
+            _need(record, key, kinds, RECORDS)
+        if record["seq"] <= last:
+            raise SchemaError("malformed records message (seq not increasing)")
+        number = record["number"]
+        if number is not None and not number.startswith("h1:"):
+            raise SchemaError("records message carries a customer number that is not a keyed hash")
+        last = record["seq"]
+
+
+def _check_ack(body: dict[str, Any]) -> None:
+    _need(body, "store", (str,), ACK)
+    _need(body, "upto", (int,), ACK)
+
+
+_CHECKS = {
+    PRESENCE: _check_presence,
+    INVENTORY: _check_inventory,
+    STATE: _check_state,
+    ALERTS: _check_alert,
+    RECORDS: _check_records,
+    ACK: _check_ack,
+}
