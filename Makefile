@@ -60,7 +60,7 @@ $(STAMPS)/vm: $(VM_DIR)/package.json $(VM_DIR)/package-lock.json $(STAMPS)/apt-b
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff check --config firmware/ruff.toml host/offhook/linkproto.py
+	$(BIN)/ruff check --config firmware/ruff.toml host/offhook/linkproto.py host/offhook/hidframe.py host/offhook/usbids.py
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --config-file host/pyproject.toml host/offhook
 	rm -rf $(STAMPS)/device-tree

@@ -3,16 +3,18 @@
 ``configure()`` does it on boards whose ``machine`` has ``USBDevice`` (MicroPython's
 runtime USB, RP2040) and nothing elsewhere. It keeps MicroPython's built-in CDC
 (the link, stdin/stdout) and adds one HID interface after it (offhook_fw/hid.py).
-IDs: hw/usb-ids.md; descriptors: hw/hid.md. The Hid object is ``offhook_fw.hid.DEVICE``,
-where the application (offhook_fw/app.py) picks it up; this module is needed only once.
+IDs: /lib/usbids.py (one source with the host; hw/usb-ids.md); descriptors: hw/hid.md. The Hid
+object is ``offhook_fw.hid.DEVICE``, where the application (offhook_fw/app.py) picks it up; this
+module is needed only once.
 """
 
 import sys
 
 import machine
+from usbids import PID, VID
 
-VID = 0x1209  # pid.codes
-PID = 0x0001  # pid.codes test PID: development only (hw/usb-ids.md)
+sys.modules.pop("usbids", None)  # two numbers needed, not the module (nor its host-side sets)
+
 MANUFACTURER = "offhook"
 PRODUCT = "offhook desk unit"
 INTERFACE = "offhook telephony"

@@ -2,15 +2,14 @@
 
 Loaded by offhook_fw.hid only when the host first writes a vendor report (a daemon using the
 HID transport), so a unit whose daemon uses CDC, or a softphone alone, never pays its RAM.
-Each report's 63 bytes are ``[count][seq][61 link bytes]`` (hw/hid.md). Rings with one writer
-per index: ``put``/``take`` (OUT callback / link task) and ``add``/``fill``+``sent``
-(link task / IN pump).
+The report framing is /lib/hidframe.py, the same file the host's HID transport runs (hw/hid.md).
+Rings with one writer per index: ``put``/``take`` (OUT callback / link task) and
+``add``/``fill``+``sent`` (link task / IN pump).
 """
 
+from hidframe import CHUNK, GAP, HEADER, REPORT_LINK_IN, REPORT_LINK_OUT, Reassembler, fill_report
 from micropython import const
 
-_ID_LINK_IN = const(0x10)
-_CHUNK = const(61)
 _TX = const(512)  # one maximum frame (491 bytes) fits
 _RX = const(128)
 
@@ -19,32 +18,27 @@ class HidLink:
     def __init__(self):
         self.tx = bytearray(_TX)
         self.rx = bytearray(_RX)
+        self.reports = Reassembler(REPORT_LINK_OUT)
         self.clear()
 
     def clear(self):
         self.txh = self.txt = self.txseq = self.n = 0
         self.rxh = self.rxt = 0
-        self.rxseq = -1
+        self.reports.reset()
 
     # ------------------------------------------------------------ host -> unit
 
     def room(self):
         """A whole report fits (the OUT endpoint NAKs until it does)."""
-        return (self.rxt - self.rxh - 1) % _RX > _CHUNK
+        return (self.rxt - self.rxh - 1) % _RX > CHUNK
 
     def put(self, buf, count):
         """Report 17 (``buf[0]``) of ``count`` bytes into the receive ring."""
-        n = buf[1] if count > 2 else 255
-        if n > _CHUNK or count < 3 + n:
-            self._rx(0)  # garbled: end whatever frame was in progress
-            self.rxseq = -1
-            return
-        seq = buf[2]
-        if self.rxseq >= 0 and seq != (self.rxseq + 1) & 0xFF:
-            self._rx(0)  # a report went missing: drop the half frame now
-        self.rxseq = seq
-        for k in range(n):
-            self._rx(buf[3 + k])
+        got = self.reports.accept(buf, count)
+        if got & GAP:
+            self._rx(0)  # garbled, or a report went missing: end the half frame now
+        for k in range(HEADER, HEADER + (got & 0xFF)):
+            self._rx(buf[k])
 
     def _rx(self, byte):
         h = self.rxh
@@ -80,16 +74,10 @@ class HidLink:
     def fill(self, buf):
         """The next report 16 into ``buf`` (64 bytes); its byte count, 0 if nothing waits."""
         n = (self.txt - self.txh) % _TX
-        if n > _CHUNK:
-            n = _CHUNK
+        if n > CHUNK:
+            n = CHUNK
         if n:
-            buf[0] = _ID_LINK_IN
-            buf[1] = n
-            buf[2] = self.txseq
-            tx = self.tx
-            h = self.txh
-            for k in range(_CHUNK):
-                buf[3 + k] = tx[(h + k) % _TX] if k < n else 0
+            fill_report(buf, REPORT_LINK_IN, self.txseq, self.tx, self.txh, n, _TX)
         self.n = n
         return n
 

@@ -1,8 +1,10 @@
 """Where the desk-unit firmware sources are, and where each goes on a unit's flash.
 
-The link protocol has one source, ``offhook/linkproto.py``; every firmware build
-(tests, simulator, mpy-cross check, signed bundles) takes it from there and
-installs it on the unit as ``/lib/linkproto.py``.
+What both ends share is written once, in this package, and every firmware build
+(tests, simulator, mpy-cross check, signed bundles) installs it on the unit under
+``/lib`` (``SHARED``): the link protocol (``linkproto.py``), signed bundles
+(``bundle.py``), the link over HID reports (``hidframe.py``) and offhook's USB IDs
+(``usbids.py``). firmware/ holds no copy of them (tests/test_one_source.py).
 
 A few firmware files exist only for the MicroPython VM (the simulated board and
 the simulated ``machine`` module): ``device_files()`` leaves them out of what goes
@@ -15,11 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-LINKPROTO_SOURCE = PACKAGE_DIR / "linkproto.py"
+SHARED = {f"/lib/{name}.py": PACKAGE_DIR / f"{name}.py" for name in ("linkproto", "bundle", "hidframe", "usbids")}
 LINKPROTO_DEVICE_PATH = "/lib/linkproto.py"
-# Signed bundles: the same one-source arrangement as the link protocol.
-BUNDLE_SOURCE = PACKAGE_DIR / "bundle.py"
-BUNDLE_DEVICE_PATH = "/lib/bundle.py"
+LINKPROTO_SOURCE = SHARED[LINKPROTO_DEVICE_PATH]
 # Unit paths that exist only in the simulator, never on a real unit.
 SIM_ONLY = ("/sim/", "/boards/sim.py")
 # In the VM the simulated machine module stands where the built-in one is on a board.
@@ -56,8 +56,7 @@ def device_files(root: Path | None = None, *, sim: bool = False) -> dict[str, Pa
     }
     if not sim:
         files = {device_path: path for device_path, path in files.items() if not _is_sim_only(device_path)}
-    files[LINKPROTO_DEVICE_PATH] = LINKPROTO_SOURCE
-    files[BUNDLE_DEVICE_PATH] = BUNDLE_SOURCE
+    files.update(SHARED)
     return files
 
 

@@ -26,9 +26,10 @@ from offhook.api.server import ApiServer
 from offhook.api.tokens import TokenStore
 from offhook.cli import main
 from offhook.daemon.service import Daemon, NoUnit, Route, route
+from offhook.hidframe import REPORT_LINK_OUT, REPORT_SIZE, Reassembler
 from offhook.softphone.web import WebSoftphone
 from offhook.transport.discovery import Candidate, candidates
-from offhook.transport.hid import REPORT_LINK_OUT, REPORT_SIZE, HidTransport, Reassembler
+from offhook.transport.hid import HidTransport
 from tests.hid.test_devices import BOTH, HID_ONLY, HID_ONLY_PATH, _plug, _port
 from tests.hid.test_transport import PATH, FakeDevice, FakeHid
 from tests.host.fake_unit import PtyUnit

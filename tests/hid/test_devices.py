@@ -16,8 +16,8 @@ from serial.tools.list_ports_common import ListPortInfo
 
 from offhook import linkproto as L
 from offhook.cli import main
+from offhook.hidframe import REPORT_LINK_OUT, Reassembler
 from offhook.transport.discovery import Candidate, candidates, merge_hid
-from offhook.transport.hid import REPORT_LINK_OUT, Reassembler
 from tests.hid.test_transport import PATH, FakeDevice, FakeHid
 from tests.host.fake_unit import PtyUnit
 

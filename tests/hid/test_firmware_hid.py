@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from offhook import linkproto as L
-from offhook.transport.hid import CHUNK, REPORT_LINK_IN, Reassembler, fragment
+from offhook.hidframe import CHUNK, REPORT_LINK_IN, Reassembler, fragment
 from offhook.vm import MicroPythonVM
 from tests.firmware import fw
 from tests.hid.usbhost import EP_IN, EP_OUT, HID_ITF, UsbHost, boot_with_hid, descriptor_bytes, walk

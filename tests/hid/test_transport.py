@@ -14,18 +14,9 @@ import pytest
 
 from offhook import linkproto as L
 from offhook.daemon.unit import UnitSession
+from offhook.hidframe import CHUNK, REPORT_LINK_IN, REPORT_LINK_OUT, REPORT_SIZE, Reassembler, fragment
 from offhook.transport.base import TransportClosed
-from offhook.transport.hid import (
-    CHUNK,
-    REPORT_LINK_IN,
-    REPORT_LINK_OUT,
-    REPORT_SIZE,
-    HidMonitor,
-    HidTransport,
-    Reassembler,
-    fragment,
-    hid_candidates,
-)
+from offhook.transport.hid import HidMonitor, HidTransport, hid_candidates
 
 PATH = "/dev/hidraw7"
 

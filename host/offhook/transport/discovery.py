@@ -11,33 +11,16 @@ interface; ``candidates(hid=True)`` makes that one Candidate (matched by USB ser
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 from serial.tools import list_ports
 
-# (VID, PID) pairs: offhook's allocation first, then stock MicroPython boards.
-OFFHOOK_USB_IDS = {(0x1209, 0x0001)}  # pid.codes test PID until offhook's own is allocated
-STOCK_MICROPYTHON_IDS = {(0x2E8A, 0x0005), (0x303A, 0x4001)}  # RP2040, ESP32-S3 (MicroPython)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    path: str
-    kind: str  # "usb" (CDC serial port) | "hid" (HID vendor interface only) | "sim"
-    serial: str  # USB serial number or the sim's unit serial ("" if unknown)
-    description: str
-    offhook_ids: bool  # enumerated with offhook's own IDs (not just stock MicroPython)
-    hid_path: str = ""  # the same unit's HID vendor interface, for a "usb" unit that has one
-
-    @property
-    def transport(self) -> str:
-        """How the unit can be reached: "serial", "hid", "serial+hid" or "sim"."""
-        if self.kind == "usb":
-            return "serial+hid" if self.hid_path else "serial"
-        return self.kind
+from offhook.transport.candidate import Candidate
+from offhook.transport.hid import hid_candidates
+from offhook.usbids import OFFHOOK_USB_IDS, STOCK_MICROPYTHON_IDS
 
 
 def sim_registry_dir() -> Path:
@@ -75,14 +58,8 @@ def candidates(registry: Path | None = None, *, hid: bool = False, hid_module: A
     ``hid_path`` set. Without ``hid`` (the daemon, flash) every candidate opens as a serial port."""
     found = usb_candidates()
     if hid:
-        found = merge_hid(found, _hid_candidates(hid_module))
+        found = merge_hid(found, hid_candidates(hid_module))
     return found + sim_candidates(registry)
-
-
-def _hid_candidates(hid_module: Any) -> list[Candidate]:
-    from offhook.transport.hid import hid_candidates  # imports this module: not at the top
-
-    return hid_candidates(hid_module)
 
 
 def merge_hid(serial_ports: list[Candidate], hid_units: list[Candidate]) -> list[Candidate]:

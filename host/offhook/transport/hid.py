@@ -1,13 +1,8 @@
 """USB HID transport (hidapi): the link protocol's bytes in vendor-page reports.
 
-The desk unit's HID interface (hw/hid.md) has a vendor-defined collection (usage page
-0xFFA0, usage 0x01) with report ID 0x10 (unit -> host) and 0x11 (host -> unit), 63 bytes
-each: ``[count][seq][61 bytes]``. The link protocol is a COBS byte stream with 0x00
-delimiters, so fragmenting is cutting the stream into 61-byte pieces; reassembling is
-concatenating them. ``seq`` counts reports (mod 256): after a gap (a report lost in an
-OS buffer) or a garbled report the reassembler emits a 0x00 first, so the half frame is
-dropped at once instead of being glued to the next one (the frame CRC would catch that
-too; the link protocol's retry resends it).
+The desk unit's HID interface (hw/hid.md) has a vendor-defined collection with one input
+and one output report for the link. Their framing is ``offhook.hidframe``, the same file
+the unit runs: this module only finds units and moves reports.
 
 Everything that touches hidapi goes through one module object (``hid``, or a fake in
 tests): ``enumerate()``, ``device()`` with ``open_path``, ``read(size, timeout_ms)``,
@@ -24,16 +19,11 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from offhook.hidframe import REPORT_SIZE, VENDOR_USAGE, VENDOR_USAGE_PAGE, Reassembler, fragment
 from offhook.transport.base import ThreadedTransport, Transport, TransportClosed
-from offhook.transport.discovery import OFFHOOK_USB_IDS, Candidate
+from offhook.transport.candidate import Candidate
+from offhook.usbids import DEV_USB_IDS, OFFHOOK_USB_IDS
 
-VENDOR_USAGE_PAGE = 0xFFA0
-VENDOR_USAGE = 0x01
-REPORT_LINK_IN = 0x10
-REPORT_LINK_OUT = 0x11
-REPORT_SIZE = 64  # report ID + 63 bytes: one full-speed interrupt packet
-CHUNK = 61  # link bytes per report after [count][seq]
-DEV_USB_IDS = {(0x1209, 0x0001)}  # pid.codes test PID (hw/usb-ids.md): development units
 READ_TIMEOUT_MS = 100  # the reader thread wakes this often to notice close()
 
 
@@ -43,48 +33,6 @@ def _hidapi() -> ModuleType:
     except ImportError as exc:  # pragma: no cover - depends on the platform's hidapi
         raise TransportClosed(f"USB HID needs the hidapi package: {exc}") from None
     return hid
-
-
-# ---------------------------------------------------------------- fragmenting (sans-IO)
-
-
-def fragment(data: bytes, seq: int) -> tuple[list[bytes], int]:
-    """Cut link bytes into output reports (report ID 0x11, 64 bytes); returns them and the next seq."""
-    reports = []
-    for start in range(0, len(data), CHUNK):
-        piece = data[start : start + CHUNK]
-        report = bytes((REPORT_LINK_OUT, len(piece), seq)) + piece
-        reports.append(report.ljust(REPORT_SIZE, b"\x00"))
-        seq = (seq + 1) & 0xFF
-    return reports, seq
-
-
-class Reassembler:
-    """Input reports (with their report ID first, as hidapi returns them) back into link bytes."""
-
-    def __init__(self, report_id: int = REPORT_LINK_IN) -> None:
-        self.report_id = report_id
-        self.expected: int | None = None
-        self.lost = 0  # reports missing by seq
-        self.garbled = 0  # reports whose count does not fit
-
-    def reset(self) -> None:
-        self.expected = None
-
-    def feed(self, report: bytes) -> bytes:
-        if not report or report[0] != self.report_id:
-            return b""  # telephony/consumer reports and other collections: not the link
-        if len(report) < 3 or report[1] > CHUNK or len(report) < 3 + report[1]:
-            self.garbled += 1
-            self.expected = None
-            return b"\x00"
-        count, seq = report[1], report[2]
-        out = b""
-        if self.expected is not None and seq != self.expected:
-            self.lost += (seq - self.expected) & 0xFF
-            out = b"\x00"  # ends the half frame: the decoder drops it and resynchronises
-        self.expected = (seq + 1) & 0xFF
-        return out + bytes(report[3 : 3 + count])
 
 
 # ---------------------------------------------------------------- discovery and hot-plug
