@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pytest
 from scipy.signal import fftconvolve
 
 from offhook.audio import aec as aec_module
@@ -156,3 +157,27 @@ def test_linear_output_frames_stay_valid_after_later_frames(far_speech, office_r
     kept = [aec.process(mic[i : i + n], far[i : i + n]).out for i in range(0, len(far), n)]
     copied = _run(_linear(), mic, far)
     assert np.array_equal(np.concatenate(kept), copied)
+
+
+@pytest.mark.parametrize("poison", [np.nan, 30.0])
+def test_watchdog_resets_a_diverged_canceller_instead_of_passing_garbage_on(poison, far_speech, office_rirs, caplog):
+    """A filter gone non-finite is reset at once; one whose output runs away (here: coefficients
+    blown up 30-fold) after RUNAWAY_FRAMES frames. Either way the output stays finite and never
+    far louder than the microphone, and the canceller converges again."""
+    far = far_speech[: 12 * RATE]
+    mic = _echo(far, office_rirs[0]) + _noise(len(far), 1e-4)
+    aec, n = _linear(), 160
+    half = 4 * RATE // n * n
+    before = _run(aec, mic[:half], far[:half])
+    assert erle_db(mic[half - RATE : half], before[-RATE:]) > 15.0
+    aec._weights *= poison
+    with caplog.at_level("WARNING", logger="offhook.audio.aec"):
+        after = _run(aec, mic[half:], far[half:])
+    assert aec.resets == 1
+    assert "reset" in caplog.text
+    assert np.all(np.isfinite(after))
+    # Never 20 dB louder than the microphone, frame by frame, while the watchdog waits.
+    frames = (aec_module.RUNAWAY_FRAMES + 1) * n
+    out_frames, mic_frames = after[:frames].reshape(-1, n), mic[half : half + frames].reshape(-1, n)
+    assert np.all(np.sum(out_frames**2, axis=1) <= 100.0 * (np.sum(mic_frames**2, axis=1) + n * 1.5e-7))
+    assert erle_db(mic[-2 * RATE :], after[-2 * RATE :]) > 15.0

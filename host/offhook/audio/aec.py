@@ -21,6 +21,7 @@ Why this shape:
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -32,6 +33,7 @@ from offhook.audio import FRAME_MS, PROCESS_RATE, fft
 
 Float = NDArray[np.float64]
 Complex = NDArray[np.complex128]
+log = logging.getLogger(__name__)
 # Partitions constrained each frame besides the strongest (see EchoCanceller._adapt). Measured on
 # the bench scenes against constraining all of them every frame: one lost 0.09 PESQ in double
 # talk; three keep ERLE and PESQ within 0.5 dB and 0.01, for 1.3 % more instructions than one.
@@ -39,6 +41,10 @@ CONSTRAINED_PER_FRAME = 3
 # Frames after the filter's window went silent until a residual echo suppressor's echo estimate (held with a
 # decay of 0.6 per frame) is 0.6**30 = 2e-7 of what it was: from then on no gain differs from one.
 ECHO_GONE_FRAMES = 30
+# Watchdog (SpeexDSP's): frames in a row whose output has four times the microphone's energy
+# before the canceller is reset. An echo path change or a burst of double talk adds energy for a
+# few frames at most; a filter that keeps adding it has run away.
+RUNAWAY_FRAMES = 50
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,12 @@ class EchoCanceller:
 
     def __init__(self, config: AecConfig | None = None) -> None:
         self.config = config = config or AecConfig()
+        self.resets = 0  # watchdog resets (see _watch)
+        self._runaway = 0
+        self._start()
+
+    def _start(self) -> None:
+        config = self.config
         n = self.frame = config.frame
         k = self.bins = n + 1
         self.max_lag = int(np.ceil(config.max_delay_ms * config.rate / 1000 / n))
@@ -276,6 +288,8 @@ class EchoCanceller:
             # filter spans): no echo to estimate. A third of the bench scenes' frames. (A copy:
             # ``mic`` is a view of the input buffer, which the next frame overwrites.)
             y_fg, e_fg = self._no_echo, mic.copy()
+        if y_fg is not self._no_echo and not self._watch(mic, e_fg):
+            y_fg, e_fg = self._no_echo, mic.copy()
 
         blocks = self._blocks
         blocks[:, :n] = blocks[:, n:]
@@ -288,6 +302,26 @@ class EchoCanceller:
         self._powers = powers
         gone = self._since_audible > self._delay + p + ECHO_GONE_FRAMES
         return Linear(e_fg, y_fg, blocks[0], spectra, powers, self.leak, gone)
+
+    def _watch(self, mic: Float, out: Float) -> bool:
+        """Divergence watchdog: is the output usable? Not when it is non-finite (the canceller is
+        reset at once) or 20 dB louder than the microphone (such a frame passes uncancelled: echo
+        for a moment, not garbage). An output with four times the microphone's energy for
+        RUNAWAY_FRAMES frames in a row resets the canceller too."""
+        energy = float(out @ out)
+        limit = float(mic @ mic) + self.frame * 1.5e-7
+        if math.isfinite(energy) and energy <= 4.0 * limit:
+            self._runaway = 0
+            return True
+        self._runaway += 1
+        if math.isfinite(energy) and self._runaway < RUNAWAY_FRAMES:
+            return energy <= 100.0 * limit
+        self.resets += 1
+        why = "ran away" if math.isfinite(energy) else "went non-finite"
+        log.warning("echo canceller %s: reset (%d so far)", why, self.resets)
+        self._runaway = 0
+        self._start()
+        return False
 
     def _update_leak(self, powers: Float) -> None:
         """Leak: how much of the echo estimate's power is still in the output (MDF's estimator).
