@@ -10,7 +10,8 @@ renames it over the old one, so a power cut leaves either the old or the new fil
 import json
 import os
 
-BUTTON_NAMES = ("hook", "mute", "hold", "escalate", "state", "vol_up", "vol_down")  # = linkproto
+from linkproto import BUTTON_NAMES
+
 NO_BUTTON = "none"
 
 # key: (default, low, high) for integers.

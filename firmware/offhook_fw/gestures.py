@@ -10,10 +10,11 @@ from time import ticks_diff
 
 from micropython import const
 
-# Same numbers as linkproto.GESTURE_* (not imported: this module stays standalone).
-SHORT = const(1)
-LONG = const(2)
-DOUBLE = const(3)
+# linkproto numbers under linkproto's names (not imported: this module stays standalone, and the
+# hot path inlines const()s); tests/test_one_source.py compares each with linkproto.
+_GESTURE_SHORT = const(1)
+_GESTURE_LONG = const(2)
+_GESTURE_DOUBLE = const(3)
 
 _IDLE = const(0)
 _DOWN = const(1)  # first press, not yet long
@@ -71,11 +72,11 @@ class Gestures:
         if phase == _DOWN or phase == _DOWN2:
             if ticks_diff(now, self._mark[i]) >= self.long_ms:
                 if phase == _DOWN2:
-                    self._emit(i, SHORT, now)  # the first press of the pair was a short one
-                self._emit(i, LONG, now)
+                    self._emit(i, _GESTURE_SHORT, now)  # the first press of the pair was a short one
+                self._emit(i, _GESTURE_LONG, now)
                 self._phase[i] = _HELD
         elif phase == _WAIT and ticks_diff(now, self._mark[i]) >= self.double_ms:
-            self._emit(i, SHORT, now)
+            self._emit(i, _GESTURE_SHORT, now)
             self._phase[i] = _IDLE
 
     def _edge(self, i, level, now):
@@ -92,10 +93,10 @@ class Gestures:
                 self._phase[i] = _WAIT
                 self._mark[i] = now
             else:
-                self._emit(i, SHORT, now)
+                self._emit(i, _GESTURE_SHORT, now)
                 self._phase[i] = _IDLE
         elif phase == _DOWN2:
-            self._emit(i, DOUBLE, now)
+            self._emit(i, _GESTURE_DOUBLE, now)
             self._phase[i] = _IDLE
         elif phase == _HELD:
             self._phase[i] = _IDLE

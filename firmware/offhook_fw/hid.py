@@ -5,10 +5,10 @@ this class's callbacks to ``machine.USBDevice.config``). Reports (hw/hid.md, and
 bytes in hw/hid_report_descriptor.hex, which REPORT_DESCRIPTOR equals):
 
 - ID 1 in: Hook Switch (absolute), Phone Mute, Flash, Redial (one-shot: 1 then 0)
-- ID 2 out: LEDs Off-Hook, Mute, Ring, Hold -> ``unit.hid`` (scenes.HID_* bits, same order)
+- ID 2 out: LEDs Off-Hook, Mute, Ring, Hold -> ``unit.hid`` (linkproto.HID_LED_* bits, same order)
 - ID 3 in: Consumer Volume Increment / Decrement (1 then 0)
-- ID 16 in / 17 out: link bytes, 63-byte payload = [count][seq][61 bytes] (offhook_fw/hidlink.py,
-  loaded when the host first writes one)
+- ID 16 in / 17 out: link bytes, framed by /lib/hidframe.py (offhook_fw/hidlink.py loads it when
+  the host first writes one)
 
 Only loaded on boards whose ``machine`` has ``USBDevice``; kept small (its bytecode sits in
 RAM). Buffers are allocated once; no report allocates. USB callbacks (run by the scheduler
@@ -34,13 +34,29 @@ REPORT_DESCRIPTOR = (
 _ID_PHONE = const(1)
 _ID_LEDS = const(2)
 _ID_CONSUMER = const(3)
-_ID_LINK_OUT = const(0x11)
-_SIZE = const(64)  # report ID + 63 bytes: one full-speed interrupt packet
 _HOOK = const(0x01)  # report 1 bit 0; the LED report's Off-Hook is bit 0 too
+_Q = const(4)  # short reports waiting for the IN endpoint
+# Copies of shared numbers, inlined so this module (RAM from boot on) imports neither linkproto
+# nor hidframe; tests/test_one_source.py compares each with its home.
+_REPORT_LINK_OUT = const(0x11)  # hidframe.REPORT_LINK_OUT
+_REPORT_SIZE = const(64)  # hidframe.REPORT_SIZE: report ID + 63 bytes, one full-speed interrupt packet
+_GESTURE_SHORT = const(1)
 # STATE flag: the daemon's config names a HID softphone, so the unit keeps sending
 # Telephony-page inputs while the daemon holds the link.
-_F_HID_SOFTPHONE = const(0x0100)  # linkproto.STATE_HID_SOFTPHONE
-_Q = const(4)  # short reports waiting for the IN endpoint
+_STATE_HID_SOFTPHONE = const(0x0100)
+
+# USB numbers, named as micropython-lib's usb-device-hid names them (control requests: HID 1.11 section 7).
+_EP_IN_FLAG = const(0x80)
+_STAGE_SETUP = const(1)
+_STAGE_ACK = const(3)
+_RECIPIENT_MASK = const(0x1F)  # bmRequestType bits 0..4
+_RECIPIENT_INTERFACE = const(0x01)
+_REQ_STANDARD_IN = const(0x81)  # bmRequestType: device to host, standard, interface
+_REQ_CLASS_OUT = const(0x21)  # bmRequestType: host to device, class, interface
+_REQ_CONTROL_GET_DESCRIPTOR = const(0x06)
+_REQ_CONTROL_SET_REPORT = const(0x09)
+_REQ_CONTROL_SET_IDLE = const(0x0A)
+_DESC_REPORT_TYPE = const(0x22)
 
 # linkproto button -> report id << 8 | bit (0: none): hook, mute, hold (Flash), escalate
 # (Redial), state (none), vol_up, vol_down.
@@ -52,21 +68,21 @@ DEVICE = None  # the Hid object once usb_setup.configure() made one
 class Hid:
     def __init__(self, itf, ep, usbd, unit=None, cdc=None):
         self.itf = itf
-        self.ep = ep  # OUT endpoint; IN is 0x80 | ep
+        self.ep = ep  # OUT endpoint; IN is _EP_IN_FLAG | ep
         self.usbd = usbd  # machine.USBDevice
         self.unit = unit  # unit.Unit: LED outputs go to unit.hid (App sets it)
         self.cdc = cdc  # the CDC link stream (App sets it): this object is the session's stream over both
         self.via_hid = False
         self.configured = False
-        self.leds = 0  # last LED output report (bits = scenes.HID_*)
+        self.leds = 0  # last LED output report (bits = linkproto.HID_LED_*)
         self.hook = 0  # the Hook Switch state the unit reports
         self.link = None  # hidlink.HidLink once the host speaks the link over HID
         self._held = 0  # size of a first link report waiting in _out for the link code
         self._busy = False
         self._reading = False
-        self._in = bytearray(_SIZE)
+        self._in = bytearray(_REPORT_SIZE)
         self._in_two = memoryview(self._in)[:2]
-        self._out = bytearray(_SIZE)
+        self._out = bytearray(_REPORT_SIZE)
         self._ctl = bytearray(0)  # SET_REPORT's data stage (made per request: LED changes are rare)
         self._q = bytearray(_Q * 2)
         self._qh = 0
@@ -94,20 +110,20 @@ class Hid:
         Everything else stalls: GET_REPORT, GET_IDLE and the boot-protocol requests are
         optional for a device without boot subclass (hw/hid.md)."""
         rtype = req[0]
-        if req[4] != self.itf or rtype & 0x1F != 1:
+        if req[4] != self.itf or rtype & _RECIPIENT_MASK != _RECIPIENT_INTERFACE:
             return False
         code = req[1]
-        if stage == 3 and rtype == 0x21 and code == 9:
+        if stage == _STAGE_ACK and rtype == _REQ_CLASS_OUT and code == _REQ_CONTROL_SET_REPORT:
             self._output(self._ctl, req[6])
-        if stage != 1:
+        if stage != _STAGE_SETUP:
             return True
-        if rtype == 0x81 and code == 6 and req[3] == 0x22:  # GET_DESCRIPTOR (report)
+        if rtype == _REQ_STANDARD_IN and code == _REQ_CONTROL_GET_DESCRIPTOR and req[3] == _DESC_REPORT_TYPE:
             return REPORT_DESCRIPTOR
-        if rtype == 0x21 and code == 9 and req[7] == 0 and req[6] <= _SIZE:  # SET_REPORT
+        if rtype == _REQ_CLASS_OUT and code == _REQ_CONTROL_SET_REPORT and req[7] == 0 and req[6] <= _REPORT_SIZE:
             self._ctl = bytearray(req[6])
             return self._ctl
-        if rtype == 0x21 and code == 10:  # SET_IDLE: we report on change only, any rate is fine
-            return True
+        if rtype == _REQ_CLASS_OUT and code == _REQ_CONTROL_SET_IDLE:
+            return True  # we report on change only: any idle rate is fine
         return False
 
     def xfer(self, ep, result, count):
@@ -125,13 +141,13 @@ class Hid:
 
     def gesture(self, button, gesture):
         """A recognised gesture; True if it went to the HID host as input reports."""
-        if gesture != 1 or button >= 7 or not self.configured:  # short presses only
+        if gesture != _GESTURE_SHORT or button >= len(_USAGES) or not self.configured:
             return False
         usage = _USAGES[button]
         rid = usage >> 8
         bit = usage & 0xFF
         unit = self.unit
-        if not usage or unit.host and (rid == _ID_CONSUMER or not unit.flags & _F_HID_SOFTPHONE):
+        if not usage or unit.host and (rid == _ID_CONSUMER or not unit.flags & _STATE_HID_SOFTPHONE):
             return False  # the daemon holds the link: it answers calls and sets the volume
         free = _Q - (self._qt - self._qh) % (2 * _Q)
         if usage == _ID_PHONE << 8 | _HOOK:
@@ -165,12 +181,12 @@ class Hid:
             i = (self._qh % _Q) * 2
             buf[0] = self._q[i]
             buf[1] = self._q[i + 1]
-            if self.usbd.submit_xfer(0x80 | self.ep, self._in_two):
+            if self.usbd.submit_xfer(_EP_IN_FLAG | self.ep, self._in_two):
                 self._qh = (self._qh + 1) % (2 * _Q)
                 self._busy = True
             return
         link = self.link
-        if link is not None and link.fill(buf) and self.usbd.submit_xfer(0x80 | self.ep, buf):
+        if link is not None and link.fill(buf) and self.usbd.submit_xfer(_EP_IN_FLAG | self.ep, buf):
             link.sent()
             self._busy = True
 
@@ -199,7 +215,7 @@ class Hid:
             if unit.hid != bits:
                 unit.hid = bits
                 unit.changes += 1
-        elif rid == _ID_LINK_OUT:
+        elif rid == _REPORT_LINK_OUT:
             if self.link is None and buf is self._out:
                 self._held = count  # kept in _out (OUT NAKed) until read() loads the link code
             elif self.link is not None:

@@ -34,7 +34,8 @@ _RAMP = const(11)  # 1 s sawtooth: update in progress
 _NOTCONF = const(12)  # three 100 ms blinks once: the last press was not confirmed
 _FLASH = const(13)  # solid while shown: a press was received
 
-# linkproto numbers, repeated as const() so this module needs no import on the hot path.
+# linkproto numbers under linkproto's names, repeated as const() so the hot path inlines them
+# (tests/test_one_source.py compares each with linkproto).
 _CALL_RINGING = const(1)
 _CALL_DIALING = const(2)
 _CALL_ACTIVE = const(3)
@@ -43,20 +44,20 @@ _AGENT_AVAILABLE = const(1)
 _AGENT_ON_CALL = const(2)
 _AGENT_WRAP_UP = const(3)
 _AGENT_BREAK = const(4)
-_F_MUTED = const(0x0001)
-_F_MUTE_UNCONFIRMED = const(0x0002)
-_F_HOLD_REMINDER = const(0x0004)
-_F_CALL_WAITING = const(0x0008)
-_F_CONSULT = const(0x0010)
-_F_IDENTIFY = const(0x0020)
-_F_PAIRING = const(0x0040)
-_F_UPDATING = const(0x0080)
+_STATE_MUTED = const(0x0001)
+_STATE_MUTE_UNCONFIRMED = const(0x0002)
+_STATE_HOLD_REMINDER = const(0x0004)
+_STATE_CALL_WAITING = const(0x0008)
+_STATE_CONSULT = const(0x0010)
+_STATE_IDENTIFY = const(0x0020)
+_STATE_PAIRING = const(0x0040)
+_STATE_UPDATING = const(0x0080)
 
 # HID telephony host LEDs (set by the USB HID layer when a softphone drives them).
-HID_OFF_HOOK = const(0x01)
-HID_MUTE = const(0x02)
-HID_RING = const(0x04)
-HID_HOLD = const(0x08)
+_HID_LED_OFF_HOOK = const(0x01)
+_HID_LED_MUTE = const(0x02)
+_HID_LED_RING = const(0x04)
+_HID_LED_HOLD = const(0x08)
 
 # Colours as 0xRRGGBB (small ints, no allocation).
 _GREEN = const(0x00FF00)
@@ -84,17 +85,17 @@ def compose(v, out):
     if v.safe_mode:
         _set(out, _LAMP_STATUS, _BLINK, _RED)
         return
-    if v.updating or flags & _F_UPDATING:
+    if v.updating or flags & _STATE_UPDATING:
         _set(out, _LAMP_STATUS, _RAMP, _BLUE)
         return
-    if flags & _F_IDENTIFY:
+    if flags & _STATE_IDENTIFY:
         for lamp in range(NLAMPS):
             _set(out, lamp, _FAST, _WHITE)
     else:
         if v.host:
             _call_lamps(v.call, flags, out)
             _agent_lamp(v.agent, out)
-            if flags & _F_PAIRING:
+            if flags & _STATE_PAIRING:
                 _set(out, _LAMP_HOOK, _BLINK, _GREEN)
                 _set(out, _LAMP_STATUS, _PAIR, _BLUE)
         else:
@@ -117,15 +118,15 @@ def _call_lamps(call, flags, out):
     elif call == _CALL_HELD:
         _set(out, _LAMP_HOOK, _DIM, _GREEN)
         _set(out, _LAMP_HOLD, _BLINK, _AMBER)
-    if flags & _F_CALL_WAITING:
+    if flags & _STATE_CALL_WAITING:
         _set(out, _LAMP_HOOK, _WAITING, _GREEN)
-    if flags & _F_HOLD_REMINDER:
+    if flags & _STATE_HOLD_REMINDER:
         _set(out, _LAMP_HOLD, _REMIND, _AMBER)
-    if flags & _F_MUTE_UNCONFIRMED:
+    if flags & _STATE_MUTE_UNCONFIRMED:
         _set(out, _LAMP_MUTE, _FAST, _RED)
-    elif flags & _F_MUTED:
+    elif flags & _STATE_MUTED:
         _set(out, _LAMP_MUTE, _SOLID, _RED)
-    if flags & _F_CONSULT:
+    if flags & _STATE_CONSULT:
         _set(out, _LAMP_ESCALATE, _SOLID, _BLUE)
 
 
@@ -144,11 +145,11 @@ def _agent_lamp(agent, out):
 
 def _hid_lamps(hid, out):
     # No host daemon: a softphone speaking USB HID telephony drives the call lamps.
-    if hid & HID_RING:
+    if hid & _HID_LED_RING:
         _set(out, _LAMP_HOOK, _RING, _GREEN)
-    elif hid & HID_OFF_HOOK:
+    elif hid & _HID_LED_OFF_HOOK:
         _set(out, _LAMP_HOOK, _SOLID, _GREEN)
-    if hid & HID_MUTE:
+    if hid & _HID_LED_MUTE:
         _set(out, _LAMP_MUTE, _SOLID, _RED)
-    if hid & HID_HOLD:
+    if hid & _HID_LED_HOLD:
         _set(out, _LAMP_HOLD, _BLINK, _AMBER)

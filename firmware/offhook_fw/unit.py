@@ -22,7 +22,7 @@ class Unit:
         self.agent = 0
         self.flags = 0
         self.timer_s = 0
-        self.hid = 0  # HID telephony host LEDs (scenes.HID_*), set by the USB HID layer
+        self.hid = 0  # HID telephony host LEDs (linkproto.HID_LED_*), set by the USB HID layer
         self.safe_mode = 0
         self.updating = 0  # a local update in progress (besides the host's flag)
         self.feedback = 0
