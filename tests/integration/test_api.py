@@ -35,7 +35,7 @@ class Api:
         self.tokens = TokenStore(tmp_path / "run", tmp_path / "cfg")
         self.server = ApiServer(self.daemon, self.tokens, 0, self.config["api"]["allowed_origins"])
         if isinstance(self.softphone, WebSoftphone):
-            self.softphone.attach(self.server)
+            self.server.web_softphone = self.softphone
 
     @property
     def url(self) -> str:

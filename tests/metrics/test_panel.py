@@ -320,7 +320,7 @@ class RealApi:
             self.tokens = TokenStore()
             daemon = Daemon(config.validate({}), self.softphone, self.tmp_path / "state.json")
             self.server = ApiServer(daemon, self.tokens, self.port, [])
-            self.softphone.attach(self.server)
+            self.server.web_softphone = self.softphone
             await self.server.start()
             self.port = self.server.port
             self._events = asyncio.create_task(daemon._softphone_loop())  # softphone events → state

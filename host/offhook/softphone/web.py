@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from offhook.softphone.base import (
     Call,
@@ -24,8 +24,14 @@ from offhook.softphone.base import (
     SoftphoneUnavailable,
 )
 
-if TYPE_CHECKING:
-    from offhook.api.server import ApiServer, Client
+
+class PageClient(Protocol):
+    """The page's connection as the API server holds it: its name, and a way to send it a message."""
+
+    name: str
+
+    def post(self, message: dict[str, Any]) -> None: ...
+
 
 REQUEST_TIMEOUT_S = 3.0
 _STATE_FOR = {
@@ -41,12 +47,9 @@ class WebSoftphone(Softphone):
 
     def __init__(self) -> None:
         super().__init__()
-        self.client: Client | None = None
+        self.client: PageClient | None = None
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
-
-    def attach(self, api: ApiServer) -> None:
-        api.web_softphone = self
 
     async def start(self) -> None:
         return None
@@ -56,14 +59,14 @@ class WebSoftphone(Softphone):
 
     # ------------------------------------------------------------ from the page
 
-    def register(self, client: Client) -> None:
+    def register(self, client: PageClient) -> None:
         if self.client is not None and self.client is not client:
             raise SoftphoneError(f"a web softphone is already registered ({self.client.name})")
         self.client = client
         self.calls = {}
         self.events.put_nowait(SoftphoneEvent(EventKind.CONNECTED, calls=[]))
 
-    def detach(self, client: Client | None) -> None:
+    def detach(self, client: PageClient | None) -> None:
         if client is None or client is not self.client:
             return
         self.client = None
