@@ -56,6 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.set_defaults(handler=_run)
 
+    from offhook.commands import analyze  # `offhook audio analyze`: conversation analytics (issue 25)
+
+    analyze.register(commands)
+
 
 def _process(args: argparse.Namespace) -> int:
     import numpy as np
