@@ -3,16 +3,22 @@
 One figure, two panels: the AHT breakdown per day as stacked bars (mean talk, hold and
 wrap-up of handled calls, so each bar's height is that day's AHT), and the ring-time
 distribution (speed of answer) of the handled calls as a histogram with the median and
-90th percentile marked. matplotlib is imported here only, so other commands stay fast.
+90th percentile marked. The figure's title states the dates and the agents it covers (a
+PNG travels without its command line); each legend sits right of its panel, outside the
+axes, so it never hides a bar. matplotlib is imported here only, so other commands stay fast.
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
-from offhook.metrics.report import Report
+from offhook.metrics.report import Report, printable
+
+_AGENT_LINES = 3  # of agent names in the title; more agents are counted, not named
+_TITLE_WIDTH = 110  # characters per title line at the figure's width
 
 
 def preload() -> None:
@@ -21,6 +27,34 @@ def preload() -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot
+
+
+# Right of the axes, top-aligned: constrained layout narrows the axes to make room.
+_OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0}
+
+
+def title(report: Report) -> str:
+    """What the chart covers: its dates and its agents, safe for matplotlib's text (no mathtext, no controls)."""
+    query = report.query
+    since, until = query.since or report.first_day, query.until or report.last_day
+    dates = f"{since} to {until}" if since or until else "no calls"
+    agents = [printable(agent) for agent in report.agents or ([query.agent] if query.agent is not None else [])]
+    lines = [f"Call metrics, {dates}", *_named(agents)]
+    return "\n".join(line.replace("$", r"\$") for line in lines)  # a lone $ would start mathtext and fail
+
+
+def _named(agents: list[str]) -> list[str]:
+    """The agents in at most _AGENT_LINES lines: as many names as fit, then how many more."""
+    if not agents:
+        return ["no agents"]
+    prefix = "agent: " if len(agents) == 1 else f"{len(agents)} agents: "
+    shown = min(len(agents), 100)
+    while True:
+        rest = len(agents) - shown
+        lines = textwrap.wrap(prefix + ", ".join(agents[:shown]) + (f" and {rest} more" if rest else ""), _TITLE_WIDTH)
+        if len(lines) <= _AGENT_LINES or shown == 1:
+            return lines[:_AGENT_LINES]
+        shown -= 1
 
 
 def write_chart(by_day: Report, path: Path) -> None:
@@ -43,11 +77,12 @@ def write_chart(by_day: Report, path: Path) -> None:
                 edges = np.arange(len(days) + 1) - 0.5
                 bars.stairs(bottom + minutes, edges, baseline=bottom.copy(), fill=True, color=colour, label=label)
             bottom += minutes
+        figure.suptitle(title(by_day))
         bars.set_title("Average handling time per day (mean of handled calls)")
         bars.set_ylabel("minutes")
         step = max(1, len(labels) // 15)
         bars.set_xticks(x[::step], labels[::step], rotation=45, ha="right")
-        bars.legend(loc="upper right")
+        bars.legend(**_OUTSIDE)
         if not days:
             bars.text(0.5, 0.5, "no handled calls", transform=bars.transAxes, ha="center")
 
@@ -57,7 +92,7 @@ def write_chart(by_day: Report, path: Path) -> None:
             median, p90 = np.percentile(ring, [50, 90])
             histogram.axvline(median, color="black", linestyle="--", label=f"median {median:.1f} s")
             histogram.axvline(p90, color="#c44e52", linestyle=":", label=f"90th percentile {p90:.1f} s")
-            histogram.legend(loc="upper right")
+            histogram.legend(**_OUTSIDE)
         else:
             histogram.text(0.5, 0.5, "no handled calls", transform=histogram.transAxes, ha="center")
         histogram.set_title("Ring time (speed of answer) of handled calls")
