@@ -136,11 +136,15 @@ _OPT_NUM = (int, float, type(None))
 
 
 def _check_presence(body: dict[str, Any]) -> None:
+    _need(body, "run", (int,), PRESENCE)
+    _need(body, "seq", (int,), PRESENCE)
     _need(body, "online", (bool,), PRESENCE)
     _need(body, "ts", _NUM, PRESENCE)
 
 
 def _check_inventory(body: dict[str, Any]) -> None:
+    _need(body, "run", (int,), INVENTORY)
+    _need(body, "seq", (int,), INVENTORY)
     _need(body, "connected", (bool,), INVENTORY)
     for key in ("serial", "board", "firmware", "slot", "health", "transport"):
         _need(body, key, (str,), INVENTORY)

@@ -1,0 +1,467 @@
+"""The daemon's floor client: live state, inventory, alerts and call records to the broker.
+
+Two sans-IO cores and one IO shell:
+
+- :class:`DeskFeed` turns the daemon's listener events into MQTT messages: the live status
+  (retained, numbered ``(run, seq)`` so no reader applies an older state over a newer one),
+  the unit's inventory (retained) and alerts. Only the latest state and inventory matter, so
+  while the broker is away they are kept, not queued.
+- :class:`Outbox` is the exactly-once half: a cursor over the store's completed calls
+  (``CallRecorder.floor_pending``). One batch is in flight at a time; the cursor advances only
+  on central's acknowledgement (the highest record it committed to PostgreSQL), and a batch
+  not acknowledged in time is sent again from the cursor. Central upserts by (store id, call
+  id), so a replay changes nothing: MQTT may lose or repeat a message, the record lands once.
+- :class:`FloorClient` runs both over one aiomqtt (MQTT 5) connection, reconnecting with
+  backoff. Its seams: the broker (aiomqtt), the clock, and the store (CallRecorder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from offhook.floor import schema as S
+from offhook.metrics import privacy
+from offhook.metrics.store import CallRecorder, store_id
+
+log = logging.getLogger("offhook.floor")
+
+ACK_TIMEOUT_S = 5.0  # a batch not acknowledged by then is sent again from the cursor
+POLL_S = 5.0  # the outbox also looks for calls completed without an event (a restart closed them)
+MAX_BACKOFF_S = 10.0
+MAX_QUEUED_ALERTS = 100
+
+
+@dataclass(frozen=True)
+class Publish:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+@dataclass(frozen=True)
+class Broker:
+    """Where and how a desk (or central) reaches the broker; from the ``[floor]`` config."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str
+    password: str | None = None
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+    def __repr__(self) -> str:  # never show the password
+        return f"Broker({self.host!r}, {self.port}, tls={self.tls}, username={self.username!r})"
+
+    @classmethod
+    def from_config(cls, floor: dict[str, Any]) -> Broker:
+        parts = urlsplit(floor["broker"])
+        tls = parts.scheme == "mqtts"
+        password = None
+        if floor.get("password_file"):
+            password = Path(floor["password_file"]).read_text().strip()
+        return cls(
+            host=parts.hostname or "",
+            port=parts.port or (8883 if tls else 1883),
+            tls=tls,
+            username=floor["username"],
+            password=password,
+            ca_file=floor.get("ca_file", ""),
+            cert_file=floor.get("cert_file", ""),
+            key_file=floor.get("key_file", ""),
+        )
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.ca_file or None)
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, self.key_file or None)
+        return context
+
+    def client(self, identifier: str, *, will: Publish | None = None, keepalive: int = 30) -> aiomqtt.Client:
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            username=self.username,
+            password=self.password,
+            identifier=identifier,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=None if will is None else aiomqtt.Will(will.topic, will.payload, qos=will.qos, retain=will.retain),
+            keepalive=keepalive,
+            tls_context=self.tls_context(),
+            timeout=10.0,
+        )
+
+
+def status_of(snapshot: dict[str, Any]) -> tuple[str, float | None]:
+    """The live status a desk shows on the floor, and how long its call has been held (else None)."""
+    states = [call.get("state") for call in snapshot.get("calls", [])]
+    if "active" in states or "dialing" in states:
+        return "on_call", None
+    if "held" in states:
+        held = [call.get("held_s") or 0.0 for call in snapshot["calls"] if call.get("state") == "held"]
+        return "on_hold", float(max(held))
+    if "ringing" in states:
+        return "ringing", None
+    agent = snapshot.get("agent", "offline")
+    return (agent if agent in ("wrap_up", "break", "available") else "offline"), None
+
+
+class DeskFeed:
+    """Daemon events in, MQTT messages out (sans-IO: the wall clock is passed in)."""
+
+    def __init__(self, site: str, desk: str, team: str, run: int, wall: Callable[[], float] = time.time) -> None:
+        self.site, self.desk, self.team, self.run = site, desk, team, run
+        self.wall = wall
+        self.seq = 0
+        self.state: Publish | None = None  # the latest live state (re-sent after a reconnect)
+        self.inventory: Publish | None = None
+        self.alerts: collections.deque[Publish] = collections.deque(maxlen=MAX_QUEUED_ALERTS)
+        self._status: tuple[str, str, str, int] | None = None
+        self._since = 0.0
+        self._hold_since: float | None = None
+        self._alerted_holds: set[tuple[str, float]] = set()
+
+    def topic(self, kind: str) -> str:
+        return S.topic(self.site, self.desk, kind)
+
+    def presence(self, online: bool, session: int) -> Publish:
+        """Numbered so a session's last will (offline) sorts after its own online, before the next one's."""
+        body = {
+            "run": self.run,
+            "seq": session * 2 + (0 if online else 1),
+            "online": online,
+            "ts": round(self.wall(), 3),
+        }
+        body["team"] = self.team
+        return Publish(self.topic(S.PRESENCE), S.encode(body), retain=True)
+
+    def _next(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def event(self, message: dict[str, Any], unit: dict[str, Any] | None = None) -> list[Publish]:
+        """One daemon listener message; ``unit`` is the inventory when a unit (re)connected."""
+        kind = message.get("event")
+        now = self.wall()
+        if kind == "state":
+            return self._state(message, now)
+        if kind == "hold_reminder":
+            call = str(message.get("call", ""))
+            key = (call, round(self._hold_since or 0.0, 1))
+            if key in self._alerted_holds:  # one alert per hold, however many reminders follow
+                return []
+            self._alerted_holds.add(key)
+            return [self._alert("long_hold", call, now)]
+        if kind == "missed_call":
+            return [self._alert("missed_call", str(message.get("call", "")), now)]
+        if kind == "unit":
+            connected = bool(message.get("connected"))
+            info = dict(unit or {}) if connected else self._last_unit()
+            body: dict[str, Any] = {
+                key: str(info.get(key, "")) for key in ("serial", "board", "firmware", "slot", "health")
+            }
+            body.update(transport=str(info.get("transport", "")), connected=connected, ts=round(now, 3))
+            body.update(run=self.run, seq=self._next())
+            self.inventory = Publish(self.topic(S.INVENTORY), S.encode(body), retain=True)
+            out = [self.inventory]
+            if not connected:
+                out.append(self._alert("unit_lost", None, now))
+            return out
+        return []
+
+    def _last_unit(self) -> dict[str, Any]:
+        if self.inventory is None:
+            return {}
+        return S.decode(S.INVENTORY, self.inventory.payload)
+
+    def _state(self, snapshot: dict[str, Any], now: float) -> list[Publish]:
+        status, held_s = status_of(snapshot)
+        key = (status, str(snapshot.get("agent", "")), str(snapshot.get("call", "")), len(snapshot.get("calls", [])))
+        if key == self._status:
+            return []
+        if self._status is None or key[0] != self._status[0]:
+            self._since = now
+            self._hold_since = None if held_s is None else now - held_s
+        self._status = key
+        body = {
+            "run": self.run,
+            "seq": self._next(),
+            "status": status,
+            "agent": key[1],
+            "call": key[2],
+            "calls": key[3],
+            "since": round(self._since, 3),
+            "hold_since": None if self._hold_since is None else round(self._hold_since, 3),
+            "ts": round(now, 3),
+            "team": self.team,
+        }
+        self.state = Publish(self.topic(S.STATE), S.encode(body), retain=True)
+        return [self.state]
+
+    def _alert(self, kind: str, call: str | None, now: float) -> Publish:
+        body = {"run": self.run, "seq": self._next(), "kind": kind, "call": call, "ts": round(now, 3)}
+        alert = Publish(self.topic(S.ALERTS), S.encode(body))
+        self.alerts.append(alert)
+        return alert
+
+
+@dataclass
+class Outbox:
+    """The record cursor (sans-IO): what to send next, and when to send it again."""
+
+    store: str
+    acked: int
+    ack_timeout_s: float = ACK_TIMEOUT_S
+    sent_upto: int = field(init=False)
+    sent_at: float | None = field(default=None, init=False)  # monotonic time of the batch in flight
+
+    def __post_init__(self) -> None:
+        self.sent_upto = self.acked
+
+    @property
+    def in_flight(self) -> bool:
+        return self.sent_at is not None
+
+    def sent(self, upto: int, now: float) -> None:
+        self.sent_upto, self.sent_at = upto, now
+
+    def on_ack(self, store: str, upto: int) -> bool:
+        """Central's acknowledgement; True when the cursor advanced (persist it)."""
+        if store != self.store:
+            return False
+        advanced = upto > self.acked
+        self.acked = max(self.acked, upto)
+        if self.acked >= self.sent_upto:
+            self.sent_upto, self.sent_at = self.acked, None
+        return advanced
+
+    def check(self, now: float) -> bool:
+        """True when the batch in flight timed out: the next one starts again at the cursor."""
+        if self.sent_at is not None and now - self.sent_at >= self.ack_timeout_s:
+            self.rewind()
+            return True
+        return False
+
+    def rewind(self) -> None:
+        self.sent_upto, self.sent_at = self.acked, None
+
+    def wait_s(self, now: float) -> float:
+        return POLL_S if self.sent_at is None else max(0.0, self.sent_at + self.ack_timeout_s - now)
+
+
+def record_body(row: dict[str, Any], hashing: privacy.NumberPolicy) -> dict[str, Any]:
+    """A store row as a record on the wire; a number kept in plain (policy "plain") is hashed first."""
+    record = {("seq" if key == "floor_seq" else key): value for key, value in row.items()}
+    number = record.get("number")
+    if number is not None and not str(number).startswith(privacy.HASH_PREFIX):
+        record["number"] = hashing.store(str(number))
+    if record.get("outcome") is None:
+        record["outcome"] = ""
+    return record
+
+
+def next_run(path: Path) -> int:
+    """This daemon run's number (persisted): state and alert sequence numbers are (run, seq)."""
+    try:
+        run = int(path.read_text().strip()) + 1
+    except (OSError, ValueError):
+        run = int(time.time())  # a first run, or a lost file: still above any earlier run's number
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(str(run))
+    tmp.replace(path)
+    return run
+
+
+class FloorClient:
+    """One desk's connection to the floor. ``publish``/``event`` are safe to call at any time."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        site: str,
+        desk: str,
+        team: str,
+        recorder: CallRecorder,
+        run: int | None = None,
+        keepalive: int = 30,
+        ack_timeout_s: float = ACK_TIMEOUT_S,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.broker = broker
+        self.recorder = recorder
+        self.keepalive = keepalive
+        self.clock = clock
+        run = next_run(recorder.path.parent / "floor-run") if run is None else run
+        self.feed = DeskFeed(site, desk, team, run, wall)
+        sid = store_id(recorder.conn)
+        if sid is None:
+            raise ValueError(f"{recorder.path} has no store id")
+        self.outbox = Outbox(sid, recorder.floor_enable(), ack_timeout_s)
+        self.hashing = privacy.NumberPolicy("hash", recorder.numbers.salt_path)
+        self.connected = asyncio.Event()
+        self.counters: collections.Counter[str] = collections.Counter()
+        self._queue: asyncio.Queue[Publish] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def event(self, message: dict[str, Any], unit: dict[str, Any] | None = None) -> None:
+        """A daemon listener message (synchronous, never raises into the daemon)."""
+        try:
+            for publish in self.feed.event(message, unit):
+                if self.connected.is_set():
+                    self._queue.put_nowait(publish)
+            if message.get("event") == "recorded":
+                self._wake.set()
+        except Exception:
+            log.exception("floor: event %s not handled", message.get("event"))
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await self._session()
+            except (aiomqtt.MqttError, OSError, ssl.SSLError) as exc:
+                self.counters["disconnects"] += 1
+                log.warning(
+                    "floor: broker %s:%d: %s; retrying in %.1f s", self.broker.host, self.broker.port, exc, backoff
+                )
+            finally:
+                self.connected.clear()
+                self._client = None
+                self.outbox.rewind()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+            if self.counters["sessions"]:
+                backoff = min(backoff, 1.0)  # a broker that was up comes back soon: retry briskly
+
+    async def stop(self) -> None:
+        """Say goodbye (offline, retained) when still connected."""
+        client = self._client
+        if client is not None and self.connected.is_set():
+            with contextlib.suppress(aiomqtt.MqttError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._send(client, self.feed.presence(False, self.counters["sessions"])), 2.0)
+
+    async def _session(self) -> None:
+        feed = self.feed
+        session = self.counters["sessions"] + 1
+        will = feed.presence(False, session)
+        async with self.broker.client(feed.desk, will=will, keepalive=self.keepalive) as client:
+            self._client = client
+            self.counters["sessions"] = session
+            await client.subscribe(feed.topic(S.ACK), qos=1)
+            self._queue = asyncio.Queue()
+            for publish in (feed.presence(True, session), feed.inventory, feed.state, *feed.alerts):
+                if publish is not None:
+                    await self._send(client, publish)
+            feed.alerts.clear()
+            self.connected.set()
+            log.info("floor: connected to %s:%d as %s", self.broker.host, self.broker.port, feed.desk)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._publisher(client))
+                group.create_task(self._outbox_loop(client))
+                group.create_task(self._acks(client))
+
+    async def _send(self, client: aiomqtt.Client, publish: Publish) -> None:
+        await client.publish(publish.topic, publish.payload, qos=publish.qos, retain=publish.retain)
+        self.counters["published"] += 1
+
+    async def _publisher(self, client: aiomqtt.Client) -> None:
+        while True:
+            publish = await self._queue.get()
+            await self._send(client, publish)
+            if publish.topic.endswith(S.ALERTS):
+                with contextlib.suppress(ValueError):
+                    self.feed.alerts.remove(publish)
+
+    async def _acks(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            try:
+                body = S.decode(S.ACK, bytes(message.payload))
+            except (S.SchemaError, TypeError) as exc:
+                log.warning("floor: ack refused: %s", exc)
+                continue
+            if self.outbox.on_ack(body["store"], body["upto"]):
+                await asyncio.to_thread(self.recorder.floor_ack, self.outbox.acked)
+            self._wake.set()
+
+    async def _outbox_loop(self, client: aiomqtt.Client) -> None:
+        outbox = self.outbox
+        topic = self.feed.topic(S.RECORDS)
+        while True:
+            outbox.check(self.clock())
+            if not outbox.in_flight:
+                after = outbox.sent_upto
+                rows = await asyncio.to_thread(self.recorder.floor_pending, after, S.MAX_BATCH)
+                if rows:
+                    records = [record_body(row, self.hashing) for row in rows]
+                    outbox.sent(records[-1]["seq"], self.clock())
+                    body = {"store": outbox.store, "after": after, "records": records}
+                    await self._send(client, Publish(topic, S.encode(body)))
+                    self.counters["records_sent"] += len(records)
+                    continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), outbox.wait_s(self.clock()))
+            self._wake.clear()
+
+
+def inventory_of(daemon: Any) -> dict[str, Any]:
+    """The unit's inventory from a daemon that has one (serial, board, firmware, slot, health, transport)."""
+    unit = daemon.unit
+    if unit is None:
+        return {}
+    hello = unit.hello or {}
+    return {
+        "serial": unit.serial,
+        "board": unit.board,
+        "firmware": unit.firmware,
+        "slot": str(hello.get("slot", "")),
+        "health": str(hello.get("health", "")),
+        "transport": daemon.unit_transport,
+    }
+
+
+def attach(daemon: Any, floor: dict[str, Any], recorder: CallRecorder, **kwargs: Any) -> FloorClient:
+    """Subscribe a floor client to ``daemon.listeners`` and run it as a task (``client.task``)."""
+    client = FloorClient(
+        Broker.from_config(floor),
+        site=floor["site"],
+        desk=floor["username"],
+        team=floor["team"],
+        recorder=recorder,
+        keepalive=int(floor.get("keepalive_s", 30)),
+        **kwargs,
+    )
+
+    def listener(message: dict[str, Any]) -> None:
+        unit = inventory_of(daemon) if message.get("event") == "unit" and message.get("connected") else None
+        client.event(message, unit)
+
+    daemon.listeners.append(listener)
+    if daemon.unit is not None and daemon.unit_connected.is_set():
+        listener({"event": "unit", "connected": True})
+    listener({"event": "state", **daemon.desk.snapshot()})
+    client.task = asyncio.create_task(client.run(), name="floor")
+    return client
