@@ -89,6 +89,7 @@ class Spec:
     muted_talk: bool = False  # the agent mutes and talks during one customer turn
     line_noise_dbfs: float | None = None  # the reference's background (None: digital silence)
     customer_dbfs: float = -26.0  # the customer's active speech level on the reference
+    silent_agent: bool = False  # the agent never talks: the microphone hears only echo and noise
 
 
 @dataclass
@@ -199,6 +200,8 @@ def build(spec: Spec) -> Conversation:
     agent = np.zeros(total)
     far = np.zeros(total)
     for kind, audio, start in placed:
+        if spec.silent_agent and kind in ("agent", "aside"):
+            continue
         target = far if kind in ("customer", "supervisor") else agent
         stop = min(total, start + len(audio))
         target[start:stop] += audio[: stop - start]
