@@ -142,13 +142,13 @@ class DeskFeed:
 
     def presence(self, online: bool, session: int) -> Publish:
         """Numbered so a session's last will (offline) sorts after its own online, before the next one's."""
-        body = {
+        body: dict[str, Any] = {
             "run": self.run,
             "seq": session * 2 + (0 if online else 1),
             "online": online,
             "ts": round(self.wall(), 3),
+            "team": self.team,
         }
-        body["team"] = self.team
         return Publish(self.topic(S.PRESENCE), S.encode(body), retain=True)
 
     def _next(self) -> int:
