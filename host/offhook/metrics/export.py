@@ -6,9 +6,13 @@ speed, and a future offhook migrates old exports like old stores. It is a single
 file (rollback journal, not WAL), written to a temporary name and renamed, so a
 crash never leaves half an export. Its ``meta`` table says what it is:
 ``format = offhook-metrics-export``, ``format_version``, when, which range, and the
-id of the store it came from (so a report refuses to count a store and its own
-export twice). Customer numbers are left out unless asked for: a supervisor's
-report does not need them.
+id of the store it came from: a call is (store id, Call-ID), so a report refuses to
+count one call of a store and of its export twice, and combines exports of one store
+for periods that do not overlap. Customer numbers are left out unless asked for: a
+supervisor's report does not need them.
+
+Rows are copied by column name, the columns both files have: a store of an older schema
+(fewer columns) or with columns this offhook does not know exports all the same.
 """
 
 from __future__ import annotations
@@ -41,7 +45,10 @@ def export(source: Path, target: Path, query: ReportQuery, *, keep_numbers: bool
     try:
         conn = store.connect(tmp, create=True)
         try:
-            count = _copy(conn, source, query, keep_numbers)
+            try:
+                count = _copy(conn, source, query, keep_numbers)
+            except store.sqlite3.DatabaseError as exc:  # e.g. a store missing a column the export needs
+                raise MetricsError(f"cannot export {source}: {exc}") from None
             info = {
                 "format": FORMAT,
                 "format_version": str(FORMAT_VERSION),
@@ -72,21 +79,35 @@ def _copy(conn: store.sqlite3.Connection, source: Path, query: ReportQuery, keep
     where, params = where_clause(query)
     conn.execute("ATTACH DATABASE ? AS src", (f"{source.resolve().as_uri()}?mode=ro",))
     try:
-        columns = [row[1] for row in conn.execute("PRAGMA src.table_info(calls)")]
-        selected = ["NULL" if name == "number" and not keep_numbers else name for name in columns]
+        calls = _shared_columns(conn, "calls")
+        selected = ["NULL" if name == "number" and not keep_numbers else name for name in calls]
+        holds = _shared_columns(conn, "holds")
         conn.execute("BEGIN IMMEDIATE")
-        cursor = conn.execute(
-            f"INSERT INTO main.calls ({', '.join(columns)}) SELECT {', '.join(selected)} FROM src.calls WHERE {where}",
-            params,
-        )
-        count = cursor.rowcount
-        conn.execute(
-            "INSERT INTO main.holds SELECT h.* FROM src.holds h JOIN main.calls c ON c.id = h.call",
-        )
+        try:
+            cursor = conn.execute(
+                f"INSERT INTO main.calls ({', '.join(calls)}) SELECT {', '.join(selected)} FROM src.calls"
+                f" WHERE {where}",
+                params,
+            )
+            count = cursor.rowcount
+            conn.execute(
+                f"INSERT INTO main.holds ({', '.join(holds)}) SELECT {', '.join(f'h.{name}' for name in holds)}"
+                " FROM src.holds h JOIN main.calls c ON c.id = h.call"
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")  # DETACH fails inside an open transaction and would hide the cause
+            raise
         conn.execute("COMMIT")
     finally:
         conn.execute("DETACH DATABASE src")
     return count
+
+
+def _shared_columns(conn: store.sqlite3.Connection, table: str) -> list[str]:
+    """The columns of ``table`` in both the export and the source, in the export's order."""
+    theirs = {row[1] for row in conn.execute(f"PRAGMA src.table_info({table})")}
+    ours = [row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")]
+    return [name for name in ours if name in theirs]
 
 
 def describe(path: Path) -> dict[str, str]:
