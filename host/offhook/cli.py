@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "offhook.commands.metrics",
     "offhook.commands.fleet",
     "offhook.commands.flash",
+    "offhook.commands.central",
 )
 
 EXIT_OK = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Callable
@@ -72,6 +73,28 @@ def _sip_uri(value: str) -> str | None:
     return None
 
 
+def _broker(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # a port that is not a number, or above 65535, raises here
+    except ValueError:
+        return f"must be mqtts://HOST:PORT, not {value!r}"
+    if parts.scheme not in ("mqtts", "mqtt") or not parts.hostname or parts.path or parts.username is not None:
+        return f"must be mqtts://HOST:PORT, not {value!r}"
+    if parts.scheme == "mqtt" and parts.hostname not in LOOPBACK_HOSTS:  # credentials never cross a network in clear
+        return f"must use TLS (mqtts://) unless the broker is on this PC, not {value!r}"
+    return None
+
+
+def _floor_name(value: str) -> str | None:
+    # Names become MQTT topic levels and ACL lines: no wildcards, slashes or spaces.
+    if value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+        return f"= {value!r} must be letters, digits, _ . - (at most 64)"
+    return None
+
+
 def _origins(values: list[str]) -> str | None:
     for origin in values:
         try:
@@ -129,7 +152,37 @@ SCHEMA: dict[str, dict[str, Setting]] = {
             list, [], help="web origins allowed to pair, e.g. https://crm.example.com", check=_origins
         ),
     },
+    # The floor (docs/floor.md): empty broker = off, and the daemon works on its own.
+    "floor": {
+        "broker": Setting(
+            str, "", help='the floor\'s MQTT broker, "mqtts://HOST:8883" (empty: no floor)', check=_broker
+        ),
+        "username": Setting(str, "", help="this desk's broker account (its name on the floor)", check=_floor_name),
+        "password_file": Setting(str, "", help="file holding the desk's broker password (mode 0600)"),
+        "cert_file": Setting(str, "", help="client certificate (PEM), instead of a password"),
+        "key_file": Setting(str, "", help="the client certificate's key (PEM)"),
+        "ca_file": Setting(str, "", help="CA certificate that signed the broker's (default: the system's)"),
+        "site": Setting(str, "", help="the desk's site (a name: letters, digits, _ . -)", check=_floor_name),
+        "team": Setting(str, "", help="the desk's team", check=_floor_name),
+        "keepalive_s": Setting(int, 30, 5, 600, help="MQTT keepalive: a dead PC shows offline after 1.5 times this"),
+    },
 }
+
+
+def _check_floor(floor: dict[str, Any], source: str) -> None:
+    """The [floor] keys that only make sense together."""
+    if not floor["broker"]:
+        return
+    for key in ("username", "site"):
+        if not floor[key]:
+            raise ConfigError(f"{source}: floor.{key} is needed with floor.broker")
+    if not floor["password_file"] and not floor["cert_file"]:
+        raise ConfigError(f"{source}: floor.password_file or floor.cert_file is needed with floor.broker")
+    if bool(floor["cert_file"]) != bool(floor["key_file"]):
+        raise ConfigError(f"{source}: floor.cert_file and floor.key_file go together")
+    for key in ("password_file", "cert_file", "key_file", "ca_file"):
+        if floor[key] and not Path(floor[key]).is_file():
+            raise ConfigError(f"{source}: floor.{key} {floor[key]!r} is not a file")
 
 
 def default_config_path() -> Path:
@@ -154,6 +207,7 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, dict[str,
             if setting is None:
                 raise ConfigError(f"{source}: unknown key {name} (known: {', '.join(SCHEMA[section])})")
             config[section][key] = check_setting(name, value, setting, source)
+    _check_floor(config["floor"], source)
     return config
 
 

@@ -1,0 +1,363 @@
+"""Central's PostgreSQL side: the schema, its versioned migrations, and one batched write.
+
+Exactly once rests here, not on MQTT: a call record's key is (store id, call id); a desk's
+SQLite store id is random per store, and the SIP Call-ID alone is not unique (a direct call
+between two desks has one Call-ID on both). A record is upserted, replacing only an older
+version of itself (lower outbox seq: a missed call answered after all), so a replay changes
+nothing. Each store's cursor (``outbox_cursors.acked``) is advanced in the same transaction as
+its records, and central acknowledges that value after the commit, never before.
+
+Live state, inventory and presence are upserted guarded by the desk's (run, seq): several
+central instances may write the same desk in any order and the newest always stays.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from offhook.floor import schema as S
+
+log = logging.getLogger("offhook.central")
+
+# version -> SQL. Add, never edit: a database migrates forward at central's start.
+MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE desks (
+    site        text NOT NULL,
+    desk        text NOT NULL,
+    team        text NOT NULL DEFAULT '',
+    online      boolean NOT NULL DEFAULT false,
+    run         bigint NOT NULL DEFAULT 0,
+    seq         bigint NOT NULL DEFAULT 0,
+    presence_ts double precision,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (site, desk)
+);
+CREATE TABLE live_state (
+    site        text NOT NULL,
+    desk        text NOT NULL,
+    team        text NOT NULL DEFAULT '',
+    run         bigint NOT NULL,
+    seq         bigint NOT NULL,
+    status      text NOT NULL,
+    agent       text NOT NULL,
+    call        text NOT NULL,
+    calls       integer NOT NULL,
+    since       double precision NOT NULL,
+    hold_since  double precision,
+    ts          double precision NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (site, desk)
+);
+CREATE TABLE inventory (
+    site        text NOT NULL,
+    desk        text NOT NULL,
+    run         bigint NOT NULL,
+    seq         bigint NOT NULL,
+    serial      text NOT NULL,
+    board       text NOT NULL,
+    firmware    text NOT NULL,
+    slot        text NOT NULL,
+    health      text NOT NULL,
+    transport   text NOT NULL,
+    connected   boolean NOT NULL,
+    ts          double precision NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (site, desk)
+);
+CREATE TABLE outbox_cursors (
+    store_id    text PRIMARY KEY,
+    site        text NOT NULL,
+    desk        text NOT NULL,
+    acked       bigint NOT NULL DEFAULT 0,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE calls (
+    store_id    text NOT NULL,
+    call_id     text NOT NULL,
+    seq         bigint NOT NULL,
+    site        text NOT NULL,
+    desk        text NOT NULL,
+    agent       text NOT NULL,
+    tz          text NOT NULL,
+    direction   text NOT NULL,
+    number      text,
+    outcome     text NOT NULL,
+    ring_wall   double precision NOT NULL,
+    answer_wall double precision,
+    end_wall    double precision,
+    wrap_wall   double precision,
+    local_start text NOT NULL,
+    local_day   date NOT NULL,
+    ring_s      double precision,
+    talk_s      double precision,
+    hold_s      double precision,
+    wrap_s      double precision,
+    holds       integer NOT NULL,
+    long_holds  integer NOT NULL,
+    ended_by    text,
+    committed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (store_id, call_id)
+);
+CREATE INDEX calls_day ON calls (local_day, site, desk);
+CREATE TABLE alerts (
+    site        text NOT NULL,
+    desk        text NOT NULL,
+    run         bigint NOT NULL,
+    seq         bigint NOT NULL,
+    kind        text NOT NULL,
+    call_id     text,
+    ts          double precision NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (site, desk, run, seq)
+);
+CREATE TABLE counters (
+    instance    text NOT NULL,
+    name        text NOT NULL,
+    value       bigint NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (instance, name)
+);
+""",
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+_KEYS = ("seq", "call_id")
+CALL_COLUMNS = (
+    "store_id",
+    "call_id",
+    "seq",
+    "site",
+    "desk",
+    *[k for k in S.RECORD_FIELDS if k not in ("seq", "call_id")],
+)
+
+
+class SchemaTooNew(RuntimeError):
+    pass
+
+
+@dataclass
+class Batch:
+    """What central writes in one transaction; ``take`` from central's Ingest fills it."""
+
+    records: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = field(default_factory=dict)  # key: site, desk, r
+    batches: list[tuple[str, str, str, int]] = field(default_factory=list)  # site, desk, store, upto
+    states: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    inventory: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    presence: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    alerts: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.batches) + len(self.states) + len(self.inventory) + len(self.presence)
+
+    def merge(self, newer: Batch) -> None:
+        """Fold a later batch into this unwritten one (PostgreSQL was away): newest state wins."""
+        for key, (site, desk, record) in newer.records.items():
+            old = self.records.get(key)
+            if old is None or old[2]["seq"] < record["seq"]:
+                self.records[key] = (site, desk, record)
+        self.batches += newer.batches
+        for mine, theirs in ((self.states, newer.states), (self.inventory, newer.inventory)):
+            for key, body in theirs.items():
+                if key not in mine or _order(mine[key]) < _order(body):
+                    mine[key] = body
+        for key, body in newer.presence.items():
+            if key not in self.presence or _order(self.presence[key]) < _order(body):
+                self.presence[key] = body
+        self.alerts += newer.alerts
+        self.counters = newer.counters
+
+
+def _order(body: dict[str, Any]) -> tuple[int, int]:
+    return int(body["run"]), int(body["seq"])
+
+
+@dataclass(frozen=True)
+class Ack:
+    site: str
+    desk: str
+    store: str
+    upto: int
+
+
+@dataclass
+class Written:
+    acks: list[Ack]
+    refused_stores: int  # records whose store id belongs to another desk (counted, dropped)
+    records: int
+
+
+async def connect(dsn: str) -> psycopg.AsyncConnection[Any]:
+    return await psycopg.AsyncConnection.connect(dsn, autocommit=False, connect_timeout=5)
+
+
+async def migrate(conn: psycopg.AsyncConnection[Any]) -> int:
+    """Apply the missing migrations in one transaction; several instances starting at once serialise
+    on an advisory lock. Returns the version now in place."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(4242020)")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        row = await (await conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")).fetchone()
+        current = int(row[0]) if row else 0
+        if current > SCHEMA_VERSION:
+            raise SchemaTooNew(f"database schema version {current}; this central knows up to {SCHEMA_VERSION}")
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            await conn.execute(MIGRATIONS[version])
+            await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+            log.info("central: database migrated to schema version %d", version)
+    return SCHEMA_VERSION
+
+
+_STATE_UPSERT = """
+INSERT INTO live_state (site, desk, team, run, seq, status, agent, call, calls, since, hold_since, ts, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+ON CONFLICT (site, desk) DO UPDATE SET team = EXCLUDED.team, run = EXCLUDED.run, seq = EXCLUDED.seq,
+    status = EXCLUDED.status, agent = EXCLUDED.agent, call = EXCLUDED.call, calls = EXCLUDED.calls,
+    since = EXCLUDED.since, hold_since = EXCLUDED.hold_since, ts = EXCLUDED.ts, updated_at = now()
+WHERE (live_state.run, live_state.seq) < (EXCLUDED.run, EXCLUDED.seq)
+"""
+_INVENTORY_UPSERT = """
+INSERT INTO inventory
+    (site, desk, run, seq, serial, board, firmware, slot, health, transport, connected, ts, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+ON CONFLICT (site, desk) DO UPDATE SET run = EXCLUDED.run, seq = EXCLUDED.seq, serial = EXCLUDED.serial,
+    board = EXCLUDED.board, firmware = EXCLUDED.firmware, slot = EXCLUDED.slot, health = EXCLUDED.health,
+    transport = EXCLUDED.transport, connected = EXCLUDED.connected, ts = EXCLUDED.ts, updated_at = now()
+WHERE (inventory.run, inventory.seq) < (EXCLUDED.run, EXCLUDED.seq)
+"""
+_PRESENCE_UPSERT = """
+INSERT INTO desks (site, desk, team, online, run, seq, presence_ts, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, now())
+ON CONFLICT (site, desk) DO UPDATE SET team = EXCLUDED.team, online = EXCLUDED.online, run = EXCLUDED.run,
+    seq = EXCLUDED.seq, presence_ts = EXCLUDED.presence_ts, updated_at = now()
+WHERE (desks.run, desks.seq) < (EXCLUDED.run, EXCLUDED.seq)
+"""
+_INCOMING = """
+CREATE TEMP TABLE IF NOT EXISTS incoming_calls (LIKE calls INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+"""
+_CALLS_UPSERT = f"""
+INSERT INTO calls ({", ".join(CALL_COLUMNS)})
+SELECT {", ".join(CALL_COLUMNS)} FROM incoming_calls
+ON CONFLICT (store_id, call_id) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in CALL_COLUMNS[2:])},
+    committed_at = now()
+WHERE calls.seq < EXCLUDED.seq
+"""
+
+
+async def write(conn: psycopg.AsyncConnection[Any], batch: Batch, instance: str) -> Written:
+    """Write one batch in one transaction; the acks to publish once it has committed."""
+    refused = 0
+    acks: list[Ack] = []
+    async with conn.transaction():
+        owners: dict[str, tuple[str, str]] = {}
+        stores = sorted({(store, site, desk) for site, desk, store, _ in batch.batches})
+        if stores:
+            async with conn.cursor() as cur:
+                # First sight of a store binds it to its desk; locked in key order (no deadlock between instances).
+                await cur.executemany(
+                    "INSERT INTO outbox_cursors (store_id, site, desk) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    stores,
+                )
+                await cur.execute(
+                    "SELECT store_id, site, desk FROM outbox_cursors WHERE store_id = ANY(%s) ORDER BY store_id"
+                    " FOR UPDATE",
+                    ([s for s, _, _ in stores],),
+                )
+                owners = {store: (site, desk) for store, site, desk in await cur.fetchall()}
+        rows = []
+        for (store, _), (site, desk, record) in sorted(batch.records.items()):
+            if owners.get(store) != (site, desk):
+                refused += 1  # another desk's store id: a desk may only write its own records
+                continue
+            rows.append((store, record["call_id"], record["seq"], site, desk, *[record[c] for c in CALL_COLUMNS[5:]]))
+        if rows:
+            await conn.execute(_INCOMING)
+            async with conn.cursor() as cur:
+                async with cur.copy(f"COPY incoming_calls ({', '.join(CALL_COLUMNS)}) FROM STDIN") as copy:
+                    for row in rows:
+                        await copy.write_row(row)
+                await cur.execute(_CALLS_UPSERT)
+        uptos: dict[str, int] = {}
+        for site, desk, store, upto in batch.batches:
+            if owners.get(store) == (site, desk):
+                uptos[store] = max(uptos.get(store, 0), upto)
+        async with conn.cursor() as cur:
+            if uptos:
+                await cur.execute(
+                    "UPDATE outbox_cursors c SET acked = greatest(c.acked, u.upto), updated_at = now()"
+                    " FROM unnest(%s::text[], %s::bigint[]) AS u(store_id, upto) WHERE c.store_id = u.store_id"
+                    " RETURNING c.store_id, c.site, c.desk, c.acked",
+                    (list(uptos), list(uptos.values())),
+                )
+                acks = [Ack(site, desk, store, int(acked)) for store, site, desk, acked in await cur.fetchall()]
+            if batch.states:
+                await cur.executemany(
+                    _STATE_UPSERT,
+                    [
+                        (
+                            site,
+                            desk,
+                            b.get("team", ""),
+                            b["run"],
+                            b["seq"],
+                            b["status"],
+                            b["agent"],
+                            b["call"],
+                            b["calls"],
+                            b["since"],
+                            b["hold_since"],
+                            b["ts"],
+                        )
+                        for (site, desk), b in sorted(batch.states.items())
+                    ],
+                )
+            if batch.inventory:
+                await cur.executemany(
+                    _INVENTORY_UPSERT,
+                    [
+                        (
+                            site,
+                            desk,
+                            b["run"],
+                            b["seq"],
+                            b["serial"],
+                            b["board"],
+                            b["firmware"],
+                            b["slot"],
+                            b["health"],
+                            b["transport"],
+                            b["connected"],
+                            b["ts"],
+                        )
+                        for (site, desk), b in sorted(batch.inventory.items())
+                    ],
+                )
+            if batch.presence:
+                await cur.executemany(
+                    _PRESENCE_UPSERT,
+                    [
+                        (site, desk, str(b.get("team", "")), b["online"], b["run"], b["seq"], b["ts"])
+                        for (site, desk), b in sorted(batch.presence.items())
+                    ],
+                )
+            if batch.alerts:
+                await cur.executemany(
+                    "INSERT INTO alerts (site, desk, run, seq, kind, call_id, ts) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    [(site, desk, b["run"], b["seq"], b["kind"], b["call"], b["ts"]) for site, desk, b in batch.alerts],
+                )
+            if batch.counters:
+                await cur.executemany(
+                    "INSERT INTO counters (instance, name, value) VALUES (%s, %s, %s) ON CONFLICT (instance, name)"
+                    " DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+                    [(instance, name, value) for name, value in sorted(batch.counters.items())],
+                )
+    return Written(acks, refused, len(rows))
