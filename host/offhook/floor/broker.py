@@ -75,7 +75,6 @@ def mosquitto_conf(directory: Path, *, port: int, bind: str, cert_port: int | No
         "allow_anonymous false",
         f"password_file {d / 'passwords'}",
         f"acl_file {d / 'acl'}",
-        "use_username_as_clientid true",
         "persistence true",
         f"persistence_location {d / 'data'}/",
         # Central's in-flight backlog: states of a whole floor at once must not overflow it.
@@ -96,6 +95,7 @@ def mosquitto_conf(directory: Path, *, port: int, bind: str, cert_port: int | No
         f"keyfile {d / 'server.key'}",
         f"cafile {d / 'ca.pem'}",
         "tls_version tlsv1.2",
+        "use_username_as_clientid true",
     ]
     if cert_port is not None:  # desks with a client certificate: its CN is the username
         lines += [
