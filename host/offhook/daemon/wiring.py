@@ -104,10 +104,15 @@ async def serve(config: dict[str, Any], local_settings: dict[str, Any] | None = 
         with contextlib.suppress(NotImplementedError):  # Windows
             loop.add_signal_handler(sig, stop.set)
     running = asyncio.create_task(daemon.run())
+    from offhook import floor
+
+    floor_client = floor.start(daemon, config, recorder)  # only when [floor] names a broker (docs/floor.md)
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
     running.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await running
+    if floor_client is not None:
+        await floor_client.close()
     await api.stop()
     return 0

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,8 @@ class Central:
         self._acks: asyncio.Queue[Publish] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._last_counters: dict[str, int] = {}
+        # Optional probe (tests, benchmarks): called with each batch once it has committed.
+        self.on_commit: Callable[[pgstore.Batch], None] | None = None
 
     async def run(self) -> None:
         conn = await self._connect_db(first=True)
@@ -215,6 +218,8 @@ class Central:
                 conn = await self._connect_db()
                 continue
             self._last_counters = dict(batch.counters)
+            if self.on_commit is not None:
+                self.on_commit(batch)
             self.committed += written.records
             if written.refused_stores:
                 self.ingest.refuse("refused_store", f"{written.refused_stores} records under another desk's store id")

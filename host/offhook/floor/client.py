@@ -364,6 +364,14 @@ class FloorClient:
             with contextlib.suppress(aiomqtt.MqttError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._send(client, self.feed.presence(False, self.counters["sessions"])), 2.0)
 
+    async def close(self) -> None:
+        """Say goodbye and stop (the daemon is stopping)."""
+        await self.stop()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
     async def _session(self) -> None:
         feed = self.feed
         session = self.counters["sessions"] + 1
