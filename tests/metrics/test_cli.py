@@ -9,7 +9,7 @@ import json
 import re
 import subprocess
 import sys
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -216,18 +216,25 @@ def test_control_characters_never_reach_the_terminal(data_dir: Path, capsys: pyt
     assert code == 0 and "\x1b" not in out + err
 
 
-def _cells(result: dict) -> list[str]:
-    """Every figure the table shows, as it shows it."""
+def _cells(path: Path, by: str, since: str | None) -> list[str]:
+    """Every figure the table shows, as it shows it (from the unrounded figures, as the table has them)."""
     from offhook.commands.metrics import _duration
+    from offhook.metrics.report import ReportQuery, build, open_sources
 
+    day = date.fromisoformat(since) if since else None
+    sources = open_sources([path])
+    try:
+        result = build(sources, ReportQuery(since=day, until=day, by=by))
+    finally:
+        for conn in sources:
+            conn.close()
     cells = []
-    for row in [*result["groups"], result["total"]]:
-        cells += [str(row[k]) for k in ("calls", "handled", "missed", "abandoned", "escalated", "transferred")]
-        rate = (row["missed"] + row["abandoned"]) / row["calls"]  # unrounded, as the table shows it
-        cells += [str(row["long_holds"]), f"{rate:.1%}", _duration(row["aht_s"])]
-        for name in ("ring", "talk", "hold", "wrap"):
-            cells += [_duration(row[f"{name}_{what}_s"]) for what in ("mean", "median", "p90")]
-        cells += row["group"].replace("T", " ").split()
+    for row in [*result.rows, result.total]:
+        cells += map(str, (row.calls, row.handled, row.missed, row.abandoned, row.escalated, row.transferred))
+        cells += [str(row.long_holds), f"{row.missed_rate:.1%}", _duration(row.aht_s)]
+        for spread in (row.ring, row.talk, row.hold, row.wrap):
+            cells += [_duration(spread.mean), _duration(spread.median), _duration(spread.p90)]
+        cells += row.group.replace("T", " ").split()
     return cells
 
 
@@ -240,9 +247,9 @@ def test_table_never_cuts_a_number_or_a_group(
 
     data_dir.mkdir(parents=True)
     generate(data_dir / "metrics.sqlite3", calls=40_000)  # four- and five-digit counts, five time zones
-    argv = ["report", "--by", by, *(["--since", "2026-03-01", "--until", "2026-03-01"] if by == "hour" else [])]
-    _, out, _ = run(capsys, *argv, "--format", "json")
-    expected = _cells(json.loads(out))
+    since = "2026-03-01" if by == "hour" else None
+    argv = ["report", "--by", by, *(["--since", since, "--until", since] if since else [])]
+    expected = _cells(data_dir / "metrics.sqlite3", by, since)
     table = on_terminal(monkeypatch, capsys, width, *argv)
     assert "…" not in table
     assert max(cell_len(line) for line in table.splitlines()) <= width
@@ -272,3 +279,14 @@ def test_same_agent_name_in_two_stores_is_a_warning(
     assert code == 0
     assert err.startswith("offhook: warning: ") and err.count("\n") == 1 and "'ann'" in err
     assert sorted(group["calls"] for group in json.loads(out)["groups"]) == [1, 1]
+
+
+def test_table_title_states_the_dates(store_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, dates in (
+        ([], "2026-03-10 to 2026-03-10"),  # the calls' own days
+        (["--since", "2026-03-01"], "2026-03-01 to 2026-03-10"),
+        (["--since", "2030-01-01"], "from 2030-01-01"),  # nothing found: the open end stays open
+        (["--until", "2020-01-01"], "until 2020-01-01"),
+    ):
+        code, out, _ = run(capsys, "report", *argv)
+        assert code == 0 and f"Call metrics ({dates})" in out and "None" not in out

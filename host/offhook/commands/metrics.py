@@ -345,8 +345,7 @@ def _print_table(result: Report) -> None:
         widest = sum(column.widths()[1] for column in columns) + 3 * len(columns) + 1
         console = Console(width=max(80, widest), no_color=True, highlight=False)
     query = result.query
-    since, until = query.since or result.first_day, query.until or result.last_day
-    scope = [f"{since} to {until}" if since or until else "no calls"]
+    scope = [result.period()]
     if query.agent is not None:
         scope.append(f"agent {query.agent}")
     title = Text(printable(f"Call metrics ({', '.join(scope)})"))

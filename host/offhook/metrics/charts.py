@@ -36,10 +36,8 @@ _OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad":
 def title(report: Report) -> str:
     """What the chart covers: its dates and its agents, safe for matplotlib's text (no mathtext, no controls)."""
     query = report.query
-    since, until = query.since or report.first_day, query.until or report.last_day
-    dates = f"{since} to {until}" if since or until else "no calls"
     agents = [printable(agent) for agent in report.agents or ([query.agent] if query.agent is not None else [])]
-    lines = [f"Call metrics, {dates}", *_named(agents)]
+    lines = [f"Call metrics, {report.period()}", *_named(agents)]
     return "\n".join(line.replace("$", r"\$") for line in lines)  # a lone $ would start mathtext and fail
 
 

@@ -176,6 +176,14 @@ class Report:
     warnings: list[str] = field(default_factory=list)  # for the reader, e.g. one agent name in two stores
     figures: _Figures | None = None  # the groups' figures (None without --by)
 
+    def period(self) -> str:
+        """The dates the report covers: the asked range, its open ends closed by the calls found."""
+        since = self.query.since.isoformat() if self.query.since else self.first_day
+        until = self.query.until.isoformat() if self.query.until else self.last_day
+        if since and until:
+            return f"{since} to {until}"
+        return f"from {since}" if since else f"until {until}" if until else "no calls"
+
     @cached_property
     def rows(self) -> list[ReportRow]:
         """One per group, sorted by group."""
