@@ -13,6 +13,7 @@ declared the firmware's own fails, found by name and by shape.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -120,9 +121,14 @@ def _code_constants(tree: ast.Module) -> Iterator[tuple[object, int]]:
             yield node.value, node.lineno
 
 
+@functools.cache
+def _trees() -> tuple[tuple[str, ast.Module], ...]:
+    return tuple(_sources(HOST, FIRMWARE))
+
+
 def _firmware() -> dict[str, ast.Module]:
     """Firmware syntax trees by path under firmware/."""
-    return {path.removeprefix("firmware/"): tree for path, tree in _sources(FIRMWARE)}
+    return {path.removeprefix("firmware/"): tree for path, tree in _trees() if path.startswith("firmware/")}
 
 
 # ---------------------------------------------------------------- the scans
@@ -197,7 +203,7 @@ def hid_framers(path: str, tree: ast.Module) -> list[str]:
 def _scan(scan: Callable[[str, ast.Module], list[str]], home: Path) -> list[str]:
     """What ``scan`` finds in host/offhook/ and firmware/, outside ``home``."""
     skip = home.relative_to(REPO_ROOT).as_posix()
-    return [hit for path, tree in _sources(HOST, FIRMWARE) if path != skip for hit in scan(path, tree)]
+    return [hit for path, tree in _trees() if path != skip for hit in scan(path, tree)]
 
 
 # ---------------------------------------------------------------- linkproto numbers
