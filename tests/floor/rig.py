@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import pwd
 import shutil
@@ -102,10 +103,10 @@ class Mosquitto:
     def password(self, account: str) -> str:
         return (self.dir / "secrets" / f"{account}.password").read_text().strip()
 
-    def broker(self, account: str, password: str | None = None) -> Broker:
+    def broker(self, account: str, password: str | None = None, port: int | None = None) -> Broker:
         return Broker(
             "localhost",
-            self.port,
+            port or self.port,
             True,
             account,
             self.password(account) if password is None else password,
@@ -187,8 +188,17 @@ class Postgres:
 
 
 def query(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows of ``sql``; none while central has not created its tables yet."""
     with psycopg.connect(dsn) as conn:
-        return list(conn.execute(sql, params).fetchall())
+        try:
+            return list(conn.execute(sql, params).fetchall())
+        except psycopg.errors.UndefinedTable:
+            return []
+
+
+def count(dsn: str) -> int:
+    rows = query(dsn, "SELECT count(*) FROM calls")
+    return int(rows[0][0]) if rows else 0
 
 
 class CentralTask:
@@ -255,12 +265,18 @@ class Moment:
 class SinkDesk:
     """A desk's metrics store fed through the real MetricsSink, with its floor client (no unit)."""
 
-    def __init__(self, mqtt: Mosquitto, name: str, workdir: Path, **client: Any) -> None:
+    def __init__(self, mqtt: Mosquitto, name: str, workdir: Path, port: int | None = None, **client: Any) -> None:
         self.name = name
         self.recorder = CallRecorder(workdir / name / "metrics.sqlite3")
         self.sink = MetricsSink(self.recorder, agent=f"agent-{name}", tz="Europe/Berlin")
+        client.setdefault("keepalive", 5)
         self.client = FloorClient(
-            mqtt.broker(name), site=SITE, desk=name, team="blue", recorder=self.recorder, keepalive=5, **client
+            mqtt.broker(name, port=port),
+            site=SITE,
+            desk=name,
+            team="blue",
+            recorder=self.recorder,
+            **client,
         )
         self.task: asyncio.Task[None] | None = None
         self.mono = 1000.0
@@ -295,6 +311,53 @@ class SinkDesk:
         return call_id
 
 
+class Cable:
+    """A TCP proxy in front of the broker that can be cut like a network: connections are reset (no
+    MQTT DISCONNECT, so the broker publishes the desk's last will) and new ones fail until mended."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.cut_off = False
+        self._server: asyncio.Server | None = None
+        self._links: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> Cable:
+        self._server = await asyncio.start_server(self._link, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cut()
+        assert self._server is not None
+        self._server.close()
+
+    def cut(self) -> None:
+        self.cut_off = True
+        for writer in list(self._links):
+            writer.transport.abort()
+        self._links.clear()
+
+    def mend(self) -> None:
+        self.cut_off = False
+
+    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut_off:
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._links |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
 @contextlib.contextmanager
 def postgres_server() -> Iterator[Postgres]:
     server = Postgres()
@@ -303,6 +366,20 @@ def postgres_server() -> Iterator[Postgres]:
         yield server
     finally:
         server.close()
+
+
+def run(scenario: Any, timeout: float = 60.0) -> None:
+    """asyncio.run with a deadline; garbage is collected while the loop still runs (paho's
+    clients close their sockets in __del__, which needs the loop)."""
+
+    async def main() -> None:
+        try:
+            await asyncio.wait_for(scenario, timeout)
+        finally:
+            gc.collect()
+            await asyncio.sleep(0.05)
+
+    asyncio.run(main())
 
 
 async def until(predicate: Any, timeout: float = 10.0, every: float = 0.05) -> float:

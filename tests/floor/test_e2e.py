@@ -20,7 +20,7 @@ from offhook.metrics.sink import MetricsSink
 from offhook.metrics.store import CallRecorder
 from offhook.sim.unit import SimulatedUnit
 from offhook.softphone.web import WebSoftphone
-from tests.floor.rig import CentralTask, Mosquitto, query, until
+from tests.floor.rig import CentralTask, Mosquitto, count, query, run, until
 
 SERIAL = "0ff0514d0000f100"
 NUMBER = "+4930555123456"
@@ -74,7 +74,7 @@ def test_a_call_on_a_real_daemon_reaches_central_in_order_and_once(
                 await step("resumed", "on_call")
                 await step("closed", "wrap_up")
                 await until(lambda: statuses[-1:] == ["available"], 5)  # wrap-up ends after 1 s
-                await until(lambda: query(db, "SELECT count(*) FROM calls")[0][0] == 1, 5)
+                await until(lambda: count(db) == 1, 5)
                 row = query(db, "SELECT desk, call_id, outcome, number, holds FROM calls")[0]
                 assert row[:3] == ("desk-01", "call-1@pbx", "answered") and row[4] == 1
                 assert row[3].startswith("h1:") and NUMBER not in row[3]
@@ -97,8 +97,8 @@ def test_a_call_on_a_real_daemon_reaches_central_in_order_and_once(
                         await task
                 await unit.stop()
         assert statuses == ["available", "ringing", "on_call", "on_hold", "on_call", "wrap_up", "available"]
-        assert query(db, "SELECT count(*) FROM calls")[0][0] == 1
+        assert count(db) == 1
 
-    asyncio.run(asyncio.wait_for(scenario(), 90))
+    run(scenario(), 90)
     text = caplog.text
     assert NUMBER not in text and mqtt.password("desk-01") not in text and mqtt.password("central-1") not in text

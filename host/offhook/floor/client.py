@@ -343,11 +343,10 @@ class FloorClient:
         while True:
             try:
                 await self._session()
-            except (aiomqtt.MqttError, OSError, ssl.SSLError) as exc:
+            except* (aiomqtt.MqttError, OSError) as errors:  # ssl.SSLError is an OSError
                 self.counters["disconnects"] += 1
-                log.warning(
-                    "floor: broker %s:%d: %s; retrying in %.1f s", self.broker.host, self.broker.port, exc, backoff
-                )
+                where = f"{self.broker.host}:{self.broker.port}"
+                log.warning("floor: broker %s: %s; retrying in %.1f s", where, errors.exceptions[0], backoff)
             finally:
                 self.connected.clear()
                 self._client = None
