@@ -36,6 +36,7 @@ class Action(StrEnum):
     VOLUME_DOWN = "volume_down"
     TO_HID_SOFTPHONE = "to_hid_softphone"
 
+
 # Situations a rule can require; "any" matches always. "hid_call": a configured HID softphone
 # (softphone.hid_softphone) rings or has a call, so the unit sent the press to it as a HID report.
 WHEN = ("hid_call", "pairing", "ringing", "wrap_up", "not_wrap_up", "any")
