@@ -102,6 +102,7 @@ class Conversation:
     agent_truth: Bool  # per frame, 20 ms energy within 35 dB of the voice's peak, gaps bridged
     customer_truth: Bool
     script: list[tuple[str, float, float]] = field(default_factory=list)  # who, start s, end s
+    tail_ms: float = 128.0  # the echo tail to configure the canceller with (the room's, as the bench's scenes)
 
     @property
     def seconds(self) -> float:
@@ -214,13 +215,14 @@ def build(spec: Spec) -> Conversation:
     if spec.line_noise_dbfs is not None:
         line = scenes.pink_noise(total, noise_rng)
         ref = ref + line * 10 ** (spec.line_noise_dbfs / 20) / np.std(line)
-    rir, noise_rir, _, delay_ms, _ = scenes.room_setup(spec.room, spec.seed)
+    rir, noise_rir, tail_ms, delay_ms, _ = scenes.room_setup(spec.room, spec.seed)
     echo = fftconvolve(scenes.loudspeaker(ref), rir)[:total]
     delay = int(delay_ms * RATE / 1000)
     echo = np.concatenate((np.zeros(delay), echo))[:total]
     echo *= 10 ** (-ERL_DB[spec.room] / 20) * scenes.rms(ref[np.abs(far) > 1e-3]) / scenes.rms(echo[echo != 0])
     near = _level(agent, -24.0)
-    noise = scenes.office_noise(total, spec.seed, noise_rir)
+    # Whole seconds: scenes.talker() takes seconds and int(n / RATE * RATE) can come out one short.
+    noise = scenes.office_noise(-(-total // RATE) * RATE, spec.seed, noise_rir)[:total]
     noise *= 10 ** ((-24.0 - spec.snr_db) / 20) / scenes.rms(noise)
     mic = np.clip(near + echo + noise, -1.0, 1.0 - 2**-15)
 
@@ -230,7 +232,7 @@ def build(spec: Spec) -> Conversation:
             out[lo // FRAME : -(-hi // FRAME)] = True
         return out
 
-    return Conversation(spec, mic, ref, mask(holds), mask(mutes), agent_truth, customer_truth, script)
+    return Conversation(spec, mic, ref, mask(holds), mask(mutes), agent_truth, customer_truth, script, tail_ms)
 
 
 def bench_specs(count: int = 32) -> list[Spec]:

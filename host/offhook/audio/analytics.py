@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from offhook.audio import FRAME_MS, PROCESS_RATE
-from offhook.audio.vad import Bool, LevelVad, Smoothing, VadConfig, runs, smooth
+from offhook.audio.vad import Bool, PairVad, Smoothing, VadConfig, runs, smooth
 
 Float = NDArray[np.float64]
 FRAME_S = FRAME_MS / 1000
@@ -61,7 +61,8 @@ class AnalyticsConfig:
     dead_air_s: float = 3.0  # neither talking at least this long is dead air
     hold_reminder_s: float = HOLD_REMINDER_S
     vad: VadConfig = field(default_factory=VadConfig)
-    smoothing: Smoothing = field(default_factory=Smoothing)
+    smoothing: Smoothing = field(default_factory=Smoothing)  # the agent's turns
+    customer_smoothing: Smoothing = field(default_factory=Smoothing)
 
 
 @dataclass(frozen=True)
@@ -273,8 +274,7 @@ class ConversationMeter:
         self.config = config = config or AnalyticsConfig()
         self.frame = config.vad.frame
         self._block = config.vad.block
-        self._agent_vad = LevelVad(config.vad)
-        self._customer_vad = LevelVad(config.vad)
+        self._vad = PairVad(config.vad)
         size = self._block * self.frame
         self._buf = np.zeros((3, size))  # cleaned, reference, microphone of the pending frames
         self._echo = np.zeros(self._block)
@@ -323,8 +323,9 @@ class ConversationMeter:
         if not k:
             return
         frames = self._buf[:, : k * self.frame].reshape(3, k, self.frame)
-        self._scores.extend(self._agent_vad.process(frames[0], self._echo[:k]).astype(np.float32))
-        self._customer_scores.extend(self._customer_vad.process(frames[1]).astype(np.float32))
+        agent, customer = self._vad.process(frames[0], frames[1], self._echo[:k])
+        self._scores.extend(agent.astype(np.float32))
+        self._customer_scores.extend(customer.astype(np.float32))
         powers = np.einsum("skn,skn->ks", frames, frames) / self.frame
         self._powers.extend(powers[:, [2, 0, 1]].reshape(-1).astype(np.float32))
         self._clipped += int(np.count_nonzero(np.abs(frames[2]) >= CLIP_LEVEL))
@@ -334,9 +335,9 @@ class ConversationMeter:
     def activity(self) -> tuple[Bool, Bool]:
         """The agent's and the customer's turns so far (frames), as the figures use them."""
         self._decide()
-        open_db = self.config.vad.open_db
-        agent = smooth(self._scores.values > open_db, self.config.smoothing)
-        customer = smooth(self._customer_scores.values > open_db, self.config.smoothing)
+        cfg = self.config
+        agent = smooth(self._scores.values > cfg.vad.open_db, cfg.smoothing)
+        customer = smooth(self._customer_scores.values > cfg.vad.customer_open_db, cfg.customer_smoothing)
         return agent, customer
 
     def finish(self) -> CallFigures:

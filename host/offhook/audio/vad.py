@@ -40,12 +40,22 @@ class VadConfig:
     rate: int = PROCESS_RATE
     low_hz: float = 200.0
     high_hz: float = 4000.0
-    open_db: float = 9.0  # band level above the floor (plus residual echo) that counts as speech
+    open_db: float = 9.0  # the agent's band level above the floor (plus echo) that counts as speech
+    customer_open_db: float = 9.0  # the same on the echo reference
     absolute_db: float = -70.0  # quieter than this (dBFS, band) is nobody talking, whatever the floor
+    # Speech counts down to this far under the loudest frame so far (where the floor is lower): the
+    # truth's definition, and it keeps a clean reference's faint breaths and a headset's faint echo out.
+    peak_range_db: float = 35.0
     smooth_frames: int = 5  # the floor is tracked on a 50 ms moving average of the level
     floor_s: float = 3.0  # minimum-statistics window
     floor_bias_db: float = 1.5  # the windowed minimum sits below the noise's mean level
     echo_margin: float = 2.0  # residual echo counts this many times over (it is an estimate)
+    # Echo guard from the reference (see PairVad).
+    echo_reach_frames: int = 40  # bulk delay (up to 320 ms) plus the first of the tail
+    coupling_s: float = 3.0  # of the customer talking
+    coupling_min_frames: int = 100
+    coupling_margin: float = 3.0
+    startup_coupling: float = 1.0  # until measured: the echo as loud as the reference (speakerphone)
     block: int = 50  # frames decided together
 
     @property
@@ -78,16 +88,24 @@ class LevelVad:
         self._history = np.full(self._window - 1, np.inf)  # last smoothed levels (power)
         self._smooth_tail: Float | None = None
         self.floor_db: float | None = None
+        self.power: Float = np.zeros(0)  # the last block's band power per frame
+        self._peak = -np.inf  # loudest band level so far (dB)
 
     def band_power(self, frames: Float) -> Float:
         """Mean power per sample in the speech band, per frame (row)."""
         spectra = fft.rfft(frames)
         return (spectra.real**2 + spectra.imag**2) @ self._weights
 
-    def process(self, frames: Float, echo: Float | None = None) -> Float:
-        """Level above floor in dB per frame. ``echo``: the canceller's residual echo power per frame."""
+    def process(
+        self, frames: Float, echo: Float | None = None, power: Float | None = None, echo_margin: float | None = None
+    ) -> Float:
+        """Level above floor in dB per frame. ``echo``: echo power per frame still in the signal
+        (counted ``echo_margin`` times, default the config's); ``power``: the frames' band power if
+        already computed."""
         cfg = self.config
-        power = self.band_power(np.asarray(frames, dtype=np.float64).reshape(-1, cfg.frame))
+        if power is None:
+            power = self.band_power(np.asarray(frames, dtype=np.float64).reshape(-1, cfg.frame))
+        self.power = power
         k = len(power)
         # 50 ms moving average of the power for the floor (the minimum of raw 10 ms frames is
         # biased low by their spread).
@@ -104,12 +122,87 @@ class LevelVad:
         self._history = hist[k:]
         floor_pow = floor * 10 ** (cfg.floor_bias_db / 10) + 1e-12
         if echo is not None:
-            floor_pow = floor_pow + cfg.echo_margin * np.asarray(echo, dtype=np.float64)
+            margin = cfg.echo_margin if echo_margin is None else echo_margin
+            floor_pow = floor_pow + margin * np.asarray(echo, dtype=np.float64)
         self.floor_db = float(10 * np.log10(floor_pow[-1])) if k else self.floor_db
         level = 10 * np.log10(power + 1e-13)
         above = level - 10 * np.log10(floor_pow)
+        if k:
+            peak = np.maximum.accumulate(np.maximum(level, self._peak))
+            self._peak = float(peak[-1])
+            above = np.minimum(above, level - (peak - cfg.peak_range_db) + cfg.open_db)
         # Below the absolute limit: report it as well under the threshold.
         return np.where(level < cfg.absolute_db, np.minimum(above, -99.0), above)
+
+
+class PairVad:
+    """Both sides of a call: the customer's on the echo reference, the agent's on the canceller's
+    output with an echo guard.
+
+    Whatever echo the canceller leaves (all of it in its first second, before it has converged; a
+    few dB over a quiet room's noise for a headset; the non-linear part for a desk speakerphone)
+    follows the customer's level. The guard is that level (the maximum over the echo path's reach)
+    times the coupling between the two sides: the median ratio of the agent's level to it over the
+    last ``coupling_s`` of the customer talking, which is the echo's (and the room's) share while
+    the agent talks over the customer a small part of the time. ``coupling_margin`` covers the
+    echo's swing around its median; until a second of the customer's talk has been seen, the
+    coupling is taken as ``startup_coupling``. A residual echo estimate, when offered, adds to it."""
+
+    def __init__(self, config: VadConfig | None = None) -> None:
+        self.config = config = config or VadConfig()
+        self.agent = LevelVad(config)
+        self.customer = LevelVad(config)
+        reach = config.echo_reach_frames
+        self._far_hist = np.zeros(reach - 1)  # customer band power, recent frames
+        self._talk_hist = np.zeros(reach - 1, dtype=bool)  # customer raw decisions, recent frames
+        self._ratios = np.zeros(max(1, round(config.coupling_s * 1000 / FRAME_MS)))  # a ring
+        self._seen = 0  # ratios measured so far
+        self.coupling = config.startup_coupling
+        self._frames = 0
+
+    def process(self, agent: Float, ref: Float, residual_echo: Float | None = None) -> tuple[Float, Float]:
+        """Frames (rows) of the agent's signal and the echo reference -> per-frame scores (level
+        over floor and echo, dB), the agent's and the customer's. The coupling moves once per
+        ``block`` frames (counted from the start), however the frames are handed in."""
+        agent = np.asarray(agent, dtype=np.float64).reshape(-1, self.config.frame)
+        ref = np.asarray(ref, dtype=np.float64).reshape(-1, self.config.frame)
+        outs = []
+        pos = 0
+        while pos < len(agent):
+            size = min(len(agent) - pos, self.config.block - self._frames % self.config.block)
+            sl = slice(pos, pos + size)
+            outs.append(self._block(agent[sl], ref[sl], None if residual_echo is None else residual_echo[sl]))
+            self._frames += size
+            pos += size
+        if not outs:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+    def _block(self, agent: Float, ref: Float, residual_echo: Float | None) -> tuple[Float, Float]:
+        cfg = self.config
+        customer = self.customer.process(ref)
+        k = len(customer)
+        reach = cfg.echo_reach_frames
+        far = np.concatenate((self._far_hist, self.customer.power))
+        talk = np.concatenate((self._talk_hist, customer > cfg.customer_open_db))
+        self._far_hist, self._talk_hist = far[k:], talk[k:]
+        envelope = np.lib.stride_tricks.sliding_window_view(far, reach).max(axis=1)
+        talking = np.lib.stride_tricks.sliding_window_view(talk, reach).any(axis=1)
+        own = self.agent.band_power(agent)
+        # Measured only where the customer talked a whole reach ago as well: by then that echo has
+        # arrived, whatever the bulk delay.
+        settled = talking & talk[:k]
+        ratios = own[settled] / (envelope[settled] + 1e-20)
+        ring = self._ratios
+        index = (self._seen + np.arange(len(ratios))) % len(ring)
+        ring[index[-len(ring) :]] = ratios[-len(ring) :]
+        self._seen += len(ratios)
+        if self._seen >= cfg.coupling_min_frames:
+            self.coupling = float(np.median(ring[: min(self._seen, len(ring))]))
+        guard = np.where(talking, cfg.coupling_margin * self.coupling * envelope, 0.0)
+        if residual_echo is not None:
+            guard += cfg.echo_margin * np.asarray(residual_echo, dtype=np.float64)
+        return self.agent.process(agent, guard, power=own, echo_margin=1.0), customer
 
 
 def runs(mask: Bool) -> NDArray[np.intp]:
