@@ -118,7 +118,7 @@ def test_broker_restart(db: str, mqtt: Mosquitto, tmp_path: Path) -> None:
             assert time.monotonic() - reconnected < 2.0
             await all_landed(db, desks)
 
-    run(scenario(), 60)
+    run(scenario(), 40)
 
 
 def test_postgres_restart(db: str, mqtt: Mosquitto, postgres: Postgres, tmp_path: Path) -> None:
@@ -137,7 +137,7 @@ def test_postgres_restart(db: str, mqtt: Mosquitto, postgres: Postgres, tmp_path
             assert await state_true_within(db, desks, "wrap_up", started) < 2.0 + central.flush_s + 2.0
             await all_landed(db, desks)
 
-    run(scenario(), 60)
+    run(scenario(), 40)
 
 
 def test_a_desk_cut_off_for_50_calls(db: str, mqtt: Mosquitto, tmp_path: Path) -> None:
@@ -163,7 +163,7 @@ def test_a_desk_cut_off_for_50_calls(db: str, mqtt: Mosquitto, tmp_path: Path) -
             finally:
                 await cut.stop()
 
-    run(scenario(), 60)
+    run(scenario(), 40)
 
 
 def test_two_centrals_no_duplicates_nothing_missed(db: str, mqtt: Mosquitto, tmp_path: Path) -> None:
@@ -181,4 +181,4 @@ def test_two_centrals_no_duplicates_nothing_missed(db: str, mqtt: Mosquitto, tmp
                 set_status(desk, "break")
             await until(lambda: all(status == "break" for status in live(db).values()) and len(live(db)) == 4, 5)
 
-    run(scenario(), 60)
+    run(scenario(), 40)
