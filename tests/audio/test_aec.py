@@ -42,8 +42,8 @@ def _linear() -> EchoCanceller:
 
 
 def _suppressed() -> Chain:
-    """Canceller and residual echo suppressor, no gate."""
-    return Chain(ChainConfig(gate=False, aec_config=AecConfig(tail_ms=128)))
+    """Canceller and residual echo suppressor, no noise suppressor or gate."""
+    return Chain(ChainConfig(gate=False, ns=False, aec_config=AecConfig(tail_ms=128)))
 
 
 def test_converges_on_known_echo_path_and_finds_the_delay(far_speech, office_rirs):

@@ -57,12 +57,13 @@ def test_mute_gain_ramp_is_bounded():
 
 
 @pytest.mark.parametrize("rate", [16000, 48000])
-def test_streaming_in_chunks_equals_whole_file(scene, rate):
+@pytest.mark.parametrize("ns", [True, False])
+def test_streaming_in_chunks_equals_whole_file(scene, rate, ns):
     far, mic, _, _ = scene
     far, mic = far[: 4 * RATE], mic[: 4 * RATE]
     if rate != RATE:
         far, mic = resample_poly(far, 3, 1), resample_poly(mic, 3, 1)
-    config = ChainConfig(rate=rate)
+    config = ChainConfig(rate=rate, ns=ns)
     whole = Chain(config).push(mic, far)
     chain = Chain(config)
     rng = np.random.default_rng(0)
@@ -89,6 +90,6 @@ def test_near_end_alone_passes_through(near_speech):
     near = 0.3 * near_speech[: 5 * RATE]
     noise = pink_noise(len(near), np.random.default_rng(3)) * 0.001
     mic = near + noise
-    out = process_signals(mic, np.zeros(len(mic)), ChainConfig(gate=False))
+    out = process_signals(mic, np.zeros(len(mic)), ChainConfig(gate=False, ns=False))
     # No far end: the canceller must leave the agent's voice alone (aligned, same level).
     assert np.corrcoef(out, mic)[0, 1] > 0.99

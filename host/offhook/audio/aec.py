@@ -273,13 +273,14 @@ class EchoCanceller:
         p = self.partitions
         top = pos + length - self._delay + 1
         x = self._ring[top - p : top][::-1]
-        if self.adapt and ref_active:
+        live = bool(mic.any())  # a muted source's digital zeros: nothing to cancel, nothing to learn
+        if live and self.adapt and ref_active:
             y_spec = np.multiply(self._weights, x, out=self._products).sum(axis=1)
             y = fft.irfft(y_spec, 2 * n)[:, n:]
             e = mic - y
             self._adapt(top, e[1], ref_energy)
             e_fg, y_fg = self._compare(mic, e, y)
-        elif self._since_audible <= self._delay + p:  # row d holds frames d and d + 1 back
+        elif live and self._since_audible <= self._delay + p:  # row d holds frames d and d + 1 back
             # Not adapting: the background filter's output is not needed.
             y_fg = fft.irfft(np.multiply(self._weights[0], x, out=self._products[0]).sum(axis=0), 2 * n)[n:]
             e_fg = mic - y_fg
@@ -297,7 +298,7 @@ class EchoCanceller:
         blocks[1, n:] = y_fg
         spectra = fft.rfft(blocks * self._window)
         powers = spectra.real**2 + spectra.imag**2
-        if ref_active:
+        if ref_active and live:
             self._update_leak(powers)
         self._powers = powers
         gone = self._since_audible > self._delay + p + ECHO_GONE_FRAMES

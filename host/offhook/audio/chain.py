@@ -18,9 +18,10 @@ from offhook.audio import FRAME_MS, PROCESS_RATE
 from offhook.audio.aec import AecConfig, EchoCanceller
 from offhook.audio.gate import GateConfig, NoiseGate
 from offhook.audio.mute import PrivacyMute
+from offhook.audio.ns import NoiseSuppressor, NsConfig
 from offhook.audio.resample import DELAY_48K, FACTOR, Downsampler, Upsampler
 from offhook.audio.suppress import ResidualEchoSuppressor
-from offhook.audio.synthesis import GainFilter
+from offhook.audio.synthesis import Analysis, GainFilter
 
 Float = NDArray[np.float64]
 
@@ -30,12 +31,16 @@ class ChainConfig:
     rate: int = PROCESS_RATE  # device rate: 16000 or 48000
     aec: bool = True
     suppress: bool = True  # residual echo suppressor + comfort noise (needs aec)
+    # Noise suppressor: on in `offhook audio process` and `run`; off by default here, for callers
+    # that analyse the signal rather than send it on.
+    ns: bool = False
     gate: bool = True
     low_latency: bool = True  # gains as a 3 ms FIR instead of a 10 ms overlap-add
     comfort_noise: bool = True
     seed: int = 1
     aec_config: AecConfig = field(default_factory=AecConfig)
     gate_config: GateConfig = field(default_factory=GateConfig)
+    ns_config: NsConfig = field(default_factory=NsConfig)
 
 
 class Chain:
@@ -47,7 +52,9 @@ class Chain:
         self.aec = EchoCanceller(config.aec_config) if config.aec else None
         n = PROCESS_RATE * FRAME_MS // 1000
         self.suppressor = ResidualEchoSuppressor(n, config.comfort_noise) if config.aec and config.suppress else None
-        self.filter = GainFilter(n, config.low_latency, config.seed) if self.suppressor else None
+        self.ns = NoiseSuppressor(n + 1, config.ns_config) if config.ns else None
+        self.filter = GainFilter(n, config.low_latency, config.seed) if self.suppressor or self.ns else None
+        self._analysis = Analysis(n) if self.ns and not self.aec else None
         self.gate = NoiseGate(config.gate_config) if config.gate else None
         self.mute = PrivacyMute(config.rate)
         self.echo_margin = 1.0  # the residual echo estimate counts as background for the gate
@@ -55,6 +62,8 @@ class Chain:
         self._down_mic = Downsampler()
         self._down_ref = Downsampler()
         self._up = Upsampler()
+        self._echo_left = 0.0  # mean power per sample of the echo the suppressor left (for the gate)
+        self._last_gain = np.ones(n + 1)
         self._staged = np.zeros((2, self.frame))  # mic, reference: a frame not yet whole
         self._fill = 0
 
@@ -73,25 +82,50 @@ class Chain:
         if self._resampled:
             mic = self._down_mic.process(mic)
             ref = self._down_ref.process(ref)
-        echo_left = 0.0
-        if self.aec is None:
-            out = np.asarray(mic, dtype=np.float64)
-        else:
-            linear = self.aec.process(mic, ref)
-            out = linear.out
-            if self.suppressor is not None and self.filter is not None:
-                if linear.echo_gone and self.filter.low_latency:
-                    self.suppressor.idle(linear)
-                    out = self.filter.pass_through(linear.block)
-                else:
-                    gains = self.suppressor.process(linear)
-                    out = self.filter.apply(linear.block, linear.spectra[0], gains.gain, gains.missing)
-                    echo_left = gains.left
+        out = self._clean(np.asarray(mic, dtype=np.float64), ref)
         if self.gate:
-            out = self.gate.process(out, echo_left * self.echo_margin)
+            out = self.gate.process(out, self._echo_left * self.echo_margin)
         if self._resampled:
             out = self._up.process(out)
         return self.mute.process(out)
+
+    def _clean(self, mic: Float, ref: Float) -> Float:
+        """Canceller, residual echo suppressor and noise suppressor, each handing on to the next."""
+        self._echo_left = 0.0
+        live = bool(mic.any())  # digital zeros (a muted source) stay exact zeros
+        if self.aec is not None:
+            linear = self.aec.process(mic, ref)
+            out, block, spectrum, power = linear.out, linear.block, linear.spectra[0], linear.powers[0]
+        elif self._analysis is not None:
+            out = mic
+            block, spectrum, power = self._analysis.push(mic)
+        else:
+            return mic
+        if self.filter is None:
+            return out
+        if not live:  # the filter's tail of the last frame, then exact zeros; no stage learns from them
+            return self.filter.apply(block, spectrum, self._last_gain, None)
+        gain = missing = None
+        if self.suppressor is not None:
+            if linear.echo_gone and self.filter.low_latency:
+                self.suppressor.idle(linear)
+                if self.ns is None:
+                    return self.filter.pass_through(block)
+            else:
+                echo = self.suppressor.process(linear)
+                gain, missing, self._echo_left = echo
+        if self.ns is not None:
+            noise_gain = self.ns.process(power)
+            if gain is None:
+                gain = noise_gain
+            else:
+                gain *= noise_gain
+                if missing is not None:
+                    # Comfort noise refills what the echo suppressor took, at the suppressed level.
+                    missing *= noise_gain * noise_gain
+        assert gain is not None
+        self._last_gain = gain
+        return self.filter.apply(block, spectrum, gain, missing)
 
     def push(self, mic: Float, ref: Float) -> Float:
         """Chunks of any (equal) length in; all whole frames that are ready come out."""

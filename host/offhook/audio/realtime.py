@@ -46,6 +46,7 @@ class RealtimeConfig:
     speaker_device: str | None = None
     aec: bool = True
     gate: bool = True
+    ns: bool = True
     tail_ms: float = 128.0
     setup_devices: bool = True
     rate: int = RATE
@@ -94,7 +95,11 @@ class Realtime:
         self.frame = config.rate * FRAME_MS // 1000
         self.chain = Chain(
             ChainConfig(
-                rate=config.rate, aec=config.aec, gate=config.gate, aec_config=AecConfig(tail_ms=config.tail_ms)
+                rate=config.rate,
+                aec=config.aec,
+                gate=config.gate,
+                ns=config.ns,
+                aec_config=AecConfig(tail_ms=config.tail_ms),
             )
         )
         target = int(config.buffer_frames * self.frame)

@@ -21,6 +21,23 @@ Float = NDArray[np.float64]
 Complex = NDArray[np.complex128]
 
 
+class Analysis:
+    """The analysis the canceller makes of its output, for a chain without a canceller."""
+
+    def __init__(self, frame: int) -> None:
+        self.frame = frame
+        self._block = np.zeros(2 * frame)
+        self._window = analysis_window(2 * frame)
+
+    def push(self, x: Float) -> tuple[Float, Complex, Float]:
+        """The block (last two frames), its windowed spectrum and power spectrum."""
+        n, block = self.frame, self._block
+        block[:n] = block[n:]
+        block[n:] = x
+        spectrum = fft.rfft(block * self._window)
+        return block, spectrum, spectrum.real**2 + spectrum.imag**2
+
+
 class GainFilter:
     def __init__(self, frame: int, low_latency: bool = True, seed: int = 1) -> None:
         self.frame = frame

@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     process.add_argument("out", help="where to write the cleaned microphone signal")
     process.add_argument("--no-aec", action="store_true", help="skip the echo canceller")
     process.add_argument("--no-gate", action="store_true", help="skip the noise gate")
+    process.add_argument("--no-ns", action="store_true", help="skip the noise suppressor")
     process.add_argument("--tail-ms", type=float, default=128.0, help="echo tail after the bulk delay (default 128)")
     process.set_defaults(handler=_process)
 
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--seconds", type=float, default=0.0, help="stop after this long (0: until Ctrl-C)")
     run.add_argument("--no-aec", action="store_true")
     run.add_argument("--no-gate", action="store_true")
+    run.add_argument("--no-ns", action="store_true", help="skip the noise suppressor")
     run.add_argument("--tail-ms", type=float, default=128.0)
     run.add_argument("--no-setup", action="store_true", help="do not load the virtual devices (already there)")
     run.add_argument("--rt-priority", type=int, default=0, help="SCHED_FIFO priority for the audio threads (0: off)")
@@ -80,7 +82,11 @@ def _process(args: argparse.Namespace) -> int:
     if len(mic) != len(ref):
         raise UsageError(f"lengths differ: {args.mic} has {len(mic)} samples, {args.ref} has {len(ref)}")
     config = ChainConfig(
-        rate=mic_rate, aec=not args.no_aec, gate=not args.no_gate, aec_config=AecConfig(tail_ms=args.tail_ms)
+        rate=mic_rate,
+        aec=not args.no_aec,
+        gate=not args.no_gate,
+        ns=not args.no_ns,
+        aec_config=AecConfig(tail_ms=args.tail_ms),
     )
     out = process_signals(mic, ref, config)
     try:
@@ -104,6 +110,7 @@ def _run(args: argparse.Namespace) -> int:
         speaker_device=args.speaker,
         aec=not args.no_aec,
         gate=not args.no_gate,
+        ns=not args.no_ns,
         tail_ms=args.tail_ms,
         setup_devices=not args.no_setup,
         rt_priority=args.rt_priority,
