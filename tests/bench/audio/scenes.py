@@ -65,7 +65,12 @@ def speech(text: str, voice: str, speed: int = 160) -> Float:
 
 
 def talker(
-    texts: tuple[str, ...], voice: str, seconds: float, seed: int, pause: tuple[float, float] = (0.25, 0.6)
+    texts: tuple[str, ...],
+    voice: str,
+    seconds: float,
+    seed: int,
+    pause: tuple[float, float] = (0.25, 0.6),
+    speed: int = 160,
 ) -> Float:
     """A talker filling ``seconds`` with utterances separated by natural pauses."""
     rng = np.random.default_rng(seed)
@@ -74,7 +79,7 @@ def talker(
     pos = int(rng.uniform(*pause) * RATE)
     index = 0
     while pos < total:
-        utterance = speech(texts[index % len(texts)], voice)
+        utterance = speech(texts[index % len(texts)], voice, speed)
         index += 1
         end = min(total, pos + len(utterance))
         out[pos:end] = utterance[: end - pos]
