@@ -11,6 +11,7 @@ import contextlib
 import gc
 import os
 import pwd
+import resource
 import shutil
 import signal
 import socket
@@ -73,10 +74,15 @@ def chown_tree(path: Path, user: str) -> None:
             os.chown(name, entry.pw_uid, entry.pw_gid)
 
 
+def _many_files() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+
 class Mosquitto:
     """`offhook central init`'s files, served by a real Mosquitto 2 on a free port (TLS)."""
 
-    def __init__(self, desks: list[str], *, client_certs: bool = False) -> None:
+    def __init__(self, desks: list[str], *, client_certs: bool = False, log_refusals: bool = True) -> None:
         if shutil.which("mosquitto") is None:
             pytest.fail("mosquitto is not installed: `make test` installs it (APT_FLOOR)")
         self.dir = owned_tempdir("mosquitto", "offhook-mqtt-")
@@ -88,6 +94,7 @@ class Mosquitto:
             port=self.port,
             bind="127.0.0.1",
             client_certs=client_certs,
+            log_refusals=log_refusals,
         )
         chown_tree(self.dir, "mosquitto")
         self.process: subprocess.Popen[bytes] | None = None
@@ -126,7 +133,10 @@ class Mosquitto:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["mosquitto", "-c", str(self.dir / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            ["mosquitto", "-c", str(self.dir / "mosquitto.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_many_files,  # a thousand desks: more sockets than the default 1,024 descriptors
         )
         wait_port(self.port, process=self.process)
 
