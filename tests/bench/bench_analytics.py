@@ -93,7 +93,7 @@ DETECTORS: dict[str, Callable[[Float, Float], Scores]] = {
     "Silero VAD": _each_side(_silero),
 }
 # Thresholds tried per detector family (webrtcvad's decision is 0/1; its mode is its threshold).
-THRESHOLDS = {"offhook": (6.0, 8.0, 10.0, 12.0, 14.0), "webrtcvad": (0.5,), "Silero VAD": (0.3, 0.5, 0.7)}
+THRESHOLDS = {"offhook": (4.0, 6.0, 8.0, 10.0, 12.0, 14.0), "webrtcvad": (0.5,), "Silero VAD": (0.3, 0.5, 0.7)}
 GRID = [
     Smoothing(30, low, pre, post)
     for low, pre, post in itertools.product((5, 10, 20), (0, 2, 5), (0, 4, 8, 12))  # min, pre, post frames

@@ -62,7 +62,8 @@ class AnalyticsConfig:
     hold_reminder_s: float = HOLD_REMINDER_S
     vad: VadConfig = field(default_factory=VadConfig)
     smoothing: Smoothing = field(default_factory=Smoothing)  # the agent's turns
-    customer_smoothing: Smoothing = field(default_factory=Smoothing)
+    # The reference is clean: no tail hidden under office noise, a little onset under the threshold.
+    customer_smoothing: Smoothing = field(default_factory=lambda: Smoothing(min_frames=5, pre_frames=2, post_frames=0))
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class AudioQuality:
 
     noise_floor_dbfs: float | None  # microphone, full band, while nobody talks
     clipping_pct: float  # microphone samples at full scale
-    echo_reduction_db: float | None  # what the canceller removed while only the customer talked
+    echo_reduction_db: float | None  # what the canceller removed while only the customer talked (None: no echo heard)
     agent_level_dbfs: float | None  # microphone while only the agent talked
     customer_level_dbfs: float | None  # echo reference while the customer talked
 
@@ -356,12 +357,17 @@ class ConversationMeter:
         quiet = counted & ~agent & ~customer
         far_only = counted & customer & ~agent
         near_only = counted & agent & ~customer
+        noise = float(np.median(mic[quiet])) if quiet.any() else 0.0
         echo = None
         if far_only.sum() >= 100:  # a second of the customer alone
-            removed = mic[far_only].sum() / max(cleaned[far_only].sum(), 1e-20)
-            echo = 10 * math.log10(removed) if removed > 0 else None
+            # The echo over the room's noise, before and after the canceller (comfort noise keeps the
+            # background). Echo quieter than the noise (a good headset) has no reduction to report;
+            # a residual under the noise counts as 13 dB under it.
+            echo_in = float(mic[far_only].mean()) - noise
+            echo_out = max(float(cleaned[far_only].mean()) - noise, 0.05 * noise, 1e-12)
+            echo = 10 * math.log10(echo_in / echo_out) if echo_in > noise else None
         return AudioQuality(
-            noise_floor_dbfs=_db(float(np.median(mic[quiet]))) if quiet.any() else None,
+            noise_floor_dbfs=_db(noise),
             clipping_pct=100.0 * self._clipped / self._samples if self._samples else 0.0,
             echo_reduction_db=echo,
             agent_level_dbfs=_db(float(mic[near_only].mean())) if near_only.any() else None,

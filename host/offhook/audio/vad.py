@@ -22,7 +22,7 @@ Why this shape:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,12 +40,13 @@ class VadConfig:
     rate: int = PROCESS_RATE
     low_hz: float = 200.0
     high_hz: float = 4000.0
-    open_db: float = 9.0  # the agent's band level above the floor (plus echo) that counts as speech
-    customer_open_db: float = 9.0  # the same on the echo reference
+    open_db: float = 6.0  # the agent's band level above the floor (plus echo) that counts as speech
+    customer_open_db: float = 4.0  # the same on the echo reference
     absolute_db: float = -70.0  # quieter than this (dBFS, band) is nobody talking, whatever the floor
     # Speech counts down to this far under the loudest frame so far (where the floor is lower): the
     # truth's definition, and it keeps a clean reference's faint breaths and a headset's faint echo out.
-    peak_range_db: float = 35.0
+    peak_range_db: float = 33.0
+    customer_peak_range_db: float = 35.0
     smooth_frames: int = 5  # the floor is tracked on a 50 ms moving average of the level
     floor_s: float = 3.0  # minimum-statistics window
     floor_bias_db: float = 1.5  # the windowed minimum sits below the noise's mean level
@@ -55,7 +56,8 @@ class VadConfig:
     coupling_s: float = 3.0  # of the customer talking
     coupling_min_frames: int = 100
     coupling_margin: float = 3.0
-    startup_coupling: float = 1.0  # until measured: the echo as loud as the reference (speakerphone)
+    coupling_quantile: float = 0.5  # of the ratios: low enough that the agent talking over the customer does not count
+    startup_coupling: float = 0.1  # until measured: the echo 10 dB under the reference (speakerphone)
     block: int = 50  # frames decided together
 
     @property
@@ -68,9 +70,9 @@ class Smoothing:
     """Post-processing of raw frame decisions into turns (frames of 10 ms)."""
 
     bridge_frames: int = 30  # gaps shorter than this inside a turn are speech (300 ms)
-    min_frames: int = 8  # shorter bursts are not speech (clicks, a colleague's loud word)
-    pre_frames: int = 2  # turns start this much earlier (the onset below the threshold)
-    post_frames: int = 8  # and end this much later (the word's decaying tail)
+    min_frames: int = 10  # shorter bursts are not speech (clicks, a colleague's loud word)
+    pre_frames: int = 0  # turns start this much earlier (the onset below the threshold)
+    post_frames: int = 4  # and end this much later (the word's decaying tail under the noise)
 
 
 class LevelVad:
@@ -130,7 +132,7 @@ class LevelVad:
         if k:
             peak = np.maximum.accumulate(np.maximum(level, self._peak))
             self._peak = float(peak[-1])
-            above = np.minimum(above, level - (peak - cfg.peak_range_db) + cfg.open_db)
+            above = np.where(level >= peak - cfg.peak_range_db, above, np.minimum(above, -99.0))
         # Below the absolute limit: report it as well under the threshold.
         return np.where(level < cfg.absolute_db, np.minimum(above, -99.0), above)
 
@@ -151,7 +153,9 @@ class PairVad:
     def __init__(self, config: VadConfig | None = None) -> None:
         self.config = config = config or VadConfig()
         self.agent = LevelVad(config)
-        self.customer = LevelVad(config)
+        self.customer = LevelVad(
+            replace(config, open_db=config.customer_open_db, peak_range_db=config.customer_peak_range_db)
+        )
         reach = config.echo_reach_frames
         self._far_hist = np.zeros(reach - 1)  # customer band power, recent frames
         self._talk_hist = np.zeros(reach - 1, dtype=bool)  # customer raw decisions, recent frames
@@ -198,7 +202,7 @@ class PairVad:
         ring[index[-len(ring) :]] = ratios[-len(ring) :]
         self._seen += len(ratios)
         if self._seen >= cfg.coupling_min_frames:
-            self.coupling = float(np.median(ring[: min(self._seen, len(ring))]))
+            self.coupling = float(np.quantile(ring[: min(self._seen, len(ring))], cfg.coupling_quantile))
         guard = np.where(talking, cfg.coupling_margin * self.coupling * envelope, 0.0)
         if residual_echo is not None:
             guard += cfg.echo_margin * np.asarray(residual_echo, dtype=np.float64)
