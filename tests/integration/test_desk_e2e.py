@@ -79,8 +79,13 @@ def test_unplug_replug_and_daemon_restart_mid_call_show_the_truth_again(tmp_path
 
             await desk.stop_daemon()
             await desk.start_daemon()
-            # The restarted daemon shows the mute it last confirmed, flagged unconfirmed (fast red).
-            await desk.wait_lamps({"hook": "solid", "mute": "moving"})
+            # The restarted daemon shows the mute it confirmed for this very call (kept per SIP
+            # Call-ID): solid, not flagged unconfirmed.
+            assert desk.daemon is not None
+            while desk.daemon.desk.awaiting_snapshot:
+                await asyncio.sleep(0.02)
+            assert desk.daemon.desk.muted is True and not desk.daemon.desk.mute_unconfirmed
+            await desk.wait_lamps({"hook": "solid", "mute": "solid", "status": "solid:red"})
             assert desk.customer.calls  # type: ignore[union-attr]  # nobody hung up on the customer
 
     run(scenario())
