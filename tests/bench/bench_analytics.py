@@ -2,7 +2,7 @@
 
 Every detector runs on the same scripted calls (tests/audio/conversations.py: two espeak-ng
 voices taking turns with set overlaps, pauses, holds, consults and muted talk, through a room's
-echo and office noise); the agent's side is offhook's chain without its gate (canceller and
+echo and office noise); the agent's side is offhook's chain without its noise suppressor and gate (canceller and
 residual echo suppression), the customer's side the echo reference. Each detector's raw
 decisions go through the same turn smoothing, and its threshold and smoothing are tuned on the
 even-numbered calls; the figures are those of the odd-numbered (held-out) calls. Truth comes from
@@ -101,8 +101,8 @@ GRID = [
 
 
 def _chain(conv: conversations.Conversation) -> ChainConfig:
-    """offhook's chain without its gate, set up for the room (as an installer sets --tail-ms)."""
-    return ChainConfig(gate=False, aec_config=AecConfig(tail_ms=conv.tail_ms))
+    """offhook's chain without noise suppression and gate, set up for the room (as an installer sets --tail-ms)."""
+    return ChainConfig(ns=False, gate=False, aec_config=AecConfig(tail_ms=conv.tail_ms))
 
 
 def _calls(count: int) -> Iterator[Call]:

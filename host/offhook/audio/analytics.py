@@ -385,7 +385,7 @@ def analyze(
     hold: Bool | None = None,
     muted: Bool | None = None,
 ) -> CallFigures:
-    """A pair of recordings (the whole file is connected time): offhook's chain without its gate
+    """A pair of recordings (the whole file is connected time): offhook's chain without noise suppression and gate
     (echo canceller and residual echo suppression), then the meter. ``hold``/``muted``: optional
     per-frame flags (the tests' scripted calls)."""
     from offhook.audio.aec import AecConfig
@@ -398,7 +398,8 @@ def analyze(
         raise ValueError(f"unsupported rate {rate}: use 16000 or 48000")
     mic = np.asarray(mic, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
-    cleaned = process_signals(mic, ref, ChainConfig(rate=rate, gate=False, aec_config=AecConfig(tail_ms=tail_ms)))
+    chain = ChainConfig(rate=rate, ns=False, gate=False, aec_config=AecConfig(tail_ms=tail_ms))
+    cleaned = process_signals(mic, ref, chain)
     if rate != PROCESS_RATE:
         usable = len(mic) // FACTOR * FACTOR
         mic, ref, cleaned = (Downsampler().process(x[:usable]) for x in (mic, ref, cleaned))
