@@ -23,7 +23,7 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ class Ingest:
     def __init__(self) -> None:
         self.batch = pgstore.Batch()
         self.counters: collections.Counter[str] = collections.Counter({name: 0 for name in COUNTED})
+        # The wallboard (web.py): each accepted state and presence body, as (kind, site, desk, body).
+        self.on_live: Callable[[str, str, str, dict[str, Any]], None] | None = None
 
     def refuse(self, reason: str, what: str) -> None:
         self.counters[reason] += 1
@@ -89,6 +91,8 @@ class Ingest:
             old_body = table.get(key)
             if old_body is None or (old_body["run"], old_body["seq"]) < (body["run"], body["seq"]):
                 table[key] = body
+            if self.on_live is not None and where.kind != S.INVENTORY:
+                self.on_live(where.kind, where.site, where.desk, body)
 
     def pending(self) -> int:
         return len(self.batch.records) + len(self.batch.states)
@@ -137,6 +141,8 @@ class Central:
         self._last_counters: dict[str, int] = {}
         # Optional probe (tests, benchmarks): called with each batch once it has committed.
         self.on_commit: Callable[[pgstore.Batch], None] | None = None
+        # Services run beside ingest and stopped with it (the web side: web.FloorWeb.run).
+        self.services: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
     async def run(self) -> None:
         conn = await self._connect_db(first=True)
@@ -146,6 +152,8 @@ class Central:
             group.create_task(self._writer())
             if self.broker_log is not None:
                 group.create_task(self._tail_broker_log(self.broker_log))
+            for service in self.services:
+                group.create_task(service())
 
     async def _connect_db(self, first: bool = False) -> psycopg.AsyncConnection[Any]:
         backoff = 0.2

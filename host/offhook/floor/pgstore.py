@@ -123,6 +123,25 @@ CREATE TABLE counters (
     PRIMARY KEY (instance, name)
 );
 """,
+    # Central's web side (floor/auth.py): role tokens, stored as SHA-256 only, and the pages' sessions.
+    2: """
+CREATE TABLE api_tokens (
+    id           bigserial PRIMARY KEY,
+    name         text NOT NULL,
+    role         text NOT NULL CHECK (role IN ('supervisor', 'it')),
+    digest       bytea NOT NULL UNIQUE,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    revoked_at   timestamptz,
+    last_used_at timestamptz
+);
+CREATE TABLE web_sessions (
+    digest      bytea PRIMARY KEY,
+    token_id    bigint NOT NULL REFERENCES api_tokens (id) ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL
+);
+CREATE INDEX web_sessions_token ON web_sessions (token_id);
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 _KEYS = ("seq", "call_id")
