@@ -1,14 +1,17 @@
-"""`offhook central`: the floor's service (`run`) and its broker files (`init`)."""
+"""`offhook central`: the service (`run`, with its web side), broker files (`init`), role tokens, inventory."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
+from typing import Any
 
 from offhook.cli import EXIT_OK, UsageError
 
@@ -52,7 +55,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--instance", default="", help="this instance's name in the counters table")
     run.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     run.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    web = run.add_argument_group("web side (wallboard, inventory, JSON API; see docs/floor.md)")
+    web.add_argument("--https", metavar="HOST:PORT", help="serve HTTPS here (e.g. 0.0.0.0:8443); off without it")
+    web.add_argument("--tls-cert", type=Path, help="its certificate chain (PEM; init's server.pem for tests)")
+    web.add_argument("--tls-key", type=Path, help="its private key (PEM)")
+    web.add_argument(
+        "--hold-reminder-s", type=float, default=120.0, help="a hold is highlighted past this (default 120)"
+    )
     run.set_defaults(handler=_run)
+
+    token = commands.add_parser(
+        "token",
+        help="make, list and revoke the web side's role tokens",
+        description="Tokens for the wallboard (role supervisor) and the inventory (role it). A new token is "
+        "shown once; PostgreSQL keeps only its hash.",
+    )
+    token_commands = token.add_subparsers(title="token commands", metavar="COMMAND")
+    create = token_commands.add_parser("create", help="make a token and print it once")
+    create.add_argument("--role", required=True, choices=("supervisor", "it"))
+    create.add_argument("--name", required=True, help="whose or what it is (shown in lists and logs)")
+    revoke = token_commands.add_parser("revoke", help="revoke a token (by id or name); its sessions end")
+    revoke.add_argument("which", help="the token's id or name")
+    listing = token_commands.add_parser("list", help="every token (never the secret)")
+    listing.add_argument("--json", action="store_true")
+    for sub, handler in ((create, _token_create), (revoke, _token_revoke), (listing, _token_list)):
+        sub.add_argument("--db", default=os.environ.get("OFFHOOK_CENTRAL_DB", ""), help="PostgreSQL conninfo or URL")
+        sub.set_defaults(handler=handler)
+    token.set_defaults(handler=lambda _args: token.print_help() or 2)
+
+    inventory = commands.add_parser(
+        "inventory",
+        help="every unit on the floor (serial, desk, agent, board, firmware, slot, health, last seen)",
+    )
+    inventory.add_argument("--db", default=os.environ.get("OFFHOOK_CENTRAL_DB", ""), help="PostgreSQL conninfo or URL")
+    inventory.add_argument("--json", action="store_true", help="one JSON document")
+    inventory.set_defaults(handler=_inventory)
     parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
 
 
@@ -116,6 +153,8 @@ def _run(args: argparse.Namespace) -> int:
     broker = Broker(**{**broker.__dict__, "password": password})
     setup_logging(max(args.verbose, 1), args.log_json)
     central = Central(broker, args.db, instance=args.instance, broker_log=args.broker_log)
+    if args.https:
+        _add_web(central, args)
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -127,3 +166,113 @@ def _run(args: argparse.Namespace) -> int:
 
     logging.getLogger("offhook.central").info("central %s starting", central.instance)
     return asyncio.run(main())
+
+
+def _add_web(central: object, args: argparse.Namespace) -> None:
+    from offhook.floor.central import Central
+    from offhook.floor.web import FloorWeb, server_ssl
+
+    assert isinstance(central, Central)
+    host, _, port = args.https.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--https {args.https!r} must be HOST:PORT")
+    if not args.tls_cert or not args.tls_key:
+        raise UsageError("--https needs --tls-cert and --tls-key (offhook central init writes test ones)")
+    try:
+        context = server_ssl(args.tls_cert, args.tls_key)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot load the TLS certificate or key: {exc}") from None
+    if not args.hold_reminder_s > 0:
+        raise UsageError("--hold-reminder-s must be positive")
+    web = FloorWeb(args.db, ssl_context=context, host=host, port=int(port), hold_reminder_s=args.hold_reminder_s)
+    central.ingest.on_live = web.live
+    central.services.append(web.run)
+
+
+def _db(args: argparse.Namespace) -> Any:
+    import psycopg
+
+    from offhook.floor import pgstore
+
+    if not args.db:
+        raise UsageError("--db (or OFFHOOK_CENTRAL_DB) names the PostgreSQL database")
+
+    async def migrated() -> None:
+        conn = await pgstore.connect(args.db)
+        try:
+            await pgstore.migrate(conn)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(migrated())  # the token and session tables may not exist yet
+        return psycopg.connect(args.db, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        raise UsageError(f"cannot reach the database: {' '.join(str(exc).split())[:200]}") from None
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from offhook.floor import auth
+
+    with _db(args) as conn:
+        try:
+            secret, row = auth.create_token(conn, args.role, args.name)
+        except auth.AuthError as exc:
+            raise UsageError(str(exc)) from None
+    print(secret)
+    print(f"token {row.id} ({row.role}, {row.name!r}): shown once, only its hash is kept", file=sys.stderr)
+    return EXIT_OK
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from offhook.floor import auth
+
+    with _db(args) as conn:
+        rows = auth.revoke_token(conn, args.which)
+    if not rows:
+        print(f"no live token with id or name {args.which!r}", file=sys.stderr)
+        return 1
+    for row in rows:
+        print(f"revoked token {row.id} ({row.role}, {row.name!r})")
+    return EXIT_OK
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    from offhook.floor import auth
+
+    with _db(args) as conn:
+        rows = auth.list_tokens(conn)
+    if args.json:
+        print(json.dumps([{**row.__dict__} for row in rows], default=str, indent=1))
+        return EXIT_OK
+    for row in rows:
+        state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "live"
+        used = f"last used {row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never used"
+        print(f"{row.id:>4}  {row.role:<10}  {row.name:<24}  {state}, {used}")
+    return EXIT_OK
+
+
+def _inventory(args: argparse.Namespace) -> int:
+    import time
+
+    from offhook.floor.web import INVENTORY_FIELDS, INVENTORY_SQL
+    from offhook.metrics.report import printable
+
+    with _db(args) as conn:
+        units = [dict(zip(INVENTORY_FIELDS, row, strict=True)) for row in conn.execute(INVENTORY_SQL).fetchall()]
+    if args.json:
+        print(json.dumps({"units": units}, indent=1))
+        return EXIT_OK
+    now = time.time()
+    columns = ("serial", "site", "desk", "team", "agent", "board", "firmware", "slot", "health", "unit", "pc", "seen")
+    lines: list[tuple[str, ...]] = [columns]
+    for u in units:
+        seen = f"{now - u['last_seen']:.0f} s ago" if u["last_seen"] else "never"
+        unit = "connected" if u["connected"] else "lost"
+        pc = "online" if u["online"] else "offline"
+        lines.append((*(printable(str(u[k])) for k in columns[:9]), unit, pc, seen))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
+    for line in lines:
+        print("  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip())
+    print(f"{len(units)} units")
+    return EXIT_OK
