@@ -130,7 +130,7 @@ function connect() {
     if (event.code === 4401 || (!opened && await refused())) return toLogin("wallboard");
     setLive(false, opened ? "lost the connection to central" : "central is not reachable");
     setTimeout(connect, board.retry);
-    board.retry = Math.min(board.retry * 2, 1000);
+    board.retry = Math.min(board.retry * 2, 500);  // back within 2 s of central
   };
 }
 
