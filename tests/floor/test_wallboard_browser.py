@@ -30,8 +30,8 @@ from offhook.metrics.sink import MetricsSink
 from offhook.metrics.store import CallRecorder
 from offhook.sim.unit import SimulatedUnit
 from offhook.softphone.web import WebSoftphone
-from tests.floor.rig import Mosquitto, count, run, until
-from tests.floor.webrig import CentralWebProcess, make_token
+from tests.floor.rig import CentralTask, Mosquitto, SinkDesk, count, query, run, until
+from tests.floor.webrig import CentralWebProcess, make_token, web_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SERIAL = "0ff0514d0000f101"
@@ -180,3 +180,61 @@ def test_a_call_on_the_wallboard_and_central_restarts(db: str, mqtt: Mosquitto, 
     log = central.log.read_text()
     assert secrets and secrets[0] not in log
     central.log.unlink()
+
+
+def test_the_inventory_page_sorts_and_filters_for_it_only(db: str, mqtt: Mosquitto, tmp_path: Path) -> None:
+    require_chromium(CHROMIUM)
+    from playwright.async_api import async_playwright, expect
+
+    async def scenario() -> None:
+        task = CentralTask(mqtt, db)
+        web = web_for(task.central, mqtt, db)
+        async with task:
+            await asyncio.wait_for(web.ready.wait(), 10)
+            it = make_token(db, auth.IT, "it desk")
+            supervisor = make_token(db, auth.SUPERVISOR, "floor lead")
+            desks = [SinkDesk(mqtt, name, tmp_path) for name in ("desk-01", "desk-02", "desk-03")]
+            for number, (desk, firmware) in enumerate(zip(desks, ("1.10.0", "1.9.2", "1.2.0"), strict=True)):
+                desk.start()
+                unit = {"serial": f"0ff0514d0000000{number}", "board": "pico2", "firmware": firmware, "slot": "a"}
+                desk.client.event({"event": "unit", "connected": True}, unit | {"health": "ok", "transport": "hid"})
+            await until(lambda: len(query(db, "SELECT 1 FROM inventory")) == 3, 10)
+            try:
+                async with async_playwright() as pw:
+                    browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+                    page = await (await browser.new_context(ignore_https_errors=True)).new_page()
+                    base = f"https://localhost:{web.port}"
+                    await page.goto(f"{base}/inventory")
+                    await page.wait_for_url(re.compile(r"/login\?next=/inventory$"))
+                    await page.fill("#token", "ofh_wrong")
+                    await page.click("button[type=submit]")
+                    await expect(page.locator("#error")).to_contain_text("not valid")
+                    await page.fill("#token", it)
+                    await page.click("button[type=submit]")
+                    await page.wait_for_url(re.compile(r"/inventory$"))
+                    rows = page.locator("#units tbody tr")
+                    await expect(rows).to_have_count(3, timeout=5000)
+                    firmware = rows.locator('td[data-key="firmware"]')
+                    await page.click('th[data-key="firmware"]')
+                    await expect(firmware).to_have_text(["1.2.0", "1.9.2", "1.10.0"])  # versions sort as numbers
+                    await page.click('th[data-key="firmware"]')
+                    await expect(firmware).to_have_text(["1.10.0", "1.9.2", "1.2.0"])
+                    await page.fill("#filter", "desk-02")
+                    await expect(rows).to_have_count(1)
+                    await expect(page.locator("#count")).to_have_text("1 of 3 units")
+                    # A supervisor has no inventory: the page and its API are refused.
+                    other = await (await browser.new_context(ignore_https_errors=True)).new_page()
+                    await other.goto(f"{base}/login")
+                    await other.fill("#token", supervisor)
+                    await other.click("button[type=submit]")
+                    await other.wait_for_url(re.compile(r"/wallboard$"))
+                    answer = await other.goto(f"{base}/inventory")
+                    assert answer is not None and answer.status == 403
+                    answer = await other.goto(f"{base}/api/inventory")
+                    assert answer is not None and answer.status == 403
+                    await browser.close()
+            finally:
+                for desk in desks:
+                    await desk.stop()
+
+    run(scenario(), 90)
