@@ -225,9 +225,10 @@ class CentralTask:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.task is not None
+        self.central.closed = True
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+            await asyncio.wait_for(self.task, 15)  # a hang here fails the test instead of stalling the run
 
 
 class CentralProcess:
@@ -293,13 +294,11 @@ class SinkDesk:
         self.calls = 0
 
     def start(self) -> None:
-        self.task = asyncio.create_task(self.client.run())
+        self.client.closed = False
+        self.task = self.client.task = asyncio.create_task(self.client.run())
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        await self.client.close(goodbye=False)
         self.task = None
 
     def call(self, call_id: str | None = None, *, hold: bool = False, missed: bool = False) -> str:

@@ -15,12 +15,13 @@ import pytest
 from offhook import config
 from offhook.daemon.service import Daemon
 from offhook.floor import client as floor_client
+from offhook.floor.client import Broker, FloorClient
 from offhook.floor.pgstore import Batch
 from offhook.metrics.sink import MetricsSink
 from offhook.metrics.store import CallRecorder
 from offhook.sim.unit import SimulatedUnit
 from offhook.softphone.web import WebSoftphone
-from tests.floor.rig import CentralTask, Mosquitto, count, query, run, until
+from tests.floor.rig import SITE, CentralTask, Mosquitto, SinkDesk, count, query, run, until
 
 SERIAL = "0ff0514d0000f100"
 NUMBER = "+4930555123456"
@@ -102,3 +103,47 @@ def test_a_call_on_a_real_daemon_reaches_central_in_order_and_once(
     run(scenario(), 90)
     text = caplog.text
     assert NUMBER not in text and mqtt.password("desk-01") not in text and mqtt.password("central-1") not in text
+
+
+def test_alerts_reach_central_and_a_client_certificate_is_a_desk_credential(db: str, tmp_path: Path) -> None:
+    mqtt = Mosquitto(["desk-01", "desk-02"], client_certs=True)
+    mqtt.start()
+    try:
+
+        async def scenario() -> None:
+            async with CentralTask(mqtt, db):
+                desk = SinkDesk(mqtt, "desk-01", tmp_path)
+                secrets = mqtt.dir / "secrets"
+                # desk-02 logs in with its certificate (its CN is its username), no password.
+                floor = mqtt.floor_config("desk-02") | {
+                    "password_file": "",
+                    "broker": f"mqtts://localhost:{mqtt.port + 1}",
+                }
+                floor |= {"cert_file": str(secrets / "desk-02.pem"), "key_file": str(secrets / "desk-02.key")}
+                by_cert = FloorClient(
+                    Broker.from_config(floor), site=SITE, desk="desk-02", team="red", recorder=desk.recorder
+                )
+                desk.start()
+                certified = asyncio.create_task(by_cert.run())
+                try:
+                    desk.client.event(
+                        {"event": "state", "agent": "on_call", "call": "held", "calls": [{"state": "held"}]}
+                    )
+                    desk.client.event({"event": "hold_reminder", "call": "c1@pbx", "held_s": 120})
+                    desk.client.event({"event": "hold_reminder", "call": "c1@pbx", "held_s": 240})
+                    desk.client.event({"event": "missed_call", "call": "c2@pbx", "peer": NUMBER})
+                    by_cert.event({"event": "state", "agent": "break", "call": "idle", "calls": []})
+                    want = [("desk-01", "long_hold", "c1@pbx"), ("desk-01", "missed_call", "c2@pbx")]
+                    await until(lambda: query(db, "SELECT desk, kind, call_id FROM alerts ORDER BY seq") == want, 10)
+                    await until(
+                        lambda: query(db, "SELECT status FROM live_state WHERE desk = 'desk-02'") == [("break",)]
+                    )
+                finally:
+                    await desk.stop()
+                    certified.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await certified
+
+        run(scenario(), 40)
+    finally:
+        mqtt.close()

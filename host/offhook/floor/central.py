@@ -139,6 +139,7 @@ class Central:
         self._acks: asyncio.Queue[Publish] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._last_counters: dict[str, int] = {}
+        self.closed = False
         # Optional probe (tests, benchmarks): called with each batch once it has committed.
         self.on_commit: Callable[[pgstore.Batch], None] | None = None
         # Services run beside ingest and stopped with it (the web side: web.FloorWeb.run).
@@ -157,7 +158,7 @@ class Central:
 
     async def _connect_db(self, first: bool = False) -> psycopg.AsyncConnection[Any]:
         backoff = 0.2
-        while True:
+        while not self.closed:
             try:
                 conn = await pgstore.connect(self.dsn)
                 await pgstore.migrate(conn)
@@ -166,6 +167,7 @@ class Central:
                 log.warning("central: database unavailable (%s); retrying in %.1f s", _one_line(exc), backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S if not first else 2.0)
+        raise asyncio.CancelledError
 
     async def _mqtt_loop(self) -> None:
         backoff = 0.2
@@ -185,6 +187,8 @@ class Central:
                         group.create_task(self._send_acks(client))
             except* (aiomqtt.MqttError, OSError) as errors:
                 log.warning("central: broker: %s; reconnecting in %.1f s", errors.exceptions[0], backoff)
+            if self.closed:  # a cancel can surface from aiomqtt's exit as an MqttError: never reconnect then
+                return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 1.0)
 
@@ -213,7 +217,7 @@ class Central:
             if not len(batch) and not batch.alerts and not self._counters_changed(batch):
                 continue
             try:
-                written = await pgstore.write(conn, batch, self.instance)
+                written = await self._write(conn, batch)
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
                 log.info("central: write retried (%s)", _one_line(exc))  # another instance wrote the same rows
                 self._unwritten = batch
@@ -234,6 +238,14 @@ class Central:
             for ack in written.acks:
                 body = {"store": ack.store, "upto": ack.upto}
                 self._acks.put_nowait(Publish(S.topic(ack.site, ack.desk, S.ACK), S.encode(body), retain=True))
+
+    async def _write(self, conn: psycopg.AsyncConnection[Any], batch: pgstore.Batch) -> pgstore.Written:
+        try:
+            return await pgstore.write(conn, batch, self.instance)
+        except psycopg.Error:
+            if self.closed:  # psycopg may answer a cancel with an error of its own: stop, never retry
+                raise asyncio.CancelledError from None
+            raise
 
     def _counters_changed(self, batch: pgstore.Batch) -> bool:
         return batch.counters != self._last_counters
@@ -273,6 +285,7 @@ async def serve(central: Central, stop: asyncio.Event) -> int:
     running = asyncio.create_task(central.run())
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    central.closed = True
     running.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await running

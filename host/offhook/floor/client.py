@@ -323,6 +323,7 @@ class FloorClient:
         self._wake = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self.task: asyncio.Task[None] | None = None
+        self.closed = False
 
     def event(self, message: dict[str, Any], unit: dict[str, Any] | None = None) -> None:
         """A daemon listener message (synchronous, never raises into the daemon)."""
@@ -351,6 +352,8 @@ class FloorClient:
                 self.connected.clear()
                 self._client = None
                 self.outbox.rewind()
+            if self.closed:  # a cancel can surface from aiomqtt's exit as an MqttError: never reconnect then
+                return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
             if self.counters["sessions"]:
@@ -363,13 +366,15 @@ class FloorClient:
             with contextlib.suppress(aiomqtt.MqttError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._send(client, self.feed.presence(False, self.counters["sessions"])), 2.0)
 
-    async def close(self) -> None:
-        """Say goodbye and stop (the daemon is stopping)."""
-        await self.stop()
+    async def close(self, goodbye: bool = True) -> None:
+        """Stop for good (the daemon is stopping); ``goodbye``: say offline first."""
+        if goodbye:
+            await self.stop()
+        self.closed = True
         if self.task is not None:
             self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self.task, 5.0)  # a daemon stopping never waits on the broker for long
 
     async def _session(self) -> None:
         feed = self.feed
