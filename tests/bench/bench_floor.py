@@ -159,7 +159,7 @@ async def _floor(workdir: Path, pg: Postgres) -> dict[str, float]:
         pid = central.process.pid
         cpu0, t0 = _cpu_s(pid), time.monotonic()
         for desk in desks:
-            desk.task = asyncio.create_task(desk.client.run())
+            desk.task = desk.client.task = asyncio.create_task(desk.client.run())
         total = DESKS * BACKLOG
         with psycopg.connect(dsn, autocommit=True) as conn:
             while conn.execute("SELECT count(*) FROM calls").fetchone()[0] < total:  # type: ignore[index]
@@ -200,10 +200,8 @@ async def _floor(workdir: Path, pg: Postgres) -> dict[str, float]:
         out["live_calls"] = sum(desk.calls for desk in desks)
         for worker in workers:
             worker.cancel()
-        for desk in desks:
-            assert desk.task is not None
-            desk.task.cancel()
-        await asyncio.gather(*workers, *(d.task for d in desks if d.task), return_exceptions=True)
+        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.gather(*(desk.client.close(goodbye=False) for desk in desks), return_exceptions=True)
         out["generator_rss"] = _rss_mb(os.getpid())
         out["idle_on_cpu"], out["idle_on_rss"] = await asyncio.to_thread(_idle, workdir, mqtt, True)
         out["idle_off_cpu"], out["idle_off_rss"] = await asyncio.to_thread(_idle, workdir, mqtt, False)
