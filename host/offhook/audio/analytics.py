@@ -10,7 +10,7 @@ Why this shape:
 - Sans-IO and numpy only: the daemon, the real-time pipeline and the offline command feed the
   same object, so a figure means the same thing everywhere.
 - Frames are buffered and voice activity decided per block (:mod:`offhook.audio.vad`), and the
-  figures are computed once at call end from the per-frame activity (two bytes a frame): bridging
+  figures are computed once at call end from per-frame scores and flags (21 bytes a frame): bridging
   a gap needs the audio after it anyway, and events are then exact runs, not a state machine's
   approximation of them.
 - Every figure is a function of the two activity tracks and the flags
@@ -118,7 +118,7 @@ class CallFigures:
     dead_airs: list[Event] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able: seconds rounded to 10 ms, levels to 0.1 dB."""
+        """JSON-able: floats to three decimals (seconds to 1 ms), None where there is no value."""
         return _rounded(asdict(self))
 
 
@@ -268,7 +268,7 @@ class ConversationMeter:
     Per frame (10 ms, or any whole number of 10 ms frames) call :meth:`push` with the raw
     microphone, the echo canceller's output before the gate (its residual suppression done), the
     echo reference, the suppressor's residual echo power, and the call's flags; at call end,
-    :meth:`finish`. Memory: 22 bytes per 10 ms frame (8 MB for an hour's call).
+    :meth:`finish`. Memory: 21 bytes kept per 10 ms frame (8 MB for an hour's call).
     """
 
     def __init__(self, config: AnalyticsConfig | None = None) -> None:

@@ -3,14 +3,17 @@
 Why this shape:
 
 - It runs where offhook already has clean signals: the agent's side is the echo canceller's
-  output (after residual suppression, before the gate), the customer's side the echo reference
-  (what the softphone plays). Neither carries the other voice except the echo the canceller left,
-  and the canceller says how much that is (``ResidualEchoSuppressor.residual_power``): it is added
-  to the noise floor, as the gate does, so the customer's voice never counts as the agent's.
+  output (after residual echo suppression, before the gate and noise suppression), the customer's
+  side the echo reference (what the softphone plays). Neither carries the other voice except the
+  echo the canceller left. That follows the reference, so :class:`PairVad` raises the agent's
+  floor by the reference's recent level times the measured coupling between the two (and by the
+  suppressor's residual echo estimate where the chain hands it on, as the gate does): the
+  customer's voice does not count as the agent's.
 - Level, not a speech model: both signals are close-talk speech 15-35 dB over their background,
   so a band level (200-4000 Hz, where speech is and pink office noise is not) over a tracked floor
-  separates them; the bench (tests/bench/bench_analytics.py) measures it against webrtcvad and
-  Silero VAD on the same conversations.
+  separates them, down to a fixed range under the loudest frame (the truth's own definition); the
+  bench (tests/bench/bench_analytics.py) measures it against webrtcvad and Silero VAD on the same
+  calls.
 - The floor is the minimum of the 50 ms level over the last few seconds (minimum statistics): it
   follows a noisier room within that window and never learns speech unless someone talks for the
   whole window without a single pause.
