@@ -201,3 +201,19 @@ def test_the_floor_config_section(tmp_path: Path) -> None:
             config.validate({"floor": good | change})
     assert config.validate({"floor": good | {"broker": "mqtt://127.0.0.1:1883"}})  # on this PC, plain is allowed
     assert broker.Desk.parse("hq/desk-01") == broker.Desk("hq", "desk-01")
+
+
+def test_refusals_are_counted_always_and_logged_at_a_bounded_rate(caplog: pytest.LogCaptureFixture) -> None:
+    from offhook.floor.central import LOG_LINES_PER_MINUTE, Ingest
+
+    now = [0.0]
+    ingest = Ingest(clock=lambda: now[0])
+    for _ in range(LOG_LINES_PER_MINUTE + 30):
+        ingest.message("offhook/v1/hq/desk-01/state", b"{nope")
+    now[0] = 61.0
+    ingest.message("offhook/v1/hq/desk-01/state", b"{nope")
+    ingest.message("elsewhere/+4930123", b"{}")
+    assert ingest.counters["malformed"] == LOG_LINES_PER_MINUTE + 32  # a topic not of the floor is malformed too
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == LOG_LINES_PER_MINUTE + 2 and "30 more not logged" in lines[-2]
+    assert "+4930123" not in caplog.text

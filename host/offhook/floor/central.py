@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import socket
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -42,18 +43,32 @@ MAX_BACKOFF_S = 5.0
 COUNTED = ("malformed", "oversize", "unknown_schema", "unknown_topic", "refused_store", "acl_denied", "auth_refused")
 
 
-class Ingest:
-    """Messages in, batches out (sans-IO)."""
+LOG_LINES_PER_MINUTE = 20  # per reason: a desk flooding bad messages must not flood the log too
 
-    def __init__(self) -> None:
+
+class Ingest:
+    """Messages in, batches out (sans-IO; the clock only paces the refusal log)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.batch = pgstore.Batch()
         self.counters: collections.Counter[str] = collections.Counter({name: 0 for name in COUNTED})
+        self.clock = clock
+        self._logged: dict[str, tuple[float, int, int]] = {}  # reason: (minute start, lines, unlogged)
         # The wallboard (web.py): each accepted state and presence body, as (kind, site, desk, body).
         self.on_live: Callable[[str, str, str, dict[str, Any]], None] | None = None
 
     def refuse(self, reason: str, what: str) -> None:
         self.counters[reason] += 1
-        log.warning("central: refused %s (%s; %d so far)", what, reason, self.counters[reason])
+        now = self.clock()
+        start, lines, unlogged = self._logged.get(reason, (now, 0, 0))
+        if now - start >= 60.0:
+            start, lines = now, 0
+        if lines >= LOG_LINES_PER_MINUTE:
+            self._logged[reason] = (start, lines, unlogged + 1)
+            return
+        more = f", {unlogged} more not logged" if unlogged else ""
+        log.warning("central: refused %s (%s; %d so far%s)", what, reason, self.counters[reason], more)
+        self._logged[reason] = (start, lines + 1, 0)
 
     def message(self, topic: str, payload: bytes) -> None:
         try:
