@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,11 @@ import pytest
 from offhook.floor import auth
 from offhook.floor.web import COOKIE
 from tests.floor.rig import REPO_ROOT, CentralTask, Mosquitto, SinkDesk, run, until
-from tests.floor.webrig import client_ssl, get, make_token, web_for
+from tests.floor.webrig import OFFHOOK, client_ssl, get, make_token, web_for
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "offhook.cli", "central", *args], capture_output=True, text=True, cwd=REPO_ROOT
-    )
+    return subprocess.run([*OFFHOOK, "central", *args], capture_output=True, text=True, cwd=REPO_ROOT)
 
 
 def test_no_token_is_refused_everywhere_but_the_login_page(db: str, mqtt: Mosquitto) -> None:

@@ -21,6 +21,10 @@ from offhook.floor.central import Central
 from offhook.floor.web import FloorWeb, server_ssl
 from tests.floor.rig import REPO_ROOT, Mosquitto, free_port, wait_port
 
+# `python -m offhook.cli` runs cli.py as __main__, whose UsageError is not the one commands raise
+# (a usage error would exit 1 with a traceback): run main() from the imported module instead.
+OFFHOOK = [sys.executable, "-c", "import sys; from offhook.cli import main; sys.exit(main())"]
+
 
 def web_for(central: Central, mqtt: Mosquitto, dsn: str, port: int = 0, **kwargs: Any) -> FloorWeb:
     """Central's web side on ``port`` with init's server certificate (localhost, 127.0.0.1)."""
@@ -47,7 +51,7 @@ class CentralWebProcess:
     def __init__(self, mqtt: Mosquitto, dsn: str, *, hold_reminder_s: float = 120.0, port: int = 0) -> None:
         self.port = port or free_port()
         secrets = mqtt.dir / "secrets"
-        self.command = [sys.executable, "-m", "offhook.cli", "central", "run", "--db", dsn, "--broker", mqtt.url]
+        self.command = [*OFFHOOK, "central", "run", "--db", dsn, "--broker", mqtt.url]
         self.command += ["--username", "central-1", "--password-file", str(secrets / "central-1.password")]
         self.command += ["--ca-file", str(mqtt.dir / "ca.pem"), "--instance", "central-1"]
         self.command += ["--https", f"127.0.0.1:{self.port}", "--tls-cert", str(mqtt.dir / "server.pem")]

@@ -54,7 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("sources", nargs="*", type=Path, metavar="FILE", help="stores or exports (default: --db)")
     _db_option(report, many=True)
     _range_options(report)
-    report.add_argument("--by", metavar="day|hour|agent", help="one row per local day, local hour or agent")
+    report.add_argument(
+        "--by",
+        metavar="day|hour|agent",
+        help="one row per local day, local hour or agent; over PostgreSQL also site, team, month and pairs (team,day)",
+    )
     report.add_argument("--format", default="table", metavar="table|csv|json", help="output format (default: table)")
     report.add_argument("--chart", type=Path, metavar="FILE.png", help="also write charts: AHT per day, ring times")
     report.set_defaults(handler=_report)
@@ -101,7 +105,12 @@ def _db_option(parser: argparse.ArgumentParser, *, many: bool) -> None:
     help_text = "metrics store (default: $OFFHOOK_DATA_DIR/metrics.sqlite3 or the user data dir)"
     if many:
         parser.add_argument(
-            "--db", type=Path, action="append", default=[], metavar="FILE", help=help_text + "; repeatable"
+            "--db",
+            type=_store_or_url,
+            action="append",
+            default=[],
+            metavar="FILE",
+            help=help_text + "; repeatable; or postgresql://… for the whole floor (offhook central's database)",
         )
     else:
         parser.add_argument("--db", type=Path, metavar="FILE", help=help_text)
@@ -145,6 +154,8 @@ def _report(args: argparse.Namespace) -> int:
     from offhook.metrics import report as report_module
     from offhook.metrics.store import MetricsError
 
+    if any(isinstance(db, str) for db in args.db):
+        return _floor_report(args)
     if args.by is not None and args.by not in report_module.BY_CHOICES:
         raise UsageError(f"--by must be day, hour or agent, not {args.by!r}")
     if args.format not in FORMATS:
@@ -474,3 +485,52 @@ def one_time_token(port: int) -> str:
     if not reply.get("ok") or not isinstance(reply.get("token"), str):
         raise RuntimeError(str(reply.get("error", "no token in the reply")))
     return str(reply["token"])
+
+
+# ---------------------------------------------------------------------- the floor (PostgreSQL)
+
+
+def _store_or_url(text: str) -> Path | str:
+    """A store's path, or a PostgreSQL URL kept as text (a Path would fold its '//')."""
+    return text if text.startswith(("postgresql://", "postgres://")) else Path(text)
+
+
+def _floor_report(args: argparse.Namespace) -> int:
+    """The same report over central's PostgreSQL (floor/reports_pg.py says what differs)."""
+    import psycopg
+
+    from offhook.floor import reports_pg
+    from offhook.metrics.report import printable
+    from offhook.metrics.store import MetricsError
+
+    if len(args.db) != 1 or args.sources:
+        raise UsageError("a report over PostgreSQL reads that one database: give no other --db or FILE")
+    if args.chart is not None:
+        raise UsageError("--chart reads SQLite stores and exports only, not PostgreSQL")
+    if args.format not in FORMATS:
+        raise UsageError(f"--format must be table, csv or json, not {args.format!r}")
+    try:
+        query = reports_pg.FloorQuery(_date("--since", args.since), _date("--until", args.until), args.agent, args.by)
+    except MetricsError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        with psycopg.connect(args.db[0], connect_timeout=10) as conn:
+            conn.read_only = True
+            result = reports_pg.build(conn, query)
+    except psycopg.Error as exc:
+        # The URL may carry a password: never echo it, only the server's one-line reason.
+        raise UsageError(f"the floor's database: {printable(' '.join(str(exc).split())[:200])}") from None
+    for warning in result.warnings:
+        print(f"offhook: warning: {printable(warning)}", file=sys.stderr)
+    try:
+        if args.format == "json":
+            json.dump(result.as_json(), sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        elif args.format == "csv":
+            _write_csv(result)
+        else:
+            _print_table(result)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK

@@ -1,0 +1,179 @@
+"""Floor reports: `offhook report --db postgresql://…` over central's ``calls`` table.
+
+The figures and their definitions are metrics/report.py's, to the millisecond: every timing is
+rounded to whole milliseconds first, as the desk's SQLite summary rounds it; means, medians and
+90th percentiles are taken over handled calls only (``percentile_cont``: linear interpolation
+between ranks, numpy's default); AHT is (talk + hold + wrap-up) summed over handled calls divided
+by their number; the missed rate is (missed + abandoned) / all calls; holds and long holds are
+summed over handled calls. An agent is its name within its store, as when the desks' SQLite
+stores are given to one report; groups come out in the same order, with the same names.
+
+What differs from one desk's report: PostgreSQL aggregates (one scan, ``GROUPING SETS`` for the
+groups and the total at once); Python only shapes the few result rows. The floor adds groupings
+the desk has no data for, and pairs of them: ``--by site``, ``team`` (the desk's team now, from
+its presence), ``month``, and one of agent/team/site with one of day/hour/month
+(``--by team,day``). Charts (``--chart``) read SQLite stores only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from offhook.metrics import report as R
+from offhook.metrics.store import HANDLED_OUTCOMES, OUTCOMES, MetricsError
+
+WHO = ("agent", "team", "site")
+WHEN = ("day", "hour", "month")
+FLOOR_BY = WHO + WHEN
+
+
+def parse_by(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    parts = tuple(part.strip() for part in text.split(","))
+    who = [p for p in parts if p in WHO]
+    when = [p for p in parts if p in WHEN]
+    if len(who) + len(when) != len(parts) or len(who) > 1 or len(when) > 1:
+        raise MetricsError(
+            f"--by over PostgreSQL is one of {', '.join(FLOOR_BY)}, or one of {'/'.join(WHO)} with one of"
+            f" {'/'.join(WHEN)} (e.g. team,day), not {text!r}"
+        )
+    return (*who, *when)
+
+
+@dataclass(frozen=True)
+class FloorQuery(R.ReportQuery):
+    """A ReportQuery whose ``by`` may also be a floor grouping (site, team, month, or a pair)."""
+
+    def __post_init__(self) -> None:
+        parse_by(self.by)
+        if self.since and self.until and self.since > self.until:
+            raise MetricsError(f"--since {self.since} is after --until {self.until}")
+
+
+# A group key's SQL; "hour" also needs its parts to sort (DST: of two equal local hours the one
+# with the larger UTC offset came first, as in report.py).
+_KEY_SQL = {
+    "agent": ["c.agent", "c.store_id"],
+    "team": ["coalesce(d.team, '')"],
+    "site": ["c.site"],
+    "day": ["c.local_day"],
+    "month": ["to_char(c.local_day, 'YYYY-MM')"],
+    "hour": ["c.local_day", "substr(c.local_start, 12, 2)", "right(c.local_start, 6)"],
+}
+_HANDLED_SQL = "c.outcome IN (" + ", ".join(f"'{o}'" for o in HANDLED_OUTCOMES) + ")"
+_MS = {name: f"round(coalesce(c.{name}_s, 0) * 1000)" for name in ("ring", "talk", "hold", "wrap")}
+
+
+def sql(query: FloorQuery) -> tuple[str, list[Any], int]:
+    """The report's one statement, its parameters, and how many key columns lead each row."""
+    by = parse_by(query.by)
+    keys = [expr for name in by for expr in _KEY_SQL[name]]
+    where: list[str] = ["true"]
+    params: list[Any] = []
+    if query.since:
+        where.append("c.local_day >= %s")
+        params.append(query.since)
+    if query.until:
+        where.append("c.local_day <= %s")
+        params.append(query.until)
+    if query.agent is not None:
+        where.append("c.agent = %s")
+        params.append(query.agent)
+    outcomes = [f"count(*) FILTER (WHERE c.outcome = '{o}')" for o in OUTCOMES]
+    spreads = []
+    for name in ("ring", "talk", "hold", "wrap"):
+        ms = _MS[name]
+        spreads += [
+            f"avg({ms}) FILTER (WHERE {_HANDLED_SQL})",
+            f"percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY {ms}) FILTER (WHERE {_HANDLED_SQL})",
+        ]
+    sums = [f"sum({_MS[n]}) FILTER (WHERE {_HANDLED_SQL})" for n in ("talk", "hold", "wrap")]
+    sums += [f"sum(c.{n}) FILTER (WHERE {_HANDLED_SQL})" for n in ("holds", "long_holds")]
+    columns = [f"{k} AS k{i}" for i, k in enumerate(keys)]
+    columns += [f"count(*) FILTER (WHERE {_HANDLED_SQL})", *outcomes, *spreads, *sums]
+    columns += ["min(c.local_day)", "max(c.local_day)"]
+    join = " LEFT JOIN desks d ON d.site = c.site AND d.desk = c.desk" if "team" in by else ""
+    group = f" GROUP BY GROUPING SETS (({', '.join(f'k{i}' for i in range(len(keys)))}), ())" if keys else ""
+    text = f"SELECT {', '.join(columns)} FROM calls c{join} WHERE {' AND '.join(where)}{group}"
+    return text, params, len(keys)
+
+
+def build(conn: psycopg.Connection[Any], query: FloorQuery) -> R.Report:
+    text, params, width = sql(query)
+    rows = conn.execute(text, params).fetchall()
+    by = parse_by(query.by)
+    total_row = next((row for row in rows if width == 0 or all(v is None for v in row[:width])), None)
+    groups = [row for row in rows if row is not total_row and (row[0] is not None or width == 0)]
+    stores_of: dict[str, list[str]] = {}
+    if "agent" in by:
+        for row in groups:
+            if row[1] not in stores_of.setdefault(row[0], []):
+                stores_of[row[0]].append(row[1])
+    elif query.agent is not None:
+        stores = conn.execute(
+            "SELECT DISTINCT store_id FROM calls WHERE agent = %s ORDER BY 1", (query.agent,)
+        ).fetchall()
+        stores_of[query.agent] = [s for (s,) in stores]
+    labels, warnings = R._agent_labels(stores_of, query)
+    named = sorted(((_name_and_order(row[:width], by, labels), row[width:]) for row in groups), key=lambda x: x[0][1])
+    total = _figures([R.TOTAL], [total_row[width:]] if total_row else []).rows()[0]
+    days = [d for row in ([total_row[width:]] if total_row else []) for d in row[-2:] if d is not None]
+    report = R.Report(
+        query,
+        total,
+        np.zeros(0, dtype=np.int32),
+        agents=sorted({label for of in labels.values() for label in of.values()}),
+        first_day=min(days).isoformat() if days else None,
+        last_day=max(days).isoformat() if days else None,
+        warnings=warnings,
+    )
+    if by:
+        report.figures = _figures([name for (name, _), _ in named], [values for _, values in named])
+    return report
+
+
+def _name_and_order(key: tuple[Any, ...], by: tuple[str, ...], labels: dict[str, dict[str, str]]) -> tuple[str, Any]:
+    names: list[str] = []
+    order: list[Any] = []
+    i = 0
+    for part in by:
+        if part == "agent":
+            label = labels[key[i]][key[i + 1]]
+            names.append(label)
+            order += [label, key[i + 1]]
+            i += 2
+        elif part == "hour":
+            day, hour, offset = key[i], key[i + 1], key[i + 2]
+            names.append(f"{day.isoformat()}T{hour}:00{offset}")
+            minutes = (int(offset[1:3]) * 60 + int(offset[4:6])) * (-1 if offset[0] == "-" else 1)
+            order += [day, int(hour), -minutes]
+            i += 3
+        else:
+            value = key[i]
+            names.append(value.isoformat() if hasattr(value, "isoformat") else str(value))
+            order.append(names[-1])
+            i += 1
+    return " ".join(names), tuple(order)
+
+
+def _figures(names: list[str], rows: list[tuple[Any, ...]]) -> Any:
+    """report.py's _Figures from the SQL rows (one per group): the same columns, the same rounding."""
+    n = len(names)
+    sizes = np.array([int(r[0]) for r in rows] or [0] * n, dtype=np.int64)
+    counts = np.array([[int(v) for v in r[1 : 1 + len(OUTCOMES)]] for r in rows] or [[0] * len(OUTCOMES)] * n)
+    spreads = []
+    base = 1 + len(OUTCOMES)
+    for s in range(4):
+        means = np.array([float(r[base + 2 * s] or 0) / 1000.0 for r in rows] or [0.0] * n)
+        quantiles = [r[base + 2 * s + 1] or [0.0, 0.0] for r in rows] or [[0.0, 0.0]] * n
+        medians = np.array([float(q[0]) / 1000.0 for q in quantiles])
+        p90s = np.array([float(q[1]) / 1000.0 for q in quantiles])
+        spreads.append([means, medians, p90s])
+    at = base + 8
+    totals = np.array([[float(v or 0) for v in r[at : at + 5]] for r in rows] or [[0.0] * 5] * n, dtype=np.float64)
+    return R._Figures(names, counts.reshape(n, len(OUTCOMES)), sizes, spreads, totals.reshape(n, 5))
