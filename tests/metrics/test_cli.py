@@ -113,6 +113,7 @@ def test_purge_command(store_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         (["report", "--format", "xml"], "--format must be table, csv or json"),
         (["report", "--chart", "out.svg"], "must be a .png file"),
         (["report", "--chart", "/no/such/dir/out.png"], "no such directory"),
+        (["report", "--chart", "/proc/self/out.png"], "cannot write in /proc/self"),  # unwritable, even for root
         (["report", "--db", "/no/such/metrics.sqlite3"], "no metrics database at /no/such/metrics.sqlite3"),
         (["metrics", "purge", "--older-than", "-3"], "must be zero or more days"),
         (["metrics", "purge", "--older-than", "soon"], "is not a number of days"),

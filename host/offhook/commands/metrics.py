@@ -166,6 +166,7 @@ def _report(args: argparse.Namespace) -> int:
             raise UsageError(f"--chart {args.chart} must be a .png file")
         if not args.chart.parent.resolve().is_dir():
             raise UsageError(f"--chart {args.chart}: no such directory {args.chart.parent}")
+        _check_writable(args.chart)
     paths = [*args.sources, *args.db] or [_default_db()]
     matplotlib_ready = None
     if args.chart is not None:
@@ -206,9 +207,24 @@ def _report(args: argparse.Namespace) -> int:
 
         if matplotlib_ready is not None:
             matplotlib_ready.join()
-        write_chart(by_day, args.chart)
+        try:
+            write_chart(by_day, args.chart)
+        except OSError as exc:  # the directory went away or filled up after the check
+            raise UsageError(f"--chart {args.chart}: cannot write it: {exc.strerror or exc}") from None
         print(f"chart written to {args.chart}", file=sys.stderr)
     return EXIT_OK
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a chart path the report could not write, before any work: by trying, since a
+    permission check says yes to root even on a read-only file system."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".offhook-chart-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--chart {path}: cannot write in {path.parent}: {exc.strerror or exc}") from None
 
 
 def _write_csv(result: Report) -> None:
