@@ -43,7 +43,7 @@ class VadConfig:
     rate: int = PROCESS_RATE
     low_hz: float = 200.0
     high_hz: float = 4000.0
-    open_db: float = 6.0  # the agent's band level above the floor (plus echo) that counts as speech
+    open_db: float = 8.0  # the agent's band level above the floor (plus echo) that counts as speech
     customer_open_db: float = 4.0  # the same on the echo reference
     absolute_db: float = -70.0  # quieter than this (dBFS, band) is nobody talking, whatever the floor
     # Speech counts down to this far under the loudest frame so far (where the floor is lower): the
@@ -73,9 +73,9 @@ class Smoothing:
     """Post-processing of raw frame decisions into turns (frames of 10 ms)."""
 
     bridge_frames: int = 30  # gaps shorter than this inside a turn are speech (300 ms)
-    min_frames: int = 10  # shorter bursts are not speech (clicks, a colleague's loud word)
-    pre_frames: int = 0  # turns start this much earlier (the onset below the threshold)
-    post_frames: int = 4  # and end this much later (the word's decaying tail under the noise)
+    min_frames: int = 5  # shorter bursts are not speech (clicks)
+    pre_frames: int = 2  # turns start this much earlier (the onset below the threshold)
+    post_frames: int = 8  # and end this much later (the word's decaying tail under the noise)
 
 
 class LevelVad:
