@@ -291,7 +291,7 @@ def run() -> list[Figure]:
         ]  # fmt: skip
     meter, chain, anchor_cpu = _cpu(test[:4])
     figures.append(
-        Figure(AREA, "offhook analytics CPU (both sides, figures) over the chain's without gate", meter / chain, "x",
+        Figure(AREA, "offhook analytics CPU (both sides, figures) over the chain's (no NS or gate)", meter / chain, "x",
                f"meter {meter:.4f}, chain {chain:.4f} CPU s per audio s; "
                + ", ".join(f"{k} {v:.4f}" for k, v in anchor_cpu.items()),
                f"<= {CPU_GOAL}", meter / chain <= CPU_GOAL)
