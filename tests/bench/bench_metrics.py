@@ -169,8 +169,11 @@ def _size(path: Path) -> int:
         return int(conn.execute("PRAGMA page_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0])
 
 
-def _run_child(argv: list[str]) -> tuple[float, float, str]:
-    """Wall seconds and peak RSS (MB) of one child process, measured with wait4()."""
+def _run_child(argv: list[str]) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MB) of one child process, from wait4().
+
+    The CPU time barely moves when other work shares the machine; the wall time is the goal's measure.
+    """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         process = subprocess.Popen(argv, stdout=out, stderr=err)
@@ -181,7 +184,7 @@ def _run_child(argv: list[str]) -> tuple[float, float, str]:
         err.seek(0)
         if process.returncode != 0:
             raise RuntimeError(f"{argv} failed: {err.read().strip()}")
-        return elapsed, usage.ru_maxrss / 1024, out.read()
+        return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read()
 
 
 def recorder_latency(path: Path, calls: int = 200, synchronous: str = "FULL") -> tuple[float, float]:
@@ -239,8 +242,8 @@ def run() -> list[Figure]:
             "print(c.execute('SELECT count(*), avg(ring_s), avg(talk_s), avg(hold_s), avg(wrap_s) FROM calls"
             " WHERE completed = 1').fetchone())"
         )
-        floor_s, floor_mb, _ = _run_child([sys.executable, "-c", floor_code, str(db)])
-        reference = f"SELECT count/avg pass: {floor_s:.2f} s, {floor_mb:.0f} MB"
+        floor_s, floor_cpu, floor_mb, _ = _run_child([sys.executable, "-c", floor_code, str(db)])
+        reference = f"SELECT count/avg pass: {floor_s:.2f} s ({floor_cpu:.2f} s CPU), {floor_mb:.0f} MB"
         runs = {
             "report (total)": [],
             "report --by day": ["--by", "day"],
@@ -249,13 +252,14 @@ def run() -> list[Figure]:
             "report --by day --chart": ["--by", "day", "--chart", str(Path(tmp) / "chart.png")],
         }
         for name, extra in runs.items():
-            elapsed, peak, out = _run_child([*offhook, "report", "--db", str(db), "--format", "csv", *extra])
+            elapsed, cpu, peak, out = _run_child([*offhook, "report", "--db", str(db), "--format", "csv", *extra])
             assert out.count("\n") > 1, out
             rows = f", {out.count(chr(10)) - 2:,} rows" if extra else ""
             figures.append(
                 Figure("metrics", f"{name}, 1M calls{rows}: time", elapsed, "s", reference, f"< {GOAL_S:g} s")
             )
             figures[-1].met = elapsed < GOAL_S
+            figures.append(Figure("metrics", f"{name}: CPU (user + system)", cpu, "s", reference))
             figures.append(Figure("metrics", f"{name}: peak RSS", peak, "MB", reference, f"< {GOAL_MB:g} MB"))
             figures[-1].met = peak < GOAL_MB
         figures.append(Figure("metrics", "store size, 1M calls", _size(db) / 1e6, "MB"))
