@@ -66,3 +66,32 @@ def test_floor_follows_a_louder_room(near_speech):
     gate = NoiseGate(GateConfig(floor_rise_db_per_s=6.0))
     _, gains = _run(gate, np.concatenate((quiet, loud)))
     assert np.mean(gains[-RATE:] < 0.2) > 0.95
+
+
+def test_the_suppressor_opens_the_gate_for_the_agent_over_the_customers_echo(far_speech, near_speech, office_rirs):
+    """Double talk with the echo 6 dB above the agent: the residual echo the suppressor reports
+    raises the gate's threshold, so the suppressor tells the gate when it hears the agent over
+    the echo; in far-end single talk it hardly ever does."""
+    from scipy.signal import fftconvolve
+
+    from offhook.audio.chain import Chain, ChainConfig
+    from tests.bench.audio.scenes import RATE, pink_noise
+
+    far = far_speech[: 10 * RATE]
+    echo = 0.3 * np.concatenate((np.zeros(1600), fftconvolve(far, office_rirs[0])[: len(far) - 1600]))
+    near = np.zeros(len(far))
+    talk = slice(6 * RATE, 10 * RATE)
+    near[talk] = near_speech[: 4 * RATE] * np.std(echo) / 10 ** (6 / 20) / np.std(near_speech[: 4 * RATE])
+    noise = pink_noise(len(far), np.random.default_rng(4))
+    mic = echo + near + noise * np.std(echo) / 10 ** (30 / 20) / np.std(noise)
+    chain = Chain(ChainConfig(ns=True))
+    n = chain.frame
+    heard = []
+    for k in range(len(mic) // n):
+        chain.process(mic[k * n : (k + 1) * n], far[k * n : (k + 1) * n])
+        heard.append(chain._talking)
+    heard_arr = np.array(heard)
+    words = np.array([np.std(near[k * n : (k + 1) * n]) > 0.3 * np.std(near[talk]) for k in range(len(heard))])
+    single = slice(3 * RATE // n, 6 * RATE // n)
+    assert heard_arr[words].mean() > 0.5
+    assert heard_arr[single].mean() < 0.05

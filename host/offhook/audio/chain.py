@@ -20,7 +20,7 @@ from offhook.audio.gate import GateConfig, NoiseGate
 from offhook.audio.mute import PrivacyMute
 from offhook.audio.ns import NoiseSuppressor, NsConfig
 from offhook.audio.resample import DELAY_48K, FACTOR, Downsampler, Upsampler
-from offhook.audio.suppress import ResidualEchoSuppressor
+from offhook.audio.suppress import ResidualEchoSuppressor, SuppressorConfig
 from offhook.audio.synthesis import Analysis, GainFilter
 
 Float = NDArray[np.float64]
@@ -36,11 +36,11 @@ class ChainConfig:
     ns: bool = False
     gate: bool = True
     low_latency: bool = True  # gains as a 3 ms FIR instead of a 10 ms overlap-add
-    comfort_noise: bool = True
     seed: int = 1
     aec_config: AecConfig = field(default_factory=AecConfig)
     gate_config: GateConfig = field(default_factory=GateConfig)
     ns_config: NsConfig = field(default_factory=NsConfig)
+    suppressor_config: SuppressorConfig = field(default_factory=SuppressorConfig)
 
 
 class Chain:
@@ -51,7 +51,9 @@ class Chain:
         self.frame = config.rate * FRAME_MS // 1000
         self.aec = EchoCanceller(config.aec_config) if config.aec else None
         n = PROCESS_RATE * FRAME_MS // 1000
-        self.suppressor = ResidualEchoSuppressor(n, config.comfort_noise) if config.aec and config.suppress else None
+        self.suppressor = (
+            ResidualEchoSuppressor(n, config.suppressor_config) if config.aec and config.suppress else None
+        )
         self.ns = NoiseSuppressor(n + 1, config.ns_config) if config.ns else None
         self.filter = GainFilter(n, config.low_latency, config.seed) if self.suppressor or self.ns else None
         self._analysis = Analysis(n) if self.ns and not self.aec else None
@@ -63,6 +65,7 @@ class Chain:
         self._down_ref = Downsampler()
         self._up = Upsampler()
         self._echo_left = 0.0  # mean power per sample of the echo the suppressor left (for the gate)
+        self._talking = False  # the suppressor hears the agent over the echo (for the gate)
         self._last_gain = np.ones(n + 1)
         self._staged = np.zeros((2, self.frame))  # mic, reference: a frame not yet whole
         self._fill = 0
@@ -84,14 +87,14 @@ class Chain:
             ref = self._down_ref.process(ref)
         out = self._clean(np.asarray(mic, dtype=np.float64), ref)
         if self.gate:
-            out = self.gate.process(out, self._echo_left * self.echo_margin)
+            out = self.gate.process(out, self._echo_left * self.echo_margin, self._talking)
         if self._resampled:
             out = self._up.process(out)
         return self.mute.process(out)
 
     def _clean(self, mic: Float, ref: Float) -> Float:
         """Canceller, residual echo suppressor and noise suppressor, each handing on to the next."""
-        self._echo_left = 0.0
+        self._echo_left, self._talking = 0.0, False
         live = bool(mic.any())  # digital zeros (a muted source) stay exact zeros
         if self.aec is not None:
             linear = self.aec.process(mic, ref)
@@ -112,8 +115,8 @@ class Chain:
                 if self.ns is None:
                     return self.filter.pass_through(block)
             else:
-                echo = self.suppressor.process(linear)
-                gain, missing, self._echo_left = echo
+                echo = self.suppressor.process(linear, self.ns.noise if self.ns else None)
+                gain, missing, self._echo_left, self._talking = echo
         if self.ns is not None:
             noise_gain = self.ns.process(power)
             if gain is None:

@@ -71,7 +71,7 @@ class NoiseGate:
     def noise_floor_db(self) -> float | None:
         return self._floor_db
 
-    def _decide(self, level_db: float, echo_power: float = 0.0) -> bool:
+    def _decide(self, level_db: float, echo_power: float = 0.0, talking: bool = False) -> bool:
         cfg = self.config
         if self._floor_db is None:
             if level_db < -100.0:  # digital silence (stream start, muted source): no floor yet
@@ -88,7 +88,7 @@ class NoiseGate:
         if echo_power > 0.0:
             floor = 10 * math.log10(10 ** (floor / 10) + echo_power)
         above = level_db - floor
-        if above > cfg.open_db:
+        if talking or above > cfg.open_db:
             self._open = True
             self._hold_left = self._hold
         elif self._open and above < cfg.close_db:
@@ -106,9 +106,11 @@ class NoiseGate:
             self._gains = np.full(self._steady_len, self._gain)
         return self._gains
 
-    def process(self, frame: Float, echo_power: float = 0.0) -> Float:
+    def process(self, frame: Float, echo_power: float = 0.0, talking: bool = False) -> Float:
         """Gate one frame. ``echo_power``: residual echo the canceller knows it left (mean power
-        per sample); it raises the thresholds, so leftover echo does not open the gate."""
+        per sample); it raises the thresholds, so leftover echo does not open the gate.
+        ``talking``: the echo suppressor hears the agent over the echo (double talk), which the
+        raised thresholds would hide: the gate opens."""
         frame = np.asarray(frame, dtype=np.float64)
         size = self.block
         blocks = len(frame) // size
@@ -127,7 +129,9 @@ class NoiseGate:
         self._recent = history[len(history) - (span - 1) :]
         floor_gain = self.floor_gain
         targets = [
-            1.0 if self._decide(10 * math.log10(sum(history[i : i + span]) / span + 1e-12), echo_power) else floor_gain
+            1.0
+            if self._decide(10 * math.log10(sum(history[i : i + span]) / span + 1e-12), echo_power, talking)
+            else floor_gain
             for i in range(blocks)
         ]
         self._gains = None

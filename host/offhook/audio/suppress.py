@@ -11,6 +11,7 @@ tracked noise spectrum, so the far end never hears the line "drop out". The gain
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -25,11 +26,28 @@ class EchoGains(NamedTuple):
     gain: Float  # per-bin gain
     missing: Float | None  # background power the gain removed, for comfort noise (None: no comfort noise)
     left: float  # mean power per sample of the echo left after suppression: background for the gate
+    talking: bool  # the agent talks over the echo: the output holds that much more than echo and noise
+
+
+@dataclass(frozen=True)
+class SuppressorConfig:
+    # Double talk, for the gate: the output's power beyond ``over`` times the residual echo and
+    # the noise, summed over bins, stands ``talk_db`` above the echo and noise together. The gate
+    # goes by level, and the echo it is told about raises its threshold over the agent's words.
+    # Tuning set (10 of its scenarios): 0 dB gave double-talk PESQ 1.89 but 29.6 dB single-talk
+    # ERLE (noise bursts passed for words); 3 dB 1.87 and 32.2 dB; without it 1.82 and 39.1 dB.
+    # A floor that stops suppression where the noise and the agent's words mask the residual
+    # echo was tried as well: it cost 0.01 PESQ in double talk and was removed.
+    talk_db: float = 3.0
+    over: float = 4.0
+    comfort_noise: bool = True
 
 
 class ResidualEchoSuppressor:
-    def __init__(self, frame: int, comfort_noise: bool = True) -> None:
+    def __init__(self, frame: int, config: SuppressorConfig | None = None) -> None:
+        self.config = config = config or SuppressorConfig()
         self.frame = frame
+        self._talk = 10 ** (config.talk_db / 10)
         bins = frame + 1
         self._echo_hold = np.zeros(bins)
         self._spread = np.array([0.25, 0.5, 0.25])
@@ -38,10 +56,11 @@ class ResidualEchoSuppressor:
         self._smooth = np.zeros(bins)
         self._prior_carry = np.full(bins, 0.85)  # 0.85 * gain**2 * posterior of the last frame
         self._started = False
-        self._comfort = comfort_noise
+        self._comfort = config.comfort_noise
         self.gain_floor = 10 ** (-40 / 20)
 
-    def process(self, linear: Linear) -> EchoGains:
+    def process(self, linear: Linear, noise: Float | None = None) -> EchoGains:
+        """``noise``: a better noise estimate than this suppressor's own (the noise suppressor's)."""
         e_pow, y_pow = linear.powers
         leak = linear.leak
         # Spread the echo estimate over neighbouring bins and hold it over a few frames: non-linear
@@ -63,6 +82,13 @@ class ResidualEchoSuppressor:
         prior += self._prior_carry
         gain = prior / (1.0 + prior)
         np.maximum(gain, self.gain_floor, out=gain)
+        background = self._noise if noise is None else noise
+        near = e_pow - self.config.over * residual - background
+        np.maximum(near, 0.0, out=near)
+        echo_sum, noise_sum = float(residual.sum()), float(background.sum())
+        # Only where the echo stands above the noise: elsewhere the gate's own level rule hears the
+        # agent, and noise bursts (keys, babble) would pass for words.
+        talking = echo_sum > noise_sum and float(near.sum()) > self._talk * (echo_sum + noise_sum)
         gain2 = gain * gain
         # Mean power per sample of the echo left after suppression (Parseval, sqrt-Hann frame),
         # held over two frames: the gate counts it as background, not as the agent talking.
@@ -76,7 +102,7 @@ class ResidualEchoSuppressor:
         missing = None
         if self._comfort:
             missing = (1.0 - gain2) * np.minimum(self._noise, e_pow)
-        return EchoGains(gain, missing, held)
+        return EchoGains(gain, missing, held, talking)
 
     def idle(self, linear: Linear) -> None:
         """No echo left (the far end has been silent for longer than the echo lasts): every gain
