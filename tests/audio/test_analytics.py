@@ -178,3 +178,20 @@ def test_smoothing_bridges_gaps_drops_blips_and_pads():
 
     out = smooth(raw, Smoothing(bridge_frames=30, min_frames=8, pre_frames=2, post_frames=5))
     assert np.array_equal(out, track(200, (0.08, 1.05)))
+
+
+def test_residual_echo_estimate_keeps_leftover_echo_out():
+    """What the chain's suppressor says it left (EchoGains.left) raises the agent's floor, as for the gate."""
+    rng = np.random.default_rng(9)
+    n = 4 * 16000
+    burst = track(n // FRAME, (1.0, 3.0)).repeat(FRAME)
+    cleaned = 1e-4 * rng.standard_normal(n) + 0.01 * rng.standard_normal(n) * burst  # -40 dBFS while on
+    results = []
+    for left in (0.0, 1e-4):
+        meter = ConversationMeter()
+        for k in range(n // FRAME):
+            sl = slice(k * FRAME, (k + 1) * FRAME)
+            meter.push(cleaned[sl], cleaned[sl], np.zeros(FRAME), left * burst[k * FRAME])
+        results.append(meter.finish().agent_talk_s)
+    assert results[0] == pytest.approx(2.0, abs=0.15)
+    assert results[1] == 0.0
