@@ -180,6 +180,9 @@ async def _floor(workdir: Path, pg: Postgres) -> dict[str, float]:
     central = CentralProcess(mqtt, dsn)
     out: dict[str, float] = {}
     try:
+        # The daemon idle first: the scripted unit's select() needs descriptors below 1,024.
+        out["idle_on_cpu"], out["idle_on_rss"] = await asyncio.to_thread(_idle, workdir, mqtt, True)
+        out["idle_off_cpu"], out["idle_off_rss"] = await asyncio.to_thread(_idle, workdir, mqtt, False)
         central.start()
         desks = [LoadDesk(mqtt, name, workdir) for name in names]
         for desk in desks:
@@ -239,8 +242,6 @@ async def _floor(workdir: Path, pg: Postgres) -> dict[str, float]:
                 desk.task.cancel()
         await asyncio.sleep(2)
         out["generator_rss"] = _rss_mb(os.getpid())
-        out["idle_on_cpu"], out["idle_on_rss"] = await asyncio.to_thread(_idle, workdir, mqtt, True)
-        out["idle_off_cpu"], out["idle_off_rss"] = await asyncio.to_thread(_idle, workdir, mqtt, False)
     finally:
         central.stop()
         mqtt.close()
