@@ -67,4 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m offhook.cli`: run the imported module's main, so the UsageError the commands raise
+    # (offhook.cli's) is the one caught here, not a second copy of this module's class.
+    from offhook.cli import main as imported_main
+
+    sys.exit(imported_main())

@@ -53,3 +53,14 @@ def test_link_decode_rejects_non_hex() -> None:
     result = run("link", "decode", "zz")
     assert result.returncode == 2
     assert result.stderr.startswith("offhook: error: not hex bytes")
+
+
+def test_python_dash_m_gives_the_same_one_line_error() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "offhook.cli", "report", "--by", "week"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert result.stderr == "offhook: error: --by must be day, hour or agent, not 'week'\n"
