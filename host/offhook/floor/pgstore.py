@@ -142,6 +142,36 @@ CREATE TABLE web_sessions (
 );
 CREATE INDEX web_sessions_token ON web_sessions (token_id);
 """,
+    # calls partitioned by month of local_day (a call's day never changes, so (store, call, day) is
+    # still one key per call); write() makes each month's partition before its first record.
+    3: """
+ALTER TABLE calls RENAME TO calls_v2;
+ALTER TABLE calls_v2 RENAME CONSTRAINT calls_pkey TO calls_v2_pkey;
+ALTER INDEX calls_day RENAME TO calls_v2_day;
+CREATE TABLE calls (LIKE calls_v2 INCLUDING DEFAULTS, PRIMARY KEY (store_id, call_id, local_day))
+    PARTITION BY RANGE (local_day);
+CREATE INDEX calls_day ON calls (local_day, site, desk);
+CREATE TABLE calls_default PARTITION OF calls DEFAULT;
+DO $$
+DECLARE month date;
+BEGIN
+    FOR month IN SELECT DISTINCT date_trunc('month', local_day)::date FROM calls_v2 LOOP
+        EXECUTE format('CREATE TABLE %I PARTITION OF calls FOR VALUES FROM (%L) TO (%L)',
+            'calls_' || to_char(month, 'YYYY_MM'), month, (month + interval '1 month')::date);
+    END LOOP;
+END $$;
+INSERT INTO calls SELECT * FROM calls_v2;
+DO $$
+DECLARE month date;
+BEGIN
+    FOR month IN SELECT generate_series(date_trunc('month', current_date), date_trunc('month', current_date)
+            + interval '2 months', interval '1 month')::date LOOP
+        EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF calls FOR VALUES FROM (%L) TO (%L)',
+            'calls_' || to_char(month, 'YYYY_MM'), month, (month + interval '1 month')::date);
+    END LOOP;
+END $$;
+DROP TABLE calls_v2;
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 _KEYS = ("seq", "call_id")
@@ -265,16 +295,57 @@ CREATE TEMP TABLE IF NOT EXISTS incoming_calls (LIKE calls INCLUDING DEFAULTS) O
 _CALLS_UPSERT = f"""
 INSERT INTO calls ({", ".join(CALL_COLUMNS)})
 SELECT {", ".join(CALL_COLUMNS)} FROM incoming_calls
-ON CONFLICT (store_id, call_id) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in CALL_COLUMNS[2:])},
+ON CONFLICT (store_id, call_id, local_day) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in CALL_COLUMNS[2:])},
     committed_at = now()
 WHERE calls.seq < EXCLUDED.seq
 """
+
+
+_PARTITIONS: set[tuple[str, int, str, str]] = set()  # (host, port, database, partition) seen to exist
+PARTITION_LOCK_TIMEOUT = "1s"  # never hold ingest up behind a long report: the month is made next time
+
+
+def partition_of(day: str) -> tuple[str, str, str]:
+    """The partition of a local day ('2026-03-10'): its name, first day and the next month's first day."""
+    year, month = int(day[:4]), int(day[5:7])
+    after = f"{year + month // 12:04d}-{month % 12 + 1:02d}-01"
+    return f"calls_{year:04d}_{month:02d}", f"{year:04d}-{month:02d}-01", after
+
+
+async def ensure_partitions(conn: psycopg.AsyncConnection[Any], days: set[str]) -> None:
+    """Make the month partitions these days need, each in a short transaction of its own, before the
+    batch's. A month that cannot be made now (a lock held past the timeout, or rows of it already in
+    the default partition) stays in calls_default: its rows are right, only not pruned."""
+    for name, first, after in sorted({partition_of(str(day)) for day in days}):
+        key = (conn.info.host, conn.info.port, conn.info.dbname, name)
+        if key in _PARTITIONS:
+            continue
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'")
+                await conn.execute("SELECT pg_advisory_xact_lock(4242021)")  # instances one at a time
+                found = await (await conn.execute("SELECT to_regclass(%s)", (name,))).fetchone()
+                early = await (
+                    await conn.execute(
+                        "SELECT 1 FROM calls_default WHERE local_day >= %s AND local_day < %s LIMIT 1", (first, after)
+                    )
+                ).fetchone()
+                if (found is None or found[0] is None) and early is None:
+                    # name and bounds come from partition_of: digits only
+                    await conn.execute(
+                        f"CREATE TABLE {name} PARTITION OF calls FOR VALUES FROM ('{first}') TO ('{after}')"
+                    )
+        except psycopg.errors.LockNotAvailable:
+            log.info("central: partition %s not made yet (busy); its rows go to calls_default meanwhile", name)
+            continue
+        _PARTITIONS.add(key)
 
 
 async def write(conn: psycopg.AsyncConnection[Any], batch: Batch, instance: str) -> Written:
     """Write one batch in one transaction; the acks to publish once it has committed."""
     refused = 0
     acks: list[Ack] = []
+    await ensure_partitions(conn, {str(r["local_day"]) for _, _, r in batch.records.values()})
     async with conn.transaction():
         owners: dict[str, tuple[str, str]] = {}
         stores = sorted({(store, site, desk) for site, desk, store, _ in batch.batches})
