@@ -103,7 +103,7 @@ class Session:
                     self._heard_at = now
                     self._handle(item, now)
         unit = self.unit
-        if unit.request_seq >= 0 and not self._in_flight(unit.request_seq):
+        if unit.request_seq >= 0 and not self.link.in_flight(unit.request_seq):
             unit.confirmed(unit.request_seq)
         if unit.host:
             # What a HID softphone set, for the daemon to fold in (after its first STATE if non-zero).
@@ -123,16 +123,9 @@ class Session:
             self.receiver.poll(self.busy())
             self.reboot = self.receiver.reboot
         if not unit.host and (now - self._hello_at) & 0x3FFFFFFF >= HELLO_RETRY_MS:
-            if not self._in_flight(self._hello_seq):
+            if not self.link.in_flight(self._hello_seq):
                 self._send_hello(now)
         self.flush()
-
-    def _in_flight(self, seq):
-        # Link has no public query for this; _pending holds the unacknowledged frames.
-        for entry in self.link._pending:
-            if entry.seq == seq:
-                return True
-        return False
 
     def _handle(self, frame, now):
         mtype = frame.type

@@ -563,6 +563,13 @@ class Link:
     def pending(self):
         return len(self._pending)
 
+    def in_flight(self, seq):
+        """Whether the reliable frame ``seq`` still waits for its ACK (not yet ACKed, NACKed or failed)."""
+        for entry in self._pending:  # noqa: SIM110  (a loop: any() would allocate on the unit's heap every step)
+            if entry.seq == seq:
+                return True
+        return False
+
     def send(self, mtype, payload=b"", now_ms=0, reliable=None):
         """Queue one message; returns its sequence number.
 
