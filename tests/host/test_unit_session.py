@@ -7,11 +7,15 @@ import contextlib
 import os
 import select
 import time
+from pathlib import Path
 
 import pytest
 
+from offhook import config
 from offhook import linkproto as L
+from offhook.daemon.service import Daemon
 from offhook.daemon.unit import UNIT_MESSAGES_KEPT, UnitLost, UnitSession
+from offhook.softphone.web import WebSoftphone
 from offhook.transport.serial import SerialTransport
 from tests.host.fake_unit import PtyUnit
 
@@ -185,5 +189,42 @@ def test_unread_unit_messages_stay_bounded() -> None:
         kept = [session.unit_messages.get_nowait() for _ in range(session.unit_messages.qsize())]
         await stop(running, session, unit)
         assert [f.seq for f in kept] == list(range(1000 + sent - UNIT_MESSAGES_KEPT, 1000 + sent))  # the newest
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_the_daemon_waits_for_the_answer_to_its_own_hello(tmp_path: Path) -> None:
+    """The same crossing at the daemon: its HELLO lost, the unit's boot HELLO crossing it, then the
+    unit deaf for longer than the HELLO's retries. The daemon asks again and sends its STATE only
+    after the answer to its own HELLO: one session, no HELLO after the STATE to blank it."""
+
+    def booting(unit: PtyUnit, deaf_s: float) -> None:
+        decoder = L.Decoder()
+        while not any(isinstance(f, L.Frame) and f.type == L.HELLO for f in decoder.feed(os.read(unit.master, 4096))):
+            pass  # the daemon's HELLO: lost, the unit is still booting
+        unit.send(L.HELLO, L.encode_json(unit.hello()))  # the boot HELLO, crossing it
+        deadline = time.monotonic() + deaf_s
+        while time.monotonic() < deadline:
+            if select.select([unit.master], [], [], 0.01)[0]:
+                os.read(unit.master, 4096)
+        unit.pump(1.5)
+
+    async def scenario() -> None:
+        unit = PtyUnit()
+        cfg = config.validate({"unit": {"port": unit.path}})
+        daemon = Daemon(cfg, WebSoftphone(), tmp_path / "state.json", transport_factory=SerialTransport)
+        sessions: list[bool] = []
+        daemon.listeners.append(lambda m: sessions.append(m["connected"]) if m["event"] == "unit" else None)
+        unit_side = asyncio.create_task(asyncio.to_thread(booting, unit, 1.6))
+        running = asyncio.create_task(daemon.run())
+        await unit_side
+        assert daemon.unit_connected.is_set() and daemon.unit is not None and daemon.unit.serial == unit.serial
+        types = [frame.type for frame in unit.frames]
+        assert L.STATE in types and L.HELLO not in types[types.index(L.STATE) :], types
+        assert sessions == [True]  # the crossing cost no session
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        unit.unplug()
 
     asyncio.run(asyncio.wait_for(scenario(), 20))

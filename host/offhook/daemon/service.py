@@ -20,13 +20,13 @@ from offhook import settings
 from offhook.daemon.desk import Command, Desk, Effect, Notice, Record, Timers, UnitState
 from offhook.daemon.memory import DeskMemory
 from offhook.daemon.routing import Discover, NoUnit, Route, choose_unit, route
-from offhook.daemon.unit import UnitInfo, UnitLost, UnitSession
 from offhook.settings import Policy
 from offhook.softphone.base import CallState, EventKind, Op, Softphone, SoftphoneError, SoftphoneEvent
 from offhook.transport.base import Transport, TransportClosed
 from offhook.transport.discovery import candidates
 from offhook.transport.hid import HidTransport
 from offhook.transport.serial import SerialTransport
+from offhook.unitlink import ButtonEvent, HidLeds, Message, UnitInfo, UnitLink, UnitLost, log_frame
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class Daemon:
         self._next_heartbeat = 0.0
         self.recorder = recorder
         self.audio_mute = audio_mute
-        self.session: UnitSession | None = None
+        self.session: UnitLink | None = None
         self.unit: UnitInfo | None = None
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self.unit_connected = asyncio.Event()
@@ -199,7 +199,7 @@ class Daemon:
             try:
                 way = self._route(unit_config)
                 factory = self.hid_transport_factory if way.kind == "hid" else self.transport_factory
-                session = UnitSession(factory(way.path), self.clock)
+                session = UnitLink(factory(way.path), self.clock, self._from_unit)
                 self.unit = await session.connect()
             except (NoUnit, UnitLost, TransportClosed) as exc:
                 log.info("unit: %s; retrying in %.1f s", exc, backoff)
@@ -210,17 +210,14 @@ class Daemon:
             self.session = session
             self.unit_path, self.unit_transport = way.unit_path, way.kind
             info = self.unit
-            log.info("unit %s (%s, firmware %s) on %s %s", info.serial, info.board, info.firmware, way.kind, way.path)
+            log.info("unit %s (%s, firmware %s) on %s %s", info.serial, info.board, info.fw, way.kind, way.path)
             self._broadcast({"event": "unit", "connected": True, "serial": self.unit.serial})
             try:
                 await self._send_full_state(session)
                 self.unit_connected.set()
                 # A task group: when one part ends the session, the others are cancelled with it.
                 async with asyncio.TaskGroup() as group:
-                    group.create_task(session.run())
-                    group.create_task(self._button_loop(session))
-                    group.create_task(self._hid_leds_loop(session))
-                    group.create_task(self._resync_loop(session))
+                    group.create_task(session.run())  # hands what the unit sends to _from_unit
                     group.create_task(self._until_lent())
             except* UnitLost as lost:  # also a plain UnitLost from send_state, before the group
                 log.warning("unit lost: %s", lost.exceptions[0])
@@ -274,31 +271,25 @@ class Daemon:
             self._lent.clear()
             self._given_back.set()
 
-    async def _resync_loop(self, session: UnitSession) -> None:
-        """A unit that reset (said HELLO again) gets the whole state again at once."""
-        while True:
-            await session.resync.wait()
-            session.resync.clear()
-            self.unit = session.info
-            await self._send_full_state(session)
+    async def _from_unit(self, message: Message) -> None:
+        """What the unit sent, in order (the session's handler, run by session.run())."""
+        if isinstance(message, ButtonEvent):
+            await self.press(message.button, message.gesture)
+        elif isinstance(message, HidLeds):  # what a HID softphone set on the unit's LED outputs
+            await self.apply(self.desk.hid_softphone_leds(message.bits, self.clock()))
+        elif isinstance(message, UnitInfo):  # it reset (said HELLO again): the whole state at once
+            self.unit = message
+            if self.session is not None:
+                await self._send_full_state(self.session)
+        else:  # CONFIG, UPDATE_STATUS...: nothing for the daemon; LOG and NACK are logged
+            log_frame(message, self.unit.serial if self.unit else self.unit_path)
 
-    async def _send_full_state(self, session: UnitSession) -> None:
+    async def _send_full_state(self, session: UnitLink) -> None:
         """The whole STATE, unless the softphone's calls are not known yet: then nothing, and the
         unit keeps showing "no host" until the snapshot's STATE (the desk emits it)."""
         state = self.desk.full_state(self.clock())
         if state is not None:
             await session.send_state(state.call, state.agent, state.flags, state.timer_s)
-
-    async def _button_loop(self, session: UnitSession) -> None:
-        while True:
-            event = await session.events.get()
-            await self.press(event.button, event.gesture)
-
-    async def _hid_leds_loop(self, session: UnitSession) -> None:
-        """What a HID softphone set on the unit's LED outputs, folded into the unit's STATE."""
-        while True:
-            leds = await session.hid_leds.get()
-            await self.apply(self.desk.hid_softphone_leds(leds, self.clock()))
 
     async def press(self, button: int, gesture: int) -> None:
         """A gesture from the unit (or the API's virtual buttons): the desk decides what it means."""
