@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from offhook.cli import EXIT_FAILED, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
-    from offhook.fleet.flasher import UnitInfo
+    from offhook.unitlink import UnitInfo
 
 IDENTIFY_SECONDS = (1.0, 600.0)  # long enough to spot on the floor, short enough not to be forgotten
 
@@ -150,6 +150,7 @@ async def _flash_paths(
 
     from offhook.api.client import DaemonRefused, borrowed_unit
     from offhook.fleet import flasher
+    from offhook.unitlink import UnitInfo
 
     port = _api_port()
     owned = await _daemon_unit(port)
@@ -165,8 +166,8 @@ async def _flash_paths(
         reason = f"could not borrow the unit from the daemon: {exc}"
     others = [path for path in paths if path != owned_path]
     results = await flasher.flash_all(others, data, manifest, parallel, retries, progress) if others else []
-    refused = flasher.FlashResult(unit=str(owned.get("serial", "?")), path=owned_path)
-    refused.old, refused.reason = str(owned.get("fw", "")), reason
+    info = UnitInfo.from_hello(owned)
+    refused = flasher.FlashResult(unit=info.serial or "?", path=owned_path, old=info.fw, reason=reason)
     return [*results, refused]
 
 
@@ -214,6 +215,7 @@ def _table(results: list) -> None:
 def _devices(args: argparse.Namespace) -> int:
     from offhook.fleet import flasher
     from offhook.transport.discovery import candidates
+    from offhook.unitlink import UnitInfo
 
     units = candidates(hid=True)
 
@@ -227,25 +229,16 @@ def _devices(args: argparse.Namespace) -> int:
             )
         )
         if owned is not None:
-            text = {key: str(owned.get(key, "")) for key in ("serial", "board", "fw", "slot", "health")}
             hid_path = next((c.hid_path for c in units if c.path == owned_path), "")
-            info = flasher.UnitInfo(
-                path=str(owned_path),
-                transport=_daemon_transport(str(owned.get("transport") or "serial"), hid_path),
-                hid_path=hid_path,
-                serial=text["serial"],
-                board=text["board"],
-                fw=text["fw"],
-                slot=text["slot"],
-                health=text["health"],
-                safe_mode=bool(owned.get("safe_mode", False)),
-            )
+            transport = _daemon_transport(str(owned.get("transport") or "serial"), hid_path)
+            info = UnitInfo.from_hello(owned, str(owned_path), transport)
+            info.hid_path = hid_path
             infos.insert(0, info)
         return infos
 
     infos = asyncio.run(ask())
     if args.json:
-        json.dump([info.__dict__ for info in infos], sys.stdout, indent=2)
+        json.dump([info.row() for info in infos], sys.stdout, indent=2)
         print()
         return EXIT_OK
     from rich.cells import cell_len

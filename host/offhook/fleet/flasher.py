@@ -1,54 +1,49 @@
 """Flash signed bundles onto units over the link, many at once, and ask units who they are.
 
-One asyncio task per unit, each with its own link (offhook.linkproto) over a transport
-(serial: a real unit's CDC port or a simulated unit's pty). The host side only frames
-bytes and waits for ACKs, so twenty units cost it little; the link rate is the limit.
+One asyncio task per unit, each with its own offhook.unitlink.UnitLink over a serial transport
+(a real unit's CDC port or a simulated unit's pty). The host side only frames bytes and waits for
+ACKs, so twenty units cost it little; the link rate is the limit.
 
-Per unit: HELLO (board and version), UPDATE_BEGIN, the bundle in UPDATE_CHUNKs (a window
-of frames in flight), UPDATE_COMMIT; the unit verifies, then switches slots, deferring
-while a call is up ("deferred"); after its reset, its HELLO must report the new version
-and the unit must confirm its own health (UPDATE_STATUS "confirmed" or HELLO health).
+Per unit: the HELLO exchange (board and version), then ``Update``: UPDATE_BEGIN, the bundle in
+UPDATE_CHUNKs (a window of frames in flight), UPDATE_COMMIT; the unit verifies, then switches
+slots, deferring while a call is up ("deferred"); after its reset, its HELLO must report the new
+version and the unit must confirm its own health (UPDATE_STATUS "confirmed" or HELLO health).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
+import enum
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from offhook import __version__
 from offhook import linkproto as L
-from offhook.transport.base import Transport, TransportClosed
+from offhook.transport.base import TransportClosed
 from offhook.transport.hid import HidTransport
 from offhook.transport.serial import SerialTransport
+from offhook.unitlink import Message, UnitInfo, UnitLink, UnitLost
+
+__all__ = ["FlashFailed", "FlashResult", "Flasher", "Phase", "UnitInfo", "Update", "flash_all", "identify", "query"]
 
 CHUNK = L.MAX_PAYLOAD - 4
 WINDOW = 12  # reliable frames in flight (the link allows 16)
+# Generous retry: twenty VMs on two cores may take a while to ACK; a retransmission costs link time.
+RETRY_MS = 1000
+MAX_TRIES = 6
 HELLO_TIMEOUT_S = 5.0
 CONFIRM_TIMEOUT_S = 45.0
 IDLE_TIMEOUT_S = 10.0  # no ACK progress this long during the transfer: give up this try
+SETTLE_S = 2.0  # frames still in flight when a try ends get this long to be ACKed (UnitLink.running)
+RESUME_CAP = "update_resume"  # HELLO caps: its UPDATE_STATUS says where to resume (PROTOCOL.md)
 
 
 class FlashFailed(Exception):
     def __init__(self, reason: str, retry: bool = False) -> None:
         super().__init__(reason)
         self.retry = retry
-
-
-@dataclass
-class UnitInfo:
-    path: str
-    transport: str = "serial"
-    serial: str = ""
-    board: str = ""
-    fw: str = ""
-    slot: str = ""
-    health: str = ""
-    safe_mode: bool = False
-    error: str = ""
-    hid_path: str = ""  # its HID vendor interface too (transport "serial+hid")
 
 
 @dataclass
@@ -75,144 +70,248 @@ class FlashResult:
 Progress = Callable[[str, int, int, str], None]  # (path, done, total, phase)
 
 
-class UnitLink:
-    """A host-side link to one unit: frames in, reliable frames out, waits for conditions."""
-
-    def __init__(self, transport: Transport) -> None:
-        self.transport = transport
-        # Generous retry: twenty VMs on two cores may take a while to ACK; a retransmission costs link time.
-        self.link = L.Link(retry_ms=1000, max_tries=6)
-        self.frames: asyncio.Queue[L.Frame] = asyncio.Queue()
-        self.hello: dict | None = None
-        self.changed = asyncio.Event()
-        self.closed = False
-        self._t0 = time.monotonic()
-        self._tasks: list[asyncio.Task[None]] = []
-
-    def now(self) -> int:
-        return int((time.monotonic() - self._t0) * 1000)
-
-    async def open(self) -> None:
-        await self.transport.open()
-        await self.transport.write(b"\x00")
-        self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._poller())]
-
-    async def close(self) -> None:
-        # Let frames still on their way (a refused update's chunks) reach the unit and be ACKed
-        # first: arriving after the next session's HELLO they would reuse its sequence numbers.
-        if self._tasks and not self.closed:
-            with contextlib.suppress(FlashFailed):
-                await self.wait_for(lambda: not self.link.pending, 2.0, "")
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self.transport.close()
-
-    async def _reader(self) -> None:
-        try:
-            while True:
-                data = await self.transport.read()
-                for item in self.link.receive(data, self.now()):
-                    if isinstance(item, L.Frame):
-                        if item.type == L.HELLO:
-                            with contextlib.suppress(ValueError):
-                                self.hello = L.decode_json(item.payload)
-                        self.frames.put_nowait(item)
-                await self.flush()
-                self.changed.set()
-        except TransportClosed:
-            self.closed = True
-            self.changed.set()
-
-    async def _poller(self) -> None:
-        with contextlib.suppress(TransportClosed):
-            while True:
-                await asyncio.sleep(0.05)
-                self.link.poll(self.now())
-                await self.flush()
-
-    async def flush(self) -> None:
-        out = self.link.take_output()
-        if out:
-            await self.transport.write(out)
-
-    async def send(self, mtype: int, payload: bytes = b"") -> int:
-        seq = self.link.send(mtype, payload, self.now())
-        await self.flush()
-        return seq
-
-    async def say_hello(self) -> dict:
-        self.hello = None
-        self.link.reset()
-        await self.send(L.HELLO, L.encode_json({"proto": L.PROTOCOL_VERSION, "host": __version__}))
-        # Wait for the unit's HELLO and the ACK of ours: a retransmitted HELLO arriving after the
-        # next frames would restart the unit's session (and its duplicate window) in the middle of them.
-        await self.wait_for(
-            lambda: self.hello is not None and not self.link.pending, HELLO_TIMEOUT_S, "no HELLO from the unit"
-        )
-        assert self.hello is not None
-        return self.hello
-
-    async def wait_for(self, condition: Callable[[], bool], timeout: float, reason: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if self.closed:
-                raise FlashFailed("link closed", retry=True)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise FlashFailed(reason, retry=True)
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), min(left, 0.25))
-
-
-def _info(path: str, hello: dict, transport: str) -> UnitInfo:
-    return UnitInfo(
-        path=path,
-        transport=transport,
-        serial=str(hello.get("serial", "")),
-        board=str(hello.get("board", "")),
-        fw=str(hello.get("fw", "")),
-        slot=str(hello.get("slot", "")),
-        health=str(hello.get("health", "")),
-        safe_mode=bool(hello.get("safe_mode", False)),
-    )
+def _link(transport: SerialTransport | HidTransport) -> UnitLink:
+    return UnitLink(transport, retry_ms=RETRY_MS, max_tries=MAX_TRIES)
 
 
 async def query(path: str, transport: str = "serial", hid_path: str = "") -> UnitInfo:
     """One unit's HELLO: serial, board, firmware version, slot, health. ``transport`` names how
     the unit is reachable (discovery.Candidate.transport); a HID-only unit is asked over HID,
     every other over its serial port."""
-    unit = UnitLink(HidTransport(path) if transport == "hid" else SerialTransport(path))
+    unit = _link(HidTransport(path) if transport == "hid" else SerialTransport(path))
     try:
-        await unit.open()
-        info = _info(path, await unit.say_hello(), transport)
-    except (FlashFailed, TransportClosed) as exc:
-        info = UnitInfo(path=path, transport=transport, error=str(exc))
+        info = await unit.connect(HELLO_TIMEOUT_S)
+    except (UnitLost, TransportClosed) as exc:
+        info = UnitInfo(path=path, error=str(exc))
     finally:
-        await unit.close()
-    info.hid_path = hid_path
-    return info
+        unit.close()
+    return dataclasses.replace(info, path=path, transport=transport, hid_path=hid_path)
 
 
 async def identify(path: str, seconds: float) -> UnitInfo:
     """Blink the unit (STATE identify flag) for ``seconds``, then show "no host" again."""
-    unit = UnitLink(SerialTransport(path))
-    info = UnitInfo(path=path, transport="serial")
+    unit = _link(SerialTransport(path))
+    info = UnitInfo(path=path)
     try:
-        await unit.open()
-        info = _info(path, await unit.say_hello(), "serial")
-        await unit.send(L.STATE, L.encode_state(L.CALL_IDLE, L.AGENT_OFFLINE, L.STATE_IDENTIFY))
-        await asyncio.sleep(seconds)
-        await unit.send(L.STATE, L.encode_state(L.CALL_IDLE, L.AGENT_OFFLINE, 0))
-        await asyncio.sleep(0.3)
-    except (FlashFailed, TransportClosed) as exc:
+        info = await unit.connect(HELLO_TIMEOUT_S)
+        async with unit.running(SETTLE_S):
+            await unit.send_state(L.CALL_IDLE, L.AGENT_OFFLINE, L.STATE_IDENTIFY, 0)
+            await asyncio.sleep(seconds)
+            await unit.send_state(L.CALL_IDLE, L.AGENT_OFFLINE, 0, 0)
+            await asyncio.sleep(0.3)
+    except (UnitLost, TransportClosed) as exc:
         info.error = str(exc)
     finally:
-        await unit.close()
+        unit.close()
     return info
+
+
+def _expected_offset(reason: str) -> int | None:
+    """Where to resume, from a NACK's text: the fallback for a unit without RESUME_CAP, whose
+    updater says it only as "expected offset N" (the safe-mode loader's /lib/updater.py, which is
+    never updated over the link, and firmware before the field)."""
+    if reason.startswith("expected offset "):
+        return int(reason.rsplit(" ", 1)[1])
+    return None
+
+
+class Phase(enum.Enum):
+    BEGIN = "begin"
+    SENDING = "sending"
+    COMMIT = "commit"
+    REBOOTING = "rebooting"
+    CONFIRMING = "confirming"
+    CONFIRMED = "confirmed"  # the ends: CONFIRMED, UP_TO_DATE, ROLLED_BACK, FAILED
+    UP_TO_DATE = "up to date"
+    ROLLED_BACK = "rolled back"
+    FAILED = "failed"
+
+
+class Update:
+    """One bundle onto one unit over an open UnitLink whose ``run()`` is going: a state machine.
+
+    BEGIN → SENDING → COMMIT → REBOOTING → CONFIRMING → CONFIRMED; BEGIN → UP_TO_DATE; any of the
+    first five → FAILED, REBOOTING or CONFIRMING → ROLLED_BACK. ``on_message`` (the link's handler,
+    or called by the one it has) moves it on what the unit says; ``run`` does each phase's sending
+    and waiting, calls ``progress(bytes done, phase text)`` and raises FlashFailed unless it ends
+    CONFIRMED or UP_TO_DATE. Fills ``result``.
+    """
+
+    def __init__(
+        self, unit: UnitLink, bundle: bytes, manifest: dict, result: FlashResult, progress: Callable[[int, str], None]
+    ) -> None:
+        self.unit = unit
+        self.bundle = bundle
+        self.manifest = manifest
+        self.want = str(manifest["version"])
+        self.result = result
+        self.progress = progress
+        self.phase = Phase.BEGIN
+        self.failure: FlashFailed | None = None
+        self.offset = 0  # the next byte to send
+        self._ours: set[int] = set()  # seqs this update sent: a NACK of another frame is not its business
+        self._structured = False  # the unit says where to resume in UPDATE_STATUS (RESUME_CAP)
+        self._deferred = False
+        self._back = False  # the new version said HELLO
+        self._confirmed = False
+        self._started = 0.0
+
+    # ------------------------------------------------ what the unit says
+
+    def on_message(self, message: Message) -> None:
+        if isinstance(message, UnitInfo):
+            self._hello(message)
+        elif isinstance(message, L.Frame) and message.type == L.UPDATE_STATUS:
+            try:
+                status = L.decode_json(message.payload)
+            except ValueError:
+                return
+            self._status(status)
+        elif isinstance(message, L.Frame) and message.type == L.NACK and len(message.payload) >= 3:
+            seq, _code, reason = L.decode_nack(message.payload)
+            if seq in self._ours:
+                self._nack(reason)
+
+    def _status(self, status: dict) -> None:
+        phase, sending = status.get("phase"), self.phase in (Phase.BEGIN, Phase.SENDING, Phase.COMMIT)
+        if phase == "failed" and sending:
+            self._fail(str(status.get("reason", "refused")))
+        elif phase == "receiving" and type(status.get("resume")) is int:
+            self._rewind(status["resume"])
+        elif phase == "deferred" and self.phase is Phase.COMMIT and not self._deferred:
+            self._deferred = True
+            self.result.events.append("deferred")
+            self.progress(len(self.bundle), "deferred: call in progress")
+        elif phase == "rebooting" and self.phase is Phase.COMMIT:
+            self.phase = Phase.REBOOTING
+        elif phase == "confirmed" and status.get("fw") == self.want:
+            self._confirmed = self._confirmed or self.phase in (Phase.REBOOTING, Phase.CONFIRMING)
+
+    def _nack(self, reason: str) -> None:
+        if self._structured or self.phase not in (Phase.BEGIN, Phase.SENDING, Phase.COMMIT):
+            return  # a unit with RESUME_CAP follows each NACK with UPDATE_STATUS: "resume" or "failed"
+        offset = _expected_offset(reason)
+        if offset is None:
+            self._fail(reason)
+        else:
+            self._rewind(offset)
+
+    def _rewind(self, offset: int) -> None:
+        if self.phase is Phase.SENDING and offset < self.offset:
+            self.result.events.append(f"rewind {offset}")
+            self.offset = offset
+
+    def _hello(self, info: UnitInfo) -> None:
+        if self.phase not in (Phase.REBOOTING, Phase.CONFIRMING):
+            return
+        if "rolled back" in info.boot:
+            self._fail(f"rolled back to {info.fw}: {info.boot}", end=Phase.ROLLED_BACK)
+        elif info.fw == self.want:
+            self._back = True
+            self._confirmed = self._confirmed or info.health == "confirmed"
+
+    def _fail(self, reason: str, retry: bool = False, end: Phase = Phase.FAILED) -> None:
+        if self.failure is None:
+            self.failure, self.phase = FlashFailed(reason, retry), end
+
+    # ------------------------------------------------ each phase's work
+
+    async def run(self) -> None:
+        steps = {
+            Phase.BEGIN: self._begin,
+            Phase.SENDING: self._send_chunks,
+            Phase.COMMIT: self._commit,
+            Phase.REBOOTING: self._reboot,
+            Phase.CONFIRMING: self._confirm,
+        }
+        while self.phase in steps:
+            await steps[self.phase]()
+        if self.failure is not None:
+            raise self.failure
+
+    async def _begin(self) -> None:
+        info, r, total = self.unit.info, self.result, len(self.bundle)
+        assert info is not None, "Update needs a unit that said HELLO"
+        r.unit, r.old = info.serial or "?", info.fw
+        self._structured = RESUME_CAP in info.caps
+        if info.proto != L.PROTOCOL_VERSION:
+            self._fail(f"unit speaks link protocol {info.proto}, this host {L.PROTOCOL_VERSION}")
+        elif info.board != self.manifest["board"]:
+            self._fail(f"unit is {info.board}, bundle is for {self.manifest['board']}")
+        elif info.fw == self.want and info.health in ("confirmed", "") and not info.safe_mode:
+            r.result, r.reason, self.phase = "up to date", "", Phase.UP_TO_DATE
+            self.progress(total, "up to date")
+        else:
+            meta = {"size": total, "version": self.want, "board": self.manifest["board"]}
+            self._started = time.monotonic()
+            self._post(L.UPDATE_BEGIN, L.encode_json(meta), Phase.SENDING)
+            self.progress(0, "sending")
+            await self.unit.flush()
+
+    async def _send_chunks(self) -> None:
+        """A window of chunks in flight, back to where the unit asks; COMMIT once every one is ACKed."""
+        link, r, total = self.unit.link, self.result, len(self.bundle)
+        last_progress = time.monotonic()
+        while self.phase is Phase.SENDING:
+            if self.offset < total and link.pending < WINDOW:
+                data = self.bundle[self.offset : self.offset + CHUNK]
+                self._post(L.UPDATE_CHUNK, L.encode_chunk(self.offset, data))
+                self.offset += len(data)
+                r.bytes_sent = self.offset
+                if self.offset % (CHUNK * 16) < CHUNK or self.offset == total:
+                    self.progress(self.offset, "sending")
+                await self.unit.flush()
+                continue
+            if self.offset >= total and not link.pending:
+                r.transfer_s = time.monotonic() - self._started
+                r.retransmissions += link.stats["retries"]
+                self._post(L.UPDATE_COMMIT, b"", Phase.COMMIT)
+                self.progress(total, "verifying")
+                await self.unit.flush()
+                return
+            before = link.pending
+            await self.unit.until(functools.partial(self._moved_on, before, self.offset), 0.25)
+            if link.pending < before:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > IDLE_TIMEOUT_S:
+                self._fail("transfer stalled", retry=True)
+
+    def _post(self, mtype: int, payload: bytes, phase: Phase | None = None) -> None:
+        """Queue a frame as this update's, and enter ``phase``, before it is written: the unit's
+        answer may be handled while the write is under way."""
+        self._ours.add(self.unit.queue(mtype, payload))
+        self.phase = phase or self.phase
+
+    def _moved_on(self, pending: int, offset: int) -> bool:
+        """Room in the window, a rewind or another phase since ``pending`` and ``offset``."""
+        return self.unit.link.pending < pending or self.offset != offset or self.phase is not Phase.SENDING
+
+    async def _commit(self) -> None:
+        """The unit verifies, then switches slots; a call defers that, and a call may last."""
+        if not await self.unit.until(lambda: self.phase is not Phase.COMMIT, 24 * 3600):
+            self._fail("no switch", retry=True)
+
+    async def _reboot(self) -> None:
+        """The unit resets: a real one re-enumerates (the port may vanish), a simulated one keeps its
+        pty. A HELLO the old firmware sent just before its reset is stale: wait for the new version,
+        or for a boot loader that reports a rollback; then HELLO, so the new firmware has its host."""
+        self.progress(len(self.bundle), "rebooting")
+        if not await self.unit.until(lambda: self._back or self.phase is not Phase.REBOOTING, CONFIRM_TIMEOUT_S):
+            self._fail("unit did not come back with the new version", retry=True)
+        if self.phase is Phase.REBOOTING:
+            info = await self.unit.hello(CONFIRM_TIMEOUT_S)
+            self.phase = Phase.CONFIRMING if self.phase is Phase.REBOOTING else self.phase
+            self._hello(info)
+            self.progress(len(self.bundle), "confirming")
+
+    async def _confirm(self) -> None:
+        if not await self.unit.until(lambda: self._confirmed or self.phase is not Phase.CONFIRMING, CONFIRM_TIMEOUT_S):
+            self._fail("new firmware did not confirm its health", retry=True)
+        if self.phase is Phase.CONFIRMING:
+            self.phase = Phase.CONFIRMED
+            r = self.result
+            r.result, r.reason = "ok", "switched after the call ended" if self._deferred else ""
+            self.progress(len(self.bundle), "ok")
 
 
 class Flasher:
@@ -247,136 +346,18 @@ class Flasher:
         return self.result
 
     async def _once(self) -> None:
-        unit = UnitLink(SerialTransport(self.path))
+        unit = _link(SerialTransport(self.path))
+        update = Update(unit, self.bundle, self.manifest, self.result, self._phase)
+        unit.handler = update.on_message
         try:
-            await unit.open()
-            await self._transfer(unit)
-        except TransportClosed as exc:
-            # Unplugged at open or mid-write (EIO on the port): a failed try like any other.
+            await unit.connect(HELLO_TIMEOUT_S)
+            async with unit.running(SETTLE_S):
+                await update.run()
+        except (UnitLost, TransportClosed) as exc:
+            # Unplugged at open or mid-write (EIO on the port), or silent: a failed try like any other.
             raise FlashFailed(str(exc), retry=True) from None
         finally:
-            await unit.close()
-
-    async def _transfer(self, unit: UnitLink) -> None:
-        r = self.result
-        hello = await unit.say_hello()
-        r.unit = str(hello.get("serial", "?"))
-        r.old = str(hello.get("fw", ""))
-        want = self.manifest["version"]
-        if hello.get("proto") != L.PROTOCOL_VERSION:
-            raise FlashFailed(f"unit speaks link protocol {hello.get('proto')}, this host {L.PROTOCOL_VERSION}")
-        if hello.get("board") != self.manifest["board"]:
-            raise FlashFailed(f"unit is {hello.get('board')}, bundle is for {self.manifest['board']}")
-        if r.old == want and hello.get("health") in ("confirmed", None) and not hello.get("safe_mode"):
-            r.result, r.reason = "up to date", ""
-            self._phase(len(self.bundle), "up to date")
-            return
-        statuses: list[dict] = []
-        nacks: list[tuple[int, str]] = []
-        ours: set[int] = set()
-        nacked: set[int] = set()
-
-        def drain() -> None:
-            while not unit.frames.empty():
-                frame = unit.frames.get_nowait()
-                if frame.type == L.UPDATE_STATUS:
-                    with contextlib.suppress(ValueError):
-                        statuses.append(L.decode_json(frame.payload))
-                elif frame.type == L.NACK:
-                    seq, _code, reason = L.decode_nack(frame.payload)
-                    if seq in ours:
-                        nacks.append((seq, reason))
-                        nacked.add(seq)
-
-        def check() -> int | None:
-            """Raise on a refusal; return the offset to go back to if the unit asked for one."""
-            failed = unit.link.take_failed()  # NACKed frames land here too
-            drain()
-            rewind = None
-            for _seq, reason in nacks:
-                if reason.startswith("expected offset "):
-                    wanted = int(reason.rsplit(" ", 1)[1])
-                    rewind = wanted if rewind is None else min(rewind, wanted)
-                else:
-                    raise FlashFailed(reason)
-            nacks.clear()
-            for status in statuses:
-                if status.get("phase") == "failed":
-                    raise FlashFailed(str(status.get("reason", "refused")))
-            if any(seq not in nacked for seq, _type in failed):
-                raise FlashFailed("unit stopped acknowledging", retry=True)
-            return rewind
-
-        meta = {"size": len(self.bundle), "version": want, "board": self.manifest["board"]}
-        started = time.monotonic()
-        ours.add(await unit.send(L.UPDATE_BEGIN, L.encode_json(meta)))
-        self._phase(0, "sending")
-        offset = 0
-        last_progress = time.monotonic()
-        while offset < len(self.bundle) or unit.link.pending:
-            rewind = check()
-            if rewind is not None and rewind < offset:
-                r.events.append(f"rewind {rewind}")
-                offset = rewind
-                continue
-            if offset < len(self.bundle) and unit.link.pending < WINDOW:
-                data = self.bundle[offset : offset + CHUNK]
-                ours.add(await unit.send(L.UPDATE_CHUNK, L.encode_chunk(offset, data)))
-                offset += len(data)
-                r.bytes_sent = offset
-                if offset % (CHUNK * 16) < CHUNK or offset == len(self.bundle):
-                    self._phase(offset, "sending")
-                continue
-            before = unit.link.pending
-            unit.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(unit.changed.wait(), 0.25)
-            if unit.closed:
-                raise FlashFailed("link closed during transfer", retry=True)
-            if unit.link.pending < before:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > IDLE_TIMEOUT_S:
-                raise FlashFailed("transfer stalled", retry=True)
-        r.transfer_s = time.monotonic() - started
-        r.retransmissions += unit.link.stats["retries"]
-        ours.add(await unit.send(L.UPDATE_COMMIT))
-        self._phase(len(self.bundle), "verifying")
-
-        def switched() -> bool:
-            check()
-            phases = [s.get("phase") for s in statuses]
-            if "deferred" in phases and "rebooting" not in phases:
-                r.events.append("deferred")
-                self._phase(len(self.bundle), "deferred: call in progress")
-            return "rebooting" in phases
-
-        await unit.wait_for(switched, 24 * 3600, "no switch")  # a call may last; the unit says when
-        self._phase(len(self.bundle), "rebooting")
-        statuses.clear()
-        unit.hello = None
-
-        # The unit resets: a real one re-enumerates (the port may vanish), a simulated one keeps its pty.
-        # A HELLO the old firmware sent just before its reset is stale: wait for the new version, or for
-        # a boot loader that reports a rollback.
-        def back() -> bool:
-            hello = unit.hello or {}
-            if "rolled back" in str(hello.get("boot", "")):
-                raise FlashFailed(f"rolled back to {hello.get('fw')}: {hello.get('boot')}")
-            return hello.get("fw") == want
-
-        await unit.wait_for(back, CONFIRM_TIMEOUT_S, "unit did not come back with the new version")
-        await unit.send(L.HELLO, L.encode_json({"proto": L.PROTOCOL_VERSION, "host": __version__}))
-        self._phase(len(self.bundle), "confirming")
-
-        def confirmed() -> bool:
-            drain()
-            if unit.hello and unit.hello.get("health") == "confirmed" and unit.hello.get("fw") == want:
-                return True
-            return any(s.get("phase") == "confirmed" and s.get("fw") == want for s in statuses)
-
-        await unit.wait_for(confirmed, CONFIRM_TIMEOUT_S, "new firmware did not confirm its health")
-        r.result, r.reason = "ok", "switched after the call ended" if "deferred" in r.events else ""
-        self._phase(len(self.bundle), "ok")
+            unit.close()
 
 
 async def flash_all(
