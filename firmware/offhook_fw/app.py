@@ -68,6 +68,7 @@ class App:
         self.input_buttons = b""
         self.store = ConfigStore(config_path, self.apply_config)
         caps = list(board.CAPS)
+        caps.append("update_resume")  # session.py: UPDATE_STATUS says where an update resumes
         link = hw.link
         self.hid = hid  # offhook_fw.hid.Hid when usb_setup configured USB HID (boot.py), else None
         if hid is not None:

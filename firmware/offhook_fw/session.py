@@ -190,8 +190,12 @@ class Session:
             import updater  # lazily: only a unit being updated pays its heap
 
             self.receiver = updater.Receiver(self.identity["board"], VERSION, self._send_now)
-        reason = self.receiver.handle(frame, self.busy())
+        receiver = self.receiver
+        reason = receiver.handle(frame, self.busy())
         if reason:
+            up = receiver.updater
+            if up is not None:  # a chunk ahead of what arrived (one was lost): say where to resume
+                receiver.status("receiving", {"progress": up.received, "size": receiver.size, "resume": up.received})
             self.link.nack(frame, L.ERR_REFUSED, reason)
         self.unit.updating = 1 if self.receiver.updater is not None and not self.receiver.reboot else 0
         self.reboot = self.receiver.reboot
