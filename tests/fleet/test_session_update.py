@@ -69,3 +69,24 @@ def test_refused_update_is_nacked_with_the_reason(mpvm: MicroPythonVM) -> None:
     assert nacks and nacks[0][1] == L.ERR_REFUSED and "bundle is for board pico, this unit is sim" in nacks[0][2]
     assert next(s for s in _statuses(frames) if s["phase"] == "failed")["reason"] == nacks[0][2]
     assert mpvm.run("import os\nprint('slot_a' in os.listdir('/'))").check().strip() == "False"
+
+
+def test_a_chunk_ahead_says_where_to_resume_in_update_status_and_the_nack(mpvm: MicroPythonVM) -> None:
+    """One chunk lost in the window: the next is refused with the old NACK text (older hosts parse
+    it) and UPDATE_STATUS carries ``resume``; HELLO's caps say the unit sends it."""
+    fw.load(mpvm)
+    mpvm.put("/keys.json", json.dumps({"n": keyring.n_hex(0)}))
+    mpvm.run(fw.VM_PRELUDE + "import bootsel\nbootsel.BOOT = ('factory', '')\napp = vm_main.create()\napp.boot(0)\n")
+    host = fw.Host(mpvm)
+    hello = next(L.decode_json(f.payload) for f in host.run(20) if f.type == L.HELLO)
+    assert "update_resume" in hello["caps"]
+    data = keyring.signed(FILES, "0.2.0", board="sim")
+    host.send(L.UPDATE_BEGIN, L.encode_json({"size": len(data), "version": "0.2.0", "board": "sim"}))
+    host.send(L.UPDATE_CHUNK, L.encode_chunk(0, data[:476]))
+    ahead = host.send(L.UPDATE_CHUNK, L.encode_chunk(952, data[952:1428]))  # 476 never arrived
+    frames = host.run(host.t + 100)
+    nacks = [L.decode_nack(f.payload) for f in frames if f.type == L.NACK]
+    assert nacks == [(ahead, L.ERR_REFUSED, "expected offset 476")]
+    assert [s for s in _statuses(frames) if "resume" in s] == [
+        {"phase": "receiving", "progress": 476, "size": len(data), "resume": 476}
+    ]
