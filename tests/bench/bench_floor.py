@@ -89,8 +89,10 @@ class LoadDesk:
     def state(self, agent: str, calls: list[dict[str, Any]]) -> None:
         self.client.event({"event": "state", "agent": agent, "call": "idle", "calls": calls})
 
-    def moment(self, moment: str, call_id: str, **data: Any) -> None:
-        self.sink(Moment(moment, call_id, time.monotonic(), data))
+    async def moment(self, moment: str, call_id: str, **data: Any) -> None:
+        # Off the loop: a thousand desks' fsyncs in one loop would delay every other desk's state,
+        # which a real desk (its own daemon process) never sees.
+        await asyncio.to_thread(self.sink, Moment(moment, call_id, time.monotonic(), data))
         self.client.event({"event": "recorded", "moment": moment, "call": call_id})
 
     async def work(self, until: float, rng: random.Random) -> None:
@@ -102,23 +104,23 @@ class LoadDesk:
                 return
             self.calls += 1
             call = f"{self.name}-live-{self.calls}@pbx"
-            self.moment("ringing", call, direction="inbound", peer=f"+49301{rng.randrange(10**7):07d}")
+            await self.moment("ringing", call, direction="inbound", peer=f"+49301{rng.randrange(10**7):07d}")
             self.state("available", [{"state": "ringing"}])
             await asyncio.sleep(rng.uniform(2, 6))
-            self.moment("answered", call)
+            await self.moment("answered", call)
             self.state("on_call", [{"state": "active"}])
             await asyncio.sleep(rng.uniform(10, 40))
             if rng.random() < 0.3:
-                self.moment("hold_started", call)
+                await self.moment("hold_started", call)
                 self.state("on_call", [{"state": "held", "held_s": 0.0}])
                 await asyncio.sleep(rng.uniform(3, 10))
-                self.moment("hold_ended", call)
+                await self.moment("hold_ended", call)
                 self.state("on_call", [{"state": "active"}])
                 await asyncio.sleep(rng.uniform(5, 20))
-            self.moment("hung_up", call)
+            await self.moment("hung_up", call)
             self.state("wrap_up", [])
             await asyncio.sleep(rng.uniform(3, 8))
-            self.moment("wrap_up_ended", call)
+            await self.moment("wrap_up_ended", call)
             self.state("available", [])
 
 
