@@ -27,13 +27,14 @@ AEC3_WHEEL_PIN := aec-audio-processing==1.0.1
 APT_FLOOR := mosquitto mosquitto-clients postgresql
 FLOOR_PG_USER := offhook-pg
 
-.PHONY: help venv vm test lint run bench soak dist clean
+.PHONY: help venv vm test lint run bench soak dist clean floor
 
 help:
 	@echo "make run    start offhook on the simulated desk unit (or a real one when plugged in)"
 	@echo "make test   all tests except slow/soak, plus lint, type checks and mpy-cross"
 	@echo "make lint   ruff, mypy on host/, firmware type-checked against MicroPython stubs"
 	@echo "make bench  every benchmark, printing a table of figures"
+	@echo "make floor  a demo floor: Mosquitto, PostgreSQL, central, 3 daemons, 300 load desks; prints the wallboard URL"
 	@echo "make soak   long runs: 1,000,000 fuzz cases per runtime, atheris, a 30-minute call loop"
 	@echo "make venv   .venv/ with the host package (editable) and the test/lint tools"
 	@echo "make dist   build the host wheel and sdist into dist/"
@@ -118,6 +119,10 @@ soak: venv vm $(STAMPS)/apt-softphone
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c host/constraints.txt atheris
 	$(BIN)/python tests/reliability/atheris_link.py -runs=1000000 -print_final_stats=1
 	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m pytest -m soak -s -p no:cacheprovider tests/reliability
+
+# A demo floor on this machine until Ctrl-C (tests/floor/demo.py); FLOOR_ARGS="--desks 500 --port 9443".
+floor: venv vm $(STAMPS)/apt-floor
+	$(BIN)/python -m tests.floor.demo $(FLOOR_ARGS)
 
 # The demo: baresip lines, the daemon, and the simulated unit with its TUI (a real unit when plugged in).
 run: venv vm $(STAMPS)/apt-softphone
