@@ -172,6 +172,33 @@ BEGIN
 END $$;
 DROP TABLE calls_v2;
 """,
+    # Floor-wide settings (floor/policy.py): each layer's values and locks, one version for every
+    # change, and what each desk reports in effect.
+    4: """
+CREATE TABLE settings (
+    layer       text NOT NULL CHECK (layer IN ('desk', 'team', 'site', 'board')),
+    target      text NOT NULL,
+    key         text NOT NULL,
+    value       jsonb NOT NULL,
+    locked      boolean NOT NULL DEFAULT false,
+    version     bigint NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (layer, target, key)
+);
+CREATE TABLE settings_version (
+    id          boolean PRIMARY KEY DEFAULT true CHECK (id),
+    version     bigint NOT NULL
+);
+INSERT INTO settings_version (version) VALUES (0);
+CREATE TABLE desk_settings (
+    site        text NOT NULL,
+    desk        text NOT NULL,
+    version     bigint NOT NULL,
+    report      jsonb NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (site, desk)
+);
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 _KEYS = ("seq", "call_id")
