@@ -9,6 +9,8 @@ transport error and too many unacknowledged frames end ``run()`` with UnitLost.
 
 Every write goes through one lock that takes the link's output and writes it as one step, so
 frames from concurrent senders never interleave or overtake each other, whatever the transport.
+A sender writes its own frames (and waits its turn); run()'s ACKs and retransmissions go to a
+writer task of its own, so reading never waits behind a port that a sender's window keeps full.
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ class Inbox:
         elif isinstance(message, UnitInfo):
             self.resync.set()
         else:
-            log_frame(message, "")
+            log_frame(message, "?")
             if self.frames.full():
                 self.frames.get_nowait()
             self.frames.put_nowait(message)
