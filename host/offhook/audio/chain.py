@@ -9,6 +9,7 @@ Mute is applied last, at the device rate, so muted output is exact zeros.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,9 @@ from offhook.audio.suppress import ResidualEchoSuppressor, SuppressorConfig
 from offhook.audio.synthesis import Analysis, GainFilter
 
 Float = NDArray[np.float64]
+# What the conversation meter needs per 16 kHz frame: raw mic, canceller + echo suppressor output
+# (before noise suppression, gate and mute), echo reference, the echo the suppressor left.
+FrameTap = Callable[[Float, Float, Float, float], None]
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class Chain:
         self._last_gain = np.ones(n + 1)
         self._staged = np.zeros((2, self.frame))  # mic, reference: a frame not yet whole
         self._fill = 0
+        # Called once per frame with the 16 kHz (mic, cleaned, ref, residual echo); the arrays are
+        # reused by the next frame, so a tap copies what it keeps (the meter does).
+        self.tap: FrameTap | None = None
 
     @property
     def latency(self) -> int:
@@ -85,7 +92,10 @@ class Chain:
         if self._resampled:
             mic = self._down_mic.process(mic)
             ref = self._down_ref.process(ref)
-        out = self._clean(np.asarray(mic, dtype=np.float64), ref)
+        mic = np.asarray(mic, dtype=np.float64)
+        out = self._clean(mic, ref)
+        if self.tap is not None:
+            self.tap(mic, out, np.asarray(ref, dtype=np.float64), self._echo_left)
         if self.gate:
             out = self.gate.process(out, self._echo_left * self.echo_margin, self._talking)
         if self._resampled:

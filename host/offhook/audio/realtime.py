@@ -4,7 +4,8 @@ Two I/O backends drive the same chain, one module each: ``pulse``
 (:mod:`offhook.audio.realtime_pulse`, the default where a PulseAudio or pipewire-pulse server
 answers) and ``portaudio`` (:mod:`offhook.audio.realtime_portaudio`). Which reference sample goes
 with which mic sample is decided without I/O by :class:`offhook.audio.align.ReferenceAligner`;
-the daemon's mute datagrams arrive through :class:`offhook.audio.control.ControlServer`.
+the daemon's mute datagrams and call events (answered with figures) arrive through
+:class:`offhook.audio.control.ControlServer`.
 
 Streams (either backend):
 
@@ -33,7 +34,7 @@ from offhook.audio import BACKENDS, FRAME_MS
 from offhook.audio.aec import AecConfig
 from offhook.audio.align import ReferenceAligner
 from offhook.audio.chain import Chain, ChainConfig
-from offhook.audio.control import ControlServer, control_socket_path
+from offhook.audio.control import CallMeters, ControlServer, control_socket_path
 from offhook.audio.drift import DriftBuffer
 from offhook.audio.pulse import RATE, PulseError, ensure_virtual_devices
 from offhook.audio.realtime_portaudio import PortAudioBackend
@@ -113,6 +114,9 @@ class Realtime:
         # ERLE fell to 6-10 dB with it (not understood yet): one period is what is verified.
         # A jump beyond 100 ms (stalls measured up to ~35 ms) locks afresh.
         self.aligner = ReferenceAligner(config.rate, margin=self.period, jump=int(0.1 * config.rate))
+        # Conversation analytics per call the daemon announces (docs/analytics.md), fed by the chain.
+        self.meters = CallMeters()
+        self.chain.tap = self.meters.frame
         self.stats = Stats()
         self.stopping = threading.Event()
         self.started_at = 0.0
@@ -124,6 +128,7 @@ class Realtime:
 
     def set_muted(self, muted: bool) -> None:
         self.chain.mute.set_muted(muted)
+        self.meters.muted = muted
 
     def clean(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
         """One mic period and its echo reference through the chain (either backend)."""
@@ -171,7 +176,7 @@ class Realtime:
                     raise
                 self.stats.notes.append("libpulse backend unavailable; using PortAudio")
                 self._start_portaudio()
-        self._control = ControlServer(cfg.control_socket or control_socket_path(), self.set_muted)
+        self._control = ControlServer(cfg.control_socket or control_socket_path(), self.set_muted, self.meters)
 
     def _start_pulse(self) -> None:
         self.pulse = PulseBackend(self)
