@@ -20,6 +20,7 @@ from offhook import settings
 from offhook.daemon.desk import Command, Desk, Effect, Notice, Record, Timers, UnitState
 from offhook.daemon.memory import DeskMemory
 from offhook.daemon.routing import Discover, NoUnit, Route, choose_unit, route
+from offhook.daemon.updates import UpdateRelay, fleet_key
 from offhook.settings import Policy
 from offhook.softphone.base import CallState, EventKind, Op, Softphone, SoftphoneError, SoftphoneEvent
 from offhook.transport.base import Transport, TransportClosed
@@ -126,6 +127,8 @@ class Daemon:
         self.trace: Callable[[str, float], None] | None = None
         self.memory = DeskMemory(state_file, clock, wall_clock)
         self.memory.restore(self.desk)
+        # Firmware for the unit, through this daemon's own session, only while the desk is idle.
+        self.updates = UpdateRelay(self, lambda: self.desk.idle, self._broadcast, fleet_key(), self._unit_updated)
 
     # ------------------------------------------------------------ running
 
@@ -136,6 +139,7 @@ class Daemon:
             asyncio.create_task(self._unit_loop(), name="unit"),
             asyncio.create_task(self._softphone_loop(), name="softphone"),
             asyncio.create_task(self._tick_loop(), name="ticker"),
+            asyncio.create_task(self.updates.run(), name="updates"),
         ]
         try:
             await asyncio.gather(*self._tasks)
@@ -256,6 +260,8 @@ class Daemon:
             raise NoUnit(f"the unit is already lent to {self._lent_to}")
         if not self.desk.idle:
             raise NoUnit("a call or its wrap-up is in progress: try again when the agent is idle")
+        if self.updates.busy:
+            raise NoUnit("the daemon is updating the unit's firmware")
         self._lent_to = borrower
         self._given_back.clear()
         self._lent.set()
@@ -273,6 +279,7 @@ class Daemon:
 
     async def _from_unit(self, message: Message) -> None:
         """What the unit sent, in order (the session's handler, run by session.run())."""
+        self.updates.on_message(message)  # an update in flight hears the unit first
         if isinstance(message, ButtonEvent):
             await self.press(message.button, message.gesture)
         elif isinstance(message, HidLeds):  # what a HID softphone set on the unit's LED outputs
@@ -283,6 +290,13 @@ class Daemon:
                 await self._send_full_state(self.session)
         else:  # CONFIG, UPDATE_STATUS...: nothing for the daemon; LOG and NACK are logged
             log_frame(message, self.unit.serial if self.unit else self.unit_path)
+
+    async def _unit_updated(self) -> None:
+        """New firmware runs, and the update answered its HELLO: the daemon's view and the unit's state."""
+        if self.session is not None and self.session.info is not None:
+            self.unit = self.session.info
+            self._broadcast({"event": "unit", "connected": True, "serial": self.unit.serial})
+            await self._send_full_state(self.session)
 
     async def _send_full_state(self, session: UnitLink) -> None:
         """The whole STATE, unless the softphone's calls are not known yet: then nothing, and the
