@@ -16,6 +16,9 @@ given the softphone's first call list, completes the open calls that are gone at
 too and brings the ones still live up to date. Either way the record says ``ended_by =
 'restart'``: no call stays open, none is counted twice.
 
+Analytics: ``analytics(call_id, figures)`` stores what the audio pipeline returned at hang-up;
+a call it did not meter keeps NULL (docs/analytics.md).
+
 Mapping of the desk's moments: ``unanswered`` (an outbound call the customer never
 answered) is recorded as ``abandoned`` (rang, not handled); every other moment has a
 recorder method of its own name. Unknown moments are logged and ignored, so a newer
@@ -160,6 +163,14 @@ class MetricsSink:
         if recorded and moment in COMPLETING:
             self._apply_retention(record.at, wall)
         return recorded
+
+    def analytics(self, call_id: str, figures: dict[str, Any]) -> bool:
+        """The audio pipeline's figures for a call, as it returned them at hang-up (never raises)."""
+        try:
+            return self.recorder.analytics(call_id, figures)
+        except MetricsError as exc:
+            log.warning("metrics: analytics of %s not recorded: %s", call_id, exc)
+            return False
 
     def _apply_retention(self, mono: float, wall: datetime | float) -> None:
         """The retention period, enforced at most once a day, after a call completed (so never mid-call)."""

@@ -21,6 +21,8 @@ Why this shape:
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import sqlite3
 import threading
@@ -37,7 +39,7 @@ import platformdirs
 
 from offhook.metrics import privacy
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 READABLE_FROM = 1  # reports and exports read every column they need from version 1 on
 DB_NAME = "metrics.sqlite3"
 DATA_DIR_ENV = "OFFHOOK_DATA_DIR"
@@ -121,8 +123,14 @@ CREATE INDEX calls_floor_seq ON calls (floor_seq) WHERE floor_seq IS NOT NULL;
 CREATE INDEX calls_floor_due ON calls (id) WHERE completed = 1 AND floor_summary IS NOT summary
 """
 
+# Version 4: the conversation analytics the audio pipeline returned at hang-up (CallFigures.as_dict()
+# without its per-event lists, as JSON; docs/analytics.md). NULL when no pipeline metered the call:
+# older rows, a pipeline not running: a missing figure is never a zero. Reports read it with
+# json_extract(), whose NULLs avg() skips.
+_SCHEMA_V4 = "ALTER TABLE calls ADD COLUMN analytics TEXT"
+
 # version -> the SQL that takes a store from version-1 to version. Add, never edit.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
 FLOOR_RECORD_COLUMNS = (
     "floor_seq",
     "call_id",
@@ -144,7 +152,33 @@ FLOOR_RECORD_COLUMNS = (
     "holds",
     "long_holds",
     "ended_by",
+    "analytics",
 )
+# The figures a call's analytics keep (CallFigures.as_dict() keys; quality is a nested object).
+ANALYTICS_FIELDS = (
+    "connected_s",
+    "hold_s",
+    "agent_talk_s",
+    "customer_talk_s",
+    "agent_share",
+    "customer_share",
+    "talking_while_muted_s",
+    "overtalk_count",
+    "overtalk_s",
+    "overtalk_started_by_agent",
+    "overtalk_started_by_customer",
+    "dead_air_count",
+    "dead_air_s",
+    "dead_air_longest_s",
+    "response_count",
+    "response_median_s",
+    "agent_longest_monologue_s",
+    "customer_longest_monologue_s",
+    "holds",
+    "missed_checkins",
+    "longest_hold_s",
+)
+QUALITY_FIELDS = ("noise_floor_dbfs", "clipping_pct", "echo_reduction_db", "agent_level_dbfs", "customer_level_dbfs")
 ENDED_BY_RESTART = "restart"
 
 
@@ -261,6 +295,27 @@ def summary(
     offset_min = 0 if offset is None else int(offset.total_seconds() // 60)
     durations = ",".join(str(round(s * 1000)) for s in (ring_s, talk_s, hold_s, wrap_s))
     return f"{OUTCOMES.index(outcome)},{durations},{holds},{long_holds},{start.hour},{offset_min}"
+
+
+def analytics_json(figures: dict[str, Any]) -> str:
+    """The stored form of a call's figures: the known fields only, each a finite number or None."""
+    if not isinstance(figures, dict):
+        raise MetricsError("analytics must be an object of figures")
+
+    def pick(source: Any, names: tuple[str, ...]) -> dict[str, float | int | None]:
+        source = source if isinstance(source, dict) else {}
+        kept: dict[str, float | int | None] = {}
+        for name in names:
+            value = source.get(name)
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            kept[name] = value if ok else None
+        return kept
+
+    kept: dict[str, Any] = pick(figures, ANALYTICS_FIELDS)
+    if kept["connected_s"] is None:
+        raise MetricsError("analytics without connected_s are not a call's figures")
+    kept["quality"] = pick(figures.get("quality"), QUALITY_FIELDS)
+    return json.dumps(kept, separators=(",", ":"))
 
 
 def store_id(conn: sqlite3.Connection) -> str | None:
@@ -444,6 +499,18 @@ class CallRecorder:
             )
             return True
 
+    def analytics(self, call_id: str, figures: dict[str, Any]) -> bool:
+        """The audio pipeline's figures for an answered call (once; a later copy is ignored). A call
+        already completed (no wrap-up) is sent to the floor again with them."""
+        text = analytics_json(figures)
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE calls SET analytics = ?, floor_summary = CASE WHEN completed = 1 THEN NULL"
+                " ELSE floor_summary END WHERE call_id = ? AND answer_mono IS NOT NULL AND analytics IS NULL",
+                (text, call_id),
+            )
+            return cursor.rowcount == 1
+
     def wrap_up_ended(self, call_id: str, *, wall: datetime | float, mono: float) -> bool:
         """After-call work is done: the call is completed. (No wrap-up configured: call it at hang-up.)"""
         with self._transaction() as conn:
@@ -576,7 +643,10 @@ class CallRecorder:
                 " AND floor_summary IS summary ORDER BY floor_seq LIMIT ?",
                 (after, limit),
             ).fetchall()
-        return [dict(zip(FLOOR_RECORD_COLUMNS, row, strict=True)) for row in rows]
+        records = [dict(zip(FLOOR_RECORD_COLUMNS, row, strict=True)) for row in rows]
+        for record in records:  # an object on the wire, null when no pipeline metered the call
+            record["analytics"] = json.loads(record["analytics"]) if record["analytics"] else None
+        return records
 
     # ------------------------------------------------------------------ internals
 
