@@ -121,3 +121,65 @@ def test_admin_secret_is_checked_against_its_hash(tmp_path: Path) -> None:
     assert not admin_ok("s3cret-admin2", hashed)
     assert not admin_ok("", hashed)
     assert not admin_ok("s3cret-admin", tmp_path / "none")
+
+
+def test_offhook_flash_wait_hands_the_bundle_to_the_daemon_and_follows_it_past_the_call(
+    tmp_path: Path, fleet_key: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hashlib
+
+    from offhook.api.server import ApiServer
+    from offhook.api.tokens import TokenStore
+    from offhook.cli import main
+
+    (tmp_path / "admin.sha256").write_text(hashlib.sha256(b"root-only-secret").hexdigest())
+    monkeypatch.setenv("OFFHOOK_ADMIN_HASH", str(tmp_path / "admin.sha256"))
+    bundle = tmp_path / "fw.ohb"
+    bundle.write_bytes(simfleet.sim_bundle())
+
+    async def scenario() -> tuple[int, int, int, list[str]]:
+        async with simfleet.units(tmp_path, 1) as (unit,):
+            cfg = config.validate({"unit": {"port": str(unit.port_link)}, "timers": {"wrap_up_s": 1}})
+            phone = WebSoftphone()
+            daemon = Daemon(cfg, phone, tmp_path / "state.json", transport_factory=SerialTransport)
+            task = asyncio.create_task(daemon.run())
+            api = ApiServer(daemon, TokenStore(), 0)
+            try:
+                await asyncio.wait_for(daemon.unit_connected.wait(), 20)
+                await api.start()
+                config.default_config_path().parent.mkdir(parents=True, exist_ok=True)
+                config.default_config_path().write_text(f"[api]\nport = {api.port}\n")
+                # the user's own API token is not enough: no admin secret, no update
+                monkeypatch.setenv("OFFHOOK_ADMIN_SECRET_FILE", str(tmp_path / "unreadable"))
+                no_admin = await asyncio.to_thread(main, ["flash", str(bundle)])
+                (tmp_path / "wrong").write_text("guess\n")
+                monkeypatch.setenv("OFFHOOK_ADMIN_SECRET_FILE", str(tmp_path / "wrong"))
+                wrong = await asyncio.to_thread(main, ["flash", str(bundle)])
+                (tmp_path / "secret").write_text("root-only-secret\n")
+                monkeypatch.setenv("OFFHOOK_ADMIN_SECRET_FILE", str(tmp_path / "secret"))
+                phone.report({"event": "incoming", "call": "c1", "peer": "sip:customer@x"})
+                phone.report({"event": "established", "call": "c1", "peer": "sip:customer@x"})
+                await asyncio.sleep(0.3)
+                flashing = asyncio.create_task(asyncio.to_thread(main, ["flash", str(bundle), "--wait"]))
+                await asyncio.sleep(2.0)
+                assert not flashing.done(), "it waits for the call instead of failing"
+                phases = [job.phase for job in daemon.updates.jobs]
+                assert phases == ["queued"]
+                phone.report({"event": "closed", "call": "c1"})
+                code = await asyncio.wait_for(flashing, 90)
+                return no_admin, wrong, code, [str(daemon.unit.fw if daemon.unit else "")]
+            finally:
+                await api.stop()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    no_admin, wrong, code, (fw,) = asyncio.run(asyncio.wait_for(scenario(), 180))
+    err = capsys.readouterr().err
+    assert no_admin == 2 and "cannot read the admin secret" in err
+    assert wrong == 1 and "the daemon refused the update: update needs the admin secret" in err
+    assert code == 0, err
+    assert fw == simfleet.NEW
+    lines = [line for line in err.splitlines() if line.startswith("update 1 ")]
+    assert lines[0] == f"update 1 ({simfleet.NEW}): queued" and lines[-1] == f"update 1 ({simfleet.NEW}): confirmed"
+    assert any(": receiving" in line for line in lines)

@@ -32,7 +32,7 @@ CALL_REFUSAL = "a call or its wrap-up is in progress: try again when the agent i
 
 
 class StubDaemon:
-    """What the API server asks of a daemon for `unit` and `lend_unit`; lending is refused (a call)."""
+    """What the API server asks of a daemon for `unit`, `lend_unit` and `identify`; all refused (a call)."""
 
     def __init__(self, path: str) -> None:
         self.listeners: list[Any] = []
@@ -41,6 +41,9 @@ class StubDaemon:
         self.unit_path, self.unit_transport = path, "serial"
 
     async def lend(self, borrower: str) -> None:
+        raise NoUnit(CALL_REFUSAL)
+
+    async def identify(self, seconds: float) -> None:  # the daemon blinks its own unit: refused too
         raise NoUnit(CALL_REFUSAL)
 
     def take_back(self) -> None:

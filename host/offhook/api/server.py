@@ -312,6 +312,8 @@ class ApiServer:
             return self._web_softphone(client, kind, message)
         if kind in ("unit", "lend_unit", "return_unit"):
             return await self._unit_request(client, kind)
+        if kind in ("update", "updates", "identify"):
+            return await self._fleet_request(client, kind, message)
         if kind == "figures":
             if self.figures is None:
                 raise ApiError("no call metrics store in this daemon")
@@ -354,6 +356,42 @@ class ApiServer:
             raise ApiError(str(exc)) from None
         self._borrower = client.id
         return {"path": path, "serial": info.serial}
+
+    async def _fleet_request(self, client: Client, kind: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Firmware through the daemon's own session (``update``: admin only), the queue
+        (``updates``), and a blink of its unit (``identify``). Progress comes as ``update`` events."""
+        from offhook.daemon import updates
+
+        if client.origin is not None:
+            raise ApiError("only local programs may update or identify the unit")
+        daemon = self.daemon
+        if kind == "updates":
+            return {"updates": [job.view() for job in daemon.updates.jobs]}
+        if kind == "identify":
+            seconds = message.get("seconds")
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 1 <= seconds <= 600:
+                raise ApiError(f"identify needs 'seconds' from 1 to 600, not {_brief(seconds)}")
+            try:
+                info = await daemon.identify(float(seconds))
+            except NoUnit as exc:
+                raise ApiError(str(exc)) from None
+            return {"serial": info.serial}
+        admin, path = message.get("admin"), message.get("path")
+        if not isinstance(admin, str) or not updates.admin_ok(admin):
+            raise ApiError("update needs the admin secret (run offhook flash as root or an admin)")
+        if not isinstance(path, str) or not path:
+            raise ApiError("update needs 'path': the bundle file")
+        try:
+            data = await asyncio.to_thread(Path(path).read_bytes)
+        except OSError as exc:
+            raise ApiError(f"the daemon cannot read {_brief(path)}: {exc.strerror or exc}") from None
+        if message.get("sha256") not in (None, updates.B.sha256_hex(data)):
+            raise ApiError("the bundle changed after offhook flash read it")
+        try:
+            job = daemon.updates.submit(data, "local")
+        except updates.UpdateRefused as exc:
+            raise ApiError(f"update refused: {exc}") from None
+        return {"update": job.view()}
 
     def _web_softphone(self, client: Client, kind: str, message: dict[str, Any]) -> dict[str, Any]:
         phone = self.web_softphone

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from offhook.cli import EXIT_FAILED, EXIT_OK, UsageError
 
@@ -25,10 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "flash",
         help="flash a signed firmware bundle onto units",
         description="Send BUNDLE to the chosen units in parallel; each verifies it, switches slots when idle "
-        "and confirms its health. Exit code 1 when any unit failed.",
+        "and confirms its health. Exit code 1 when any unit failed. With no unit named, hand BUNDLE to the "
+        "running daemon, which applies it to its unit once no call or wrap-up is in progress (needs the admin "
+        "secret: run as root or an admin).",
     )
     flash.add_argument("bundle", type=Path)
-    which = flash.add_mutually_exclusive_group(required=True)
+    flash.add_argument("--wait", action="store_true", help="with the daemon: follow the update to its end")
+    which = flash.add_mutually_exclusive_group()
     which.add_argument("--all", action="store_true", help="every unit found (USB and simulated)")
     which.add_argument("--device", action="append", metavar="SERIAL", help="a unit's serial number (repeatable)")
     which.add_argument("--port", action="append", metavar="PATH", help="a serial port path (repeatable)")
@@ -49,8 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ident = subparsers.add_parser(
         "identify",
         help="blink one unit so it can be found on the floor",
-        description="Blink the unit with serial SERIAL. The unit a running daemon owns is borrowed from it for "
-        "the blink and given back (refused during a call or its wrap-up).",
+        description="Blink the unit with serial SERIAL. The unit a running daemon owns is blinked by the daemon "
+        "over its own session (refused during a call or its wrap-up).",
     )
     ident.add_argument("serial")
     ident.add_argument("--seconds", type=float, default=10.0, help="how long it blinks, 1 to 600 (default 10)")
@@ -102,6 +105,10 @@ def _flash(args: argparse.Namespace) -> int:
         manifest = build.peek_manifest(data)
     except (OSError, B.BundleError) as exc:
         raise UsageError(f"{args.bundle}: {exc}") from None
+    if not (args.all or args.device or args.port):
+        return _hand_over(args.bundle, data, args.wait, args.json)
+    if args.wait:
+        raise UsageError("--wait goes with handing the bundle to the daemon (no --all, --device or --port)")
     if args.port:
         paths = _distinct_ports(args.port)
     else:
@@ -130,6 +137,105 @@ async def _with_progress(paths: list[str], data: bytes, manifest: dict, parallel
             bar.update(tasks[path], completed=done, phase=phase)
 
         return await _flash_paths(paths, data, manifest, parallel, retries, progress)
+
+
+def _admin_secret() -> str:
+    """The admin secret (root or an admin group may read it): a local flash through the daemon needs it."""
+    from offhook.daemon import updates
+
+    path = Path(os.environ.get("OFFHOOK_ADMIN_SECRET_FILE") or updates.ADMIN_SECRET)
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read the admin secret {path}: {exc.strerror or exc} (run as root or an admin)"
+        ) from None
+
+
+def _hand_over(bundle: Path, data: bytes, wait: bool, as_json: bool) -> int:
+    """Give BUNDLE to the running daemon; with ``wait``, follow its phases to the end."""
+    from websockets.exceptions import WebSocketException
+
+    from offhook.api.client import DaemonRefused
+    from offhook.bundle import sha256_hex
+
+    secret, port = _admin_secret(), _api_port()
+    try:
+        job = asyncio.run(_daemon_update(port, str(bundle.resolve()), sha256_hex(data), secret, wait, as_json))
+    except DaemonRefused as exc:
+        print(f"offhook: the daemon refused the update: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, TimeoutError, WebSocketException) as exc:
+        print(f"offhook: no daemon at 127.0.0.1:{port} to hand the update to ({exc})", file=sys.stderr)
+        return EXIT_FAILED
+    if as_json:
+        json.dump(job, sys.stdout, indent=2)
+        print()
+    elif not wait:
+        print(f"update {job['id']} ({job['version']}) {job['phase']}: offhook flash --wait follows it")
+    return EXIT_FAILED if job["phase"] in ("failed", "rolled back") else EXIT_OK
+
+
+async def _daemon_update(port: int, path: str, sha256: str, secret: str, wait: bool, as_json: bool) -> dict:
+    """Ask the daemon to apply the bundle at ``path``; its job as the daemon last reported it."""
+    from offhook.api.client import DaemonRefused, session
+    from offhook.daemon.updates import ENDS
+
+    async with session(port) as ws:
+        ids = iter(range(1, 1 << 30))
+
+        async def ask(**message: object) -> dict:
+            number = next(ids)
+            await ws.send(json.dumps({"id": number, **message}))
+            while True:
+                reply = json.loads(await ws.recv())
+                if reply.get("id") == number and reply.get("type") != "event":
+                    if not reply.get("ok"):
+                        raise DaemonRefused(str(reply.get("error", "refused")))
+                    return reply
+
+        await ask(type="subscribe")
+        job = (await ask(type="update", admin=secret, path=path, sha256=sha256))["update"]
+        show = _Follow(as_json or not sys.stdout.isatty())
+        show(job)
+        while wait and job["phase"] not in ENDS:
+            event = json.loads(await ws.recv())
+            if event.get("type") == "event" and event.get("event") == "update" and event.get("id") == job["id"]:
+                job = {key: event[key] for key in job if key in event}
+                show(job)
+        show.close()
+        return job
+
+
+class _Follow:
+    """An update's phases: a progress bar on a terminal, one line per phase otherwise."""
+
+    def __init__(self, plain: bool) -> None:
+        self.plain, self.last = plain, ""
+        self.bar = None if plain else _bar()
+        self.task = self.bar.add_task("unit", total=100, phase="") if self.bar else None
+
+    def __call__(self, job: dict) -> None:
+        text = job["phase"] + (f": {job['reason']}" if job.get("reason") else "")
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, completed=job.get("percent", 0), phase=text)
+        elif text != self.last:
+            print(f"update {job['id']} ({job['version']}): {text}", file=sys.stderr)
+        self.last = text
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _bar() -> Any:
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[phase]}")
+    )
+    bar.start()
+    return bar
 
 
 def _api_port() -> int:
@@ -320,7 +426,7 @@ async def _identify_unit(path: str, serial: str, seconds: float) -> UnitInfo:
     back, as `offhook flash` does (the daemon holds its port; it refuses during a call or wrap-up)."""
     from websockets.exceptions import WebSocketException
 
-    from offhook.api.client import DaemonRefused, borrowed_unit
+    from offhook.api.client import DaemonRefused, session
     from offhook.fleet import flasher
 
     port = _api_port()
@@ -329,9 +435,14 @@ async def _identify_unit(path: str, serial: str, seconds: float) -> UnitInfo:
     ours = owned is not None and (_is_port(owned, path) or same_serial)
     if not ours:
         return await flasher.identify(path, seconds)
-    try:
-        async with borrowed_unit(port):
-            return await flasher.identify(path, seconds)
+    try:  # the daemon blinks its own unit over its session: the port stays with it
+        async with session(port) as ws:
+            await ws.send(json.dumps({"id": 1, "type": "identify", "seconds": seconds}))
+            while (reply := json.loads(await ws.recv())).get("id") != 1 or reply.get("type") == "event":
+                pass
+        if not reply.get("ok"):
+            raise DaemonRefused(str(reply.get("error", "refused")))
+        return flasher.UnitInfo(path=path, serial=str(reply.get("serial", serial)))
     except DaemonRefused as exc:
         return flasher.UnitInfo(path=path, error=f"the daemon keeps the unit: {exc}")
     except (OSError, TimeoutError, WebSocketException) as exc:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from offhook import linkproto as L
 from offhook import settings
 from offhook.daemon.desk import Command, Desk, Effect, Notice, Record, Timers, UnitState
 from offhook.daemon.memory import DeskMemory
@@ -276,6 +277,28 @@ class Daemon:
             self._lent_to = None
             self._lent.clear()
             self._given_back.set()
+
+    async def identify(self, seconds: float) -> UnitInfo:
+        """Blink the unit (STATE identify flag) for ``seconds`` over this daemon's own session; a
+        call that starts meanwhile takes the lamps back at once (its STATE replaces the blink)."""
+        session, info = self.session, self.unit
+        if session is None or info is None:
+            raise NoUnit("the daemon has no unit connected")
+        if not self.desk.idle:
+            raise NoUnit("a call or its wrap-up is in progress: try again when the agent is idle")
+        state = self.desk.full_state(self.clock())
+        try:
+            await session.send_state(
+                state.call if state else L.CALL_IDLE, state.agent if state else L.AGENT_OFFLINE, L.STATE_IDENTIFY, 0
+            )
+            await asyncio.sleep(seconds)
+            if self.session is session:
+                if state is None:
+                    await session.send_state(L.CALL_IDLE, L.AGENT_OFFLINE, 0, 0)
+                await self._send_full_state(session)
+        except UnitLost as exc:
+            raise NoUnit(f"unit lost: {exc}") from None
+        return info
 
     async def _from_unit(self, message: Message) -> None:
         """What the unit sent, in order (the session's handler, run by session.run())."""
