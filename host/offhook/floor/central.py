@@ -33,7 +33,7 @@ import psycopg
 
 from offhook.floor import pgstore
 from offhook.floor import schema as S
-from offhook.floor.client import Broker, Publish
+from offhook.floor.client import Broker, Publish, cancelled, together
 
 log = logging.getLogger("offhook.central")
 
@@ -197,12 +197,10 @@ class Central:
                     log.info("central %s: subscribed at %s:%d", self.instance, self.broker.host, self.broker.port)
                     self.ready.set()
                     backoff = 0.2
-                    async with asyncio.TaskGroup() as group:
-                        group.create_task(self._receive(client))
-                        group.create_task(self._send_acks(client))
-            except* (aiomqtt.MqttError, OSError) as errors:
-                log.warning("central: broker: %s; reconnecting in %.1f s", errors.exceptions[0], backoff)
-            if self.closed:  # a cancel can surface from aiomqtt's exit as an MqttError: never reconnect then
+                    await together(self._receive(client), self._send_acks(client))
+            except (aiomqtt.MqttError, OSError) as exc:
+                log.warning("central: broker: %s; reconnecting in %.1f s", exc, backoff)
+            if self.closed or cancelled():  # a cancel can surface from aiomqtt's exit as an MqttError
                 return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 1.0)

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -344,15 +344,15 @@ class FloorClient:
         while True:
             try:
                 await self._session()
-            except* (aiomqtt.MqttError, OSError) as errors:  # ssl.SSLError is an OSError
+            except (aiomqtt.MqttError, OSError) as exc:  # ssl.SSLError is an OSError
                 self.counters["disconnects"] += 1
                 where = f"{self.broker.host}:{self.broker.port}"
-                log.warning("floor: broker %s: %s; retrying in %.1f s", where, errors.exceptions[0], backoff)
+                log.warning("floor: broker %s: %s; retrying in %.1f s", where, exc, backoff)
             finally:
                 self.connected.clear()
                 self._client = None
                 self.outbox.rewind()
-            if self.closed:  # a cancel can surface from aiomqtt's exit as an MqttError: never reconnect then
+            if self.closed or cancelled():  # a cancel can surface from aiomqtt's exit as an MqttError
                 return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
@@ -391,10 +391,7 @@ class FloorClient:
             feed.alerts.clear()
             self.connected.set()
             log.info("floor: connected to %s:%d as %s", self.broker.host, self.broker.port, feed.desk)
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._publisher(client))
-                group.create_task(self._outbox_loop(client))
-                group.create_task(self._acks(client))
+            await together(self._publisher(client), self._outbox_loop(client), self._acks(client))
 
     async def _send(self, client: aiomqtt.Client, publish: Publish) -> None:
         await client.publish(publish.topic, publish.payload, qos=publish.qos, retain=publish.retain)
@@ -437,6 +434,27 @@ class FloorClient:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), outbox.wait_s(self.clock()))
             self._wake.clear()
+
+
+def cancelled() -> bool:
+    """Whether this task was asked to stop (a cancel aiomqtt may have turned into an MqttError)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def together(*loops: Coroutine[Any, Any, None]) -> None:
+    """Run a session's loops until one ends or fails (its error raised as is); the others are
+    cancelled. Not a TaskGroup: its cancel of the caller would stay counted on a failure here, and
+    a reconnecting loop could then no longer tell a real cancel from a lost connection."""
+    tasks = [asyncio.create_task(loop) for loop in loops]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()
 
 
 def inventory_of(daemon: Any) -> dict[str, Any]:
