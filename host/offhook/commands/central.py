@@ -1,4 +1,5 @@
-"""`offhook central`: the service (`run`, with its web side), broker files (`init`), role tokens, inventory."""
+"""`offhook central`: the service (`run`, with its web side), broker files (`init`), role tokens, inventory,
+floor-wide settings (`config`)."""
 
 from __future__ import annotations
 
@@ -90,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inventory.add_argument("--db", default=os.environ.get("OFFHOOK_CENTRAL_DB", ""), help="PostgreSQL conninfo or URL")
     inventory.add_argument("--json", action="store_true", help="one JSON document")
     inventory.set_defaults(handler=_inventory)
+    _register_config(commands)
     parser.set_defaults(handler=lambda _args: parser.print_help() or 2)
 
 
@@ -275,4 +277,126 @@ def _inventory(args: argparse.Namespace) -> int:
     for line in lines:
         print("  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip())
     print(f"{len(units)} units")
+    return EXIT_OK
+
+
+def _register_config(commands: argparse._SubParsersAction) -> None:
+    config = commands.add_parser(
+        "config",
+        help="floor-wide settings: set, unset and show layered values (desk > team > site > board > local)",
+        description="Floor-wide settings. Each change is checked, versioned and published to the desks it "
+        "applies to; each desk applies it when idle. See docs/floor.md (Settings).",
+    )
+    config_commands = config.add_subparsers(title="config commands", metavar="COMMAND")
+    set_ = config_commands.add_parser("set", help="set KEY=VALUE in one layer (--lock: a site or team locks it)")
+    set_.add_argument("values", nargs="+", metavar="KEY=VALUE")
+    set_.add_argument("--lock", action="store_true", help="the value overrides every other layer and local TOML")
+    unset = config_commands.add_parser("unset", help="remove keys from one layer")
+    unset.add_argument("values", nargs="+", metavar="KEY")
+    for sub in (set_, unset):
+        which = sub.add_mutually_exclusive_group(required=True)
+        for layer in ("desk", "team", "site", "board"):
+            which.add_argument(f"--{layer}", metavar="NAME", help=f"the {layer} layer of this {layer}")
+    show = config_commands.add_parser("show", help="a desk's effective settings, each with its source layer")
+    show.add_argument("--desk", required=True, metavar="NAME")
+    show.add_argument("--json", action="store_true")
+    for sub, handler in ((set_, _config_set), (unset, _config_unset), (show, _config_show)):
+        sub.add_argument("--db", default=os.environ.get("OFFHOOK_CENTRAL_DB", ""), help="PostgreSQL conninfo or URL")
+        sub.set_defaults(handler=handler)
+    config.set_defaults(handler=lambda _args: config.print_help() or 2)
+
+
+def parse_value(text: str) -> Any:
+    """A value as typed: integer, number (nan and inf too, to be refused by name), true/false, JSON, text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if text in ("true", "false"):
+        return text == "true"
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise UsageError(f"{text[:40]!r} is not valid JSON") from None
+    return text
+
+
+def _layer(args: argparse.Namespace) -> tuple[str, str]:
+    for layer in ("desk", "team", "site", "board"):
+        if getattr(args, layer):
+            return layer, getattr(args, layer)
+    raise UsageError("one of --desk, --team, --site, --board")
+
+
+def _config_set(args: argparse.Namespace) -> int:
+    from offhook.floor import policy
+    from offhook.settings import PolicyError
+
+    layer, target = _layer(args)
+    values: dict[str, Any] = {}
+    for item in args.values:
+        key, equals, text = item.partition("=")
+        if not equals or not key:
+            raise UsageError(f"{item!r} must be KEY=VALUE")
+        values[key] = parse_value(text)
+    try:
+        policy.check_change(layer, target, values, args.lock)  # before touching the database
+    except PolicyError as exc:
+        raise UsageError(str(exc)) from None
+    with _db(args) as conn:
+        version = policy.set_values(conn, layer, target, values, args.lock)
+    locked = " (locked)" if args.lock else ""
+    print(f"version {version}: {layer} {target}: {', '.join(f'{k}={v!r}' for k, v in values.items())}{locked}")
+    return EXIT_OK
+
+
+def _config_unset(args: argparse.Namespace) -> int:
+    from offhook.floor import policy
+    from offhook.settings import PolicyError
+
+    layer, target = _layer(args)
+    with _db(args) as conn:
+        try:
+            removed, version = policy.unset(conn, layer, target, list(args.values))
+        except PolicyError as exc:
+            raise UsageError(str(exc)) from None
+    if not removed:
+        print(f"{layer} {target} sets none of {', '.join(args.values)}: nothing changed", file=sys.stderr)
+        return 1
+    print(f"version {version}: {layer} {target}: {removed} removed")
+    return EXIT_OK
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    from offhook import settings
+    from offhook.floor import policy
+
+    with _db(args) as conn:
+        view = policy.desk_view(conn, args.desk)
+    if view is None:
+        raise UsageError(f"no desk {args.desk!r} has been seen on the floor")
+    if args.json:
+        print(json.dumps(view, indent=1))
+        return EXIT_OK
+    report = view["report"]
+    where = f"desk {view['site']}/{view['desk']} (team {view['team'] or '-'}, board {view['board'] or '-'})"
+    if report is None:
+        print(f"{where}: no report from the desk yet; central's layers only (version {view['central_version']})")
+        checked = settings.check_policy(view["policy"]) if view["central_version"] else None
+        rows = {
+            k: {"value": e.value, "source": e.source, "locked": e.locked}
+            for k, e in settings.effective(checked, {}).items()
+        }
+    else:
+        pending = f", version {report['pending']} waits for the desk to be idle" if report.get("pending") else ""
+        print(f"{where}: version {report['version']} in effect (central at {view['central_version']}){pending}")
+        if report.get("refused"):
+            print(f"  refused a policy: {report['refused']}")
+        rows = report["effective"]
+    width = max((len(key) for key in rows), default=0)
+    for key, chosen in sorted(rows.items()):
+        note = "  locked: overrides the desk's local config" if chosen.get("locked") else ""
+        print(f"  {key:<{width}}  {json.dumps(chosen['value']):<24}  {chosen['source']}{note}")
     return EXIT_OK

@@ -1,8 +1,9 @@
 """`offhook central init`: the broker's files (password file, ACL, mosquitto.conf) and a test CA.
 
-What the ACL says: a desk (its broker username) may publish only its own five topics
-(``offhook/v1/<site>/<desk>/{presence,inventory,state,records,alerts}``) and read only its own
-``ack``; central instances read everything under ``offhook/v1`` and write only acks. The broker
+What the ACL says: a desk (its broker username) may publish only its own six topics
+(``offhook/v1/<site>/<desk>/{presence,inventory,state,records,alerts,settings}``) and read only its
+own ``ack`` and ``policy``; central instances read everything under ``offhook/v1`` and write only
+acks and policies. The broker
 sets each client's id to its username (``use_username_as_clientid``), so one desk cannot take
 over another's session by claiming its client id. Anonymous clients are refused.
 
@@ -59,11 +60,12 @@ def hash_password(password: str, salt: bytes | None = None) -> str:
 def acl_text(desks: list[Desk], centrals: list[str]) -> str:
     lines = ["# Written by `offhook central init`: regenerate it rather than edit it.", ""]
     for central in centrals:
-        lines += [f"user {central}", f"topic read {S.PREFIX}/#", f"topic write {S.PREFIX}/+/+/{S.ACK}", ""]
+        lines += [f"user {central}", f"topic read {S.PREFIX}/#"]
+        lines += [f"topic write {S.PREFIX}/+/+/{kind}" for kind in S.CENTRAL_KINDS] + [""]
     for desk in desks:
         lines.append(f"user {desk.name}")
         lines += [f"topic write {S.topic(desk.site, desk.name, kind)}" for kind in DESK_KINDS]
-        lines += [f"topic read {S.topic(desk.site, desk.name, S.ACK)}", ""]
+        lines += [f"topic read {S.topic(desk.site, desk.name, kind)}" for kind in S.CENTRAL_KINDS] + [""]
     return "\n".join(lines)
 
 

@@ -34,6 +34,7 @@ import psycopg
 from offhook.floor import pgstore
 from offhook.floor import schema as S
 from offhook.floor.client import Broker, Publish, cancelled, together
+from offhook.floor.policy import PolicyService
 
 log = logging.getLogger("offhook.central")
 
@@ -56,6 +57,8 @@ class Ingest:
         self._logged: dict[str, tuple[float, int, int]] = {}  # reason: (minute start, lines, unlogged)
         # The wallboard (web.py): each accepted state and presence body, as (kind, site, desk, body).
         self.on_live: Callable[[str, str, str, dict[str, Any]], None] | None = None
+        # Floor-wide settings (policy.py): each desk's effective-settings report, as (site, desk, body).
+        self.on_settings: Callable[[str, str, dict[str, Any]], None] | None = None
 
     def refuse(self, reason: str, what: str) -> None:
         self.counters[reason] += 1
@@ -77,8 +80,8 @@ class Ingest:
             # The topic itself is not logged: a bad one may carry anything, a number included.
             self.refuse("unknown_topic" if "unknown" in str(exc) else "malformed", f"a message: {exc}")
             return
-        if where.kind == S.ACK:
-            return  # central's own acknowledgements
+        if where.kind in S.CENTRAL_KINDS:
+            return  # central's own acknowledgements and policies
         try:
             body = S.decode(where.kind, payload)
         except S.SchemaError as exc:
@@ -101,6 +104,9 @@ class Ingest:
             self.counters["records_received"] += len(body["records"])
         elif where.kind == S.ALERTS:
             batch.alerts.append((where.site, where.desk, body))
+        elif where.kind == S.SETTINGS:
+            if self.on_settings is not None:  # floor/policy.py keeps it (desk_settings)
+                self.on_settings(where.site, where.desk, body)
         else:
             table = {S.STATE: batch.states, S.INVENTORY: batch.inventory, S.PRESENCE: batch.presence}[where.kind]
             old_body = table.get(key)
@@ -159,6 +165,9 @@ class Central:
         self.on_commit: Callable[[pgstore.Batch], None] | None = None
         # Services run beside ingest and stopped with it (the web side: web.FloorWeb.run).
         self.services: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        # Floor-wide settings: each desk's policy published (retained) when it changes; their reports kept.
+        self.policy = PolicyService(dsn, self._acks.put_nowait)
+        self.ingest.on_settings = self.policy.report
 
     async def run(self) -> None:
         conn = await self._connect_db(first=True)
@@ -166,6 +175,7 @@ class Central:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._mqtt_loop())
             group.create_task(self._writer())
+            group.create_task(self.policy.run())
             if self.broker_log is not None:
                 group.create_task(self._tail_broker_log(self.broker_log))
             for service in self.services:
@@ -192,7 +202,7 @@ class Central:
                     share = f"$share/{S.SHARE_GROUP}/{S.PREFIX}"
                     await client.subscribe(f"{share}/+/+/{S.RECORDS}", qos=1)
                     await client.subscribe(f"{share}/+/+/{S.ALERTS}", qos=1)
-                    for kind in (S.PRESENCE, S.INVENTORY, S.STATE):
+                    for kind in (S.PRESENCE, S.INVENTORY, S.STATE, S.SETTINGS):
                         await client.subscribe(f"{S.PREFIX}/+/+/{kind}", qos=1)
                     log.info("central %s: subscribed at %s:%d", self.instance, self.broker.host, self.broker.port)
                     self.ready.set()

@@ -13,6 +13,10 @@ Two sans-IO cores and one IO shell:
   id), so a replay changes nothing: MQTT may lose or repeat a message, the record lands once.
 - :class:`FloorClient` runs both over one aiomqtt (MQTT 5) connection, reconnecting with
   backoff. Its seams: the broker (aiomqtt), the clock, and the store (CallRecorder).
+- Floor-wide settings: central's policy for this desk (retained) is checked whole with
+  ``settings.check_policy`` and handed to the daemon (``Daemon.set_policy``, applied when idle). A
+  bad or forged one is refused and reported; the last good one stays. The desk's effective
+  settings are published (retained) whenever they change.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
+from offhook import settings
 from offhook.floor import schema as S
 from offhook.metrics import privacy
 from offhook.metrics.store import CallRecorder, store_id
@@ -131,6 +136,8 @@ class DeskFeed:
         self.seq = 0
         self.state: Publish | None = None  # the latest live state (re-sent after a reconnect)
         self.inventory: Publish | None = None
+        self.settings: Publish | None = None  # the latest effective-settings report
+        self.refused: str | None = None  # why the last policy received was refused (None: it was not)
         self.alerts: collections.deque[Publish] = collections.deque(maxlen=MAX_QUEUED_ALERTS)
         self._status: tuple[str, str, str, int] | None = None
         self._since = 0.0
@@ -161,6 +168,8 @@ class DeskFeed:
         now = self.wall()
         if kind == "state":
             return self._state(message, now)
+        if kind == "settings":
+            return [self.settings_report(message)]
         if kind == "hold_reminder":
             call = str(message.get("call", ""))
             key = (call, round(self._hold_since or 0.0, 1))
@@ -184,6 +193,13 @@ class DeskFeed:
                 out.append(self._alert("unit_lost", None, now))
             return out
         return []
+
+    def settings_report(self, report: dict[str, Any]) -> Publish:
+        """The daemon's settings_report() (or its "settings" event), with the last refusal."""
+        body = {key: report.get(key) for key in ("version", "pending", "effective")}
+        body["refused"] = self.refused
+        self.settings = Publish(self.topic(S.SETTINGS), S.encode(body), retain=True)
+        return self.settings
 
     def _last_unit(self) -> dict[str, Any]:
         if self.inventory is None:
@@ -324,6 +340,10 @@ class FloorClient:
         self._client: aiomqtt.Client | None = None
         self.task: asyncio.Task[None] | None = None
         self.closed = False
+        # Floor-wide settings: where a checked policy goes (Daemon.set_policy) and where the
+        # effective settings come from (Daemon.settings_report); without them policies are ignored.
+        self.on_policy: Callable[[settings.Policy], None] | None = None
+        self.settings_source: Callable[[], dict[str, Any]] | None = None
 
     def event(self, message: dict[str, Any], unit: dict[str, Any] | None = None) -> None:
         """A daemon listener message (synchronous, never raises into the daemon)."""
@@ -384,8 +404,10 @@ class FloorClient:
             self._client = client
             self.counters["sessions"] = session
             await client.subscribe(feed.topic(S.ACK), qos=1)
+            if self.on_policy is not None:
+                await client.subscribe(feed.topic(S.POLICY), qos=1)
             self._queue = asyncio.Queue()
-            for publish in (feed.presence(True, session), feed.inventory, feed.state, *feed.alerts):
+            for publish in (feed.presence(True, session), feed.inventory, feed.state, feed.settings, *feed.alerts):
                 if publish is not None:
                     await self._send(client, publish)
             feed.alerts.clear()
@@ -407,6 +429,9 @@ class FloorClient:
 
     async def _acks(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            if str(message.topic).endswith("/" + S.POLICY):
+                self.policy(bytes(message.payload))  # type: ignore[arg-type]
+                continue
             try:
                 body = S.decode(S.ACK, bytes(message.payload))
             except (S.SchemaError, TypeError) as exc:
@@ -415,6 +440,25 @@ class FloorClient:
             if self.outbox.on_ack(body["store"], body["upto"]):
                 await asyncio.to_thread(self.recorder.floor_ack, self.outbox.acked)
             self._wake.set()
+
+    def policy(self, payload: bytes) -> None:
+        """Central's policy for this desk: checked whole, handed to the daemon, or refused and reported."""
+        try:
+            body = S.decode(S.POLICY, payload)
+            body.pop("v")
+            policy = settings.check_policy(body)
+        except (S.SchemaError, settings.PolicyError) as exc:
+            self.counters["policy_refused"] += 1
+            self.feed.refused = str(exc)[:500]
+            log.warning("floor: policy refused, the last good settings stay: %s", self.feed.refused)
+        else:
+            self.feed.refused = None
+            if self.on_policy is not None:
+                self.on_policy(policy)
+        if self.settings_source is not None:
+            publish = self.feed.settings_report(self.settings_source())
+            if self.connected.is_set():
+                self._queue.put_nowait(publish)
 
     async def _outbox_loop(self, client: aiomqtt.Client) -> None:
         outbox = self.outbox
@@ -489,6 +533,9 @@ def attach(daemon: Any, floor: dict[str, Any], recorder: CallRecorder, **kwargs:
         unit = inventory_of(daemon) if message.get("event") == "unit" and message.get("connected") else None
         client.event(message, unit)
 
+    client.on_policy = daemon.set_policy
+    client.settings_source = daemon.settings_report
+    client.feed.settings_report(daemon.settings_report())
     daemon.listeners.append(listener)
     if daemon.unit is not None and daemon.unit_connected.is_set():
         listener({"event": "unit", "connected": True})

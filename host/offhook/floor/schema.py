@@ -28,10 +28,23 @@ SHARE_GROUP = "offhook-central"  # MQTT 5 shared subscription group of every `of
 PRESENCE, INVENTORY, STATE, RECORDS, ALERTS = "presence", "inventory", "state", "records", "alerts"
 # What central publishes for one desk (retained): the highest record it has committed.
 ACK = "ack"
-DESK_KINDS = (PRESENCE, INVENTORY, STATE, RECORDS, ALERTS)
-RETAINED = frozenset({PRESENCE, INVENTORY, STATE, ACK})
+# Floor-wide settings: central's resolved policy for one desk (retained, so a desk offline during a
+# change gets it on reconnect), and the desk's effective settings and their version (retained).
+POLICY, SETTINGS = "policy", "settings"
+DESK_KINDS = (PRESENCE, INVENTORY, STATE, RECORDS, ALERTS, SETTINGS)
+CENTRAL_KINDS = (ACK, POLICY)
+RETAINED = frozenset({PRESENCE, INVENTORY, STATE, ACK, POLICY, SETTINGS})
 
-MAX_PAYLOAD = {PRESENCE: 2048, INVENTORY: 4096, STATE: 4096, ALERTS: 4096, ACK: 1024, RECORDS: 512 * 1024}
+MAX_PAYLOAD = {
+    PRESENCE: 2048,
+    INVENTORY: 4096,
+    STATE: 4096,
+    ALERTS: 4096,
+    ACK: 1024,
+    RECORDS: 512 * 1024,
+    POLICY: 16384,
+    SETTINGS: 16384,
+}
 MAX_BATCH = 200  # records per RECORDS message: about 100 KB, far below MAX_PAYLOAD
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # site, desk and team names: safe in topics and ACLs
@@ -90,7 +103,7 @@ def parse_topic(text: str) -> Topic:
     site, desk, kind = parts[2:]
     if not NAME.match(site) or not NAME.match(desk):
         raise SchemaError("bad site or desk name in topic")
-    if kind not in (*DESK_KINDS, ACK):
+    if kind not in (*DESK_KINDS, *CENTRAL_KINDS):
         raise SchemaError(f"unknown message kind {kind[:16]!r}")
     return Topic(site, desk, kind)
 
@@ -198,6 +211,26 @@ def _check_ack(body: dict[str, Any]) -> None:
     _need(body, "upto", (int,), ACK)
 
 
+def _check_policy(body: dict[str, Any]) -> None:
+    """The envelope only: the desk checks the policy whole with settings.check_policy."""
+    _need(body, "version", (int,), POLICY)
+    for key in ("layers", "locks"):
+        if not isinstance(body.get(key), dict):
+            raise SchemaError(f"malformed policy message ({key})")
+
+
+def _check_settings(body: dict[str, Any]) -> None:
+    _need(body, "version", (int,), SETTINGS)
+    _need(body, "pending", (int, type(None)), SETTINGS)
+    _need(body, "refused", _OPT_STR, SETTINGS)
+    effective = body.get("effective")
+    if not isinstance(effective, dict):
+        raise SchemaError("malformed settings message (effective)")
+    for chosen in effective.values():
+        if not isinstance(chosen, dict) or not isinstance(chosen.get("source"), str) or "value" not in chosen:
+            raise SchemaError("malformed settings message (effective value)")
+
+
 _CHECKS = {
     PRESENCE: _check_presence,
     INVENTORY: _check_inventory,
@@ -205,4 +238,6 @@ _CHECKS = {
     ALERTS: _check_alert,
     RECORDS: _check_records,
     ACK: _check_ack,
+    POLICY: _check_policy,
+    SETTINGS: _check_settings,
 }
