@@ -95,6 +95,18 @@ def _floor_name(value: str) -> str | None:
     return None
 
 
+def _age_recipient(value: str) -> str | None:
+    if not value:
+        return None
+    from offhook.recording.age import RecipientError, parse_recipient  # cryptography: only when set
+
+    try:
+        parse_recipient(value)
+    except RecipientError as exc:
+        return f"is not usable: {exc}"
+    return None
+
+
 def _origins(values: list[str]) -> str | None:
     for origin in values:
         try:
@@ -166,6 +178,15 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "team": Setting(str, "", help="the desk's team", check=_floor_name),
         "keepalive_s": Setting(int, 30, 5, 600, help="MQTT keepalive: a dead PC shows offline after 1.5 times this"),
     },
+    # Call recording (docs/recording.md): off by default; audio is encrypted to the quality team's key.
+    "recording": {
+        "enabled": Setting(bool, False, help="record each call (stereo Ogg/Opus, age-encrypted)"),
+        "directory": Setting(str, "", help="where recordings go (default: the data dir's recordings/)"),
+        "retention_days": Setting(int, 90, 1, 3650, help="recordings older than this are purged daily"),
+        "recipient": Setting(
+            str, "", help="the quality team's age public key (age1...): only they can decrypt", check=_age_recipient
+        ),
+    },
 }
 
 
@@ -208,6 +229,8 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, dict[str,
                 raise ConfigError(f"{source}: unknown key {name} (known: {', '.join(SCHEMA[section])})")
             config[section][key] = check_setting(name, value, setting, source)
     _check_floor(config["floor"], source)
+    if config["recording"]["enabled"] and not config["recording"]["recipient"]:
+        raise ConfigError(f"{source}: recording.recipient is needed with recording.enabled")
     return config
 
 
