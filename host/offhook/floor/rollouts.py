@@ -1,0 +1,309 @@
+"""Staged firmware rollouts: the stage planner (sans-IO).
+
+A rollout sends one signed bundle to the desks its target names (``team=…``, ``site=…``,
+``board=…``, ``version<…``), in stages: a canary (N units or N %), then waves of N % of the
+desks targeted, with a soak time after each stage has ended before the next starts. It halts by
+itself when the failures and rollbacks of a stage pass ``max_failed_percent`` of that stage. IT
+may pause, resume and abort it. A team pinned to a version is skipped (and the rollout says so).
+An optional maintenance window (local minutes from, to; it may span midnight) holds each desk's
+update until its own local time is inside it. A desk that was offline catches up when it comes
+back, unless the rollout was aborted.
+
+``Rollout.tick(desks, phases, now)`` takes the floor as central sees it (each desk's presence,
+board, firmware, team, time zone) and each desk's last reported update phase, and returns the
+actions to carry out: ``Dispatch`` (send the update to a desk), ``Cancel`` (drop a queued one);
+its own fields (status, stage, members) change with it and are what central stores.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from offhook.bundle import BundleError, parse_version
+
+__all__ = ["Cancel", "Desk", "Dispatch", "Rollout", "RolloutError", "Spec", "Target", "parse_target", "parse_window"]
+
+ENDED = ("confirmed", "up to date", "failed", "rolled back")
+BAD = ("failed", "rolled back")
+STATUSES = ("running", "paused", "halted", "aborted", "complete")
+_TARGET = re.compile(r"^(team|site|board)=([A-Za-z0-9_.-]{1,64})$|^version<(\d+\.\d+\.\d+)$")
+_WINDOW = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
+
+
+class RolloutError(ValueError):
+    """A rollout that cannot be made or a change it refuses; str() is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which desks: every condition must hold (``version<`` compares the desk's firmware)."""
+
+    team: str = ""
+    site: str = ""
+    board: str = ""
+    below: str = ""
+
+    def matches(self, desk: Desk) -> bool:
+        if (self.team and desk.team != self.team) or (self.site and desk.site != self.site):
+            return False
+        if self.board and desk.board != self.board:
+            return False
+        return not self.below or _version(desk.fw) < _version(self.below)
+
+
+def parse_target(items: list[str]) -> Target:
+    """``["team=sales", "version<1.2.0"]`` → Target; RolloutError naming the bad item."""
+    fields: dict[str, str] = {}
+    for item in items:
+        match = _TARGET.match(item)
+        if match is None:
+            raise RolloutError(f"target {item!r} is not team=NAME, site=NAME, board=NAME or version<X.Y.Z")
+        key, value = ("below", match[3]) if match[3] else (match[1], match[2])
+        if key in fields:
+            raise RolloutError(f"target names {key if key != 'below' else 'version<'} twice")
+        fields[key] = value
+    return Target(**fields)
+
+
+def parse_window(text: str) -> tuple[int, int]:
+    """``"22:00-05:30"`` → local minutes (1320, 330); RolloutError otherwise."""
+    match = _WINDOW.match(text)
+    if match is None:
+        raise RolloutError(f"window {text!r} is not HH:MM-HH:MM")
+    h1, m1, h2, m2 = (int(part) for part in match.groups())
+    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59 or (h1, m1) == (h2, m2):
+        raise RolloutError(f"window {text!r} is not two different times of day")
+    return h1 * 60 + m1, h2 * 60 + m2
+
+
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(parse_version(text))
+    except BundleError:
+        return (0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Desk:
+    """A desk as central sees it (presence and inventory)."""
+
+    id: str  # "site/desk"
+    site: str = ""
+    team: str = ""
+    board: str = ""
+    fw: str = ""
+    tz: str = "UTC"
+    online: bool = True
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What IT asked for; fixed once the rollout is created."""
+
+    name: str
+    version: str
+    board: str
+    sha256: str
+    target: Target = Target()
+    canary: int = 1
+    canary_percent: bool = False  # canary is a percentage of the desks targeted
+    wave_percent: int = 25
+    soak_s: float = 3600.0
+    max_failed_percent: float = 10.0  # a stage's failures and rollbacks above this: halt
+    window: tuple[int, int] | None = None  # local minutes, from-to
+    pins: dict[str, str] = field(default_factory=dict)  # team → the version it stays on
+
+    def __post_init__(self) -> None:
+        if self.canary < 1 or (self.canary_percent and self.canary > 100):
+            raise RolloutError("canary must be at least 1 unit, or 1 to 100 %")
+        if not 1 <= self.wave_percent <= 100:
+            raise RolloutError("waves must be 1 to 100 % of the desks")
+        if self.soak_s < 0 or not math.isfinite(self.soak_s):
+            raise RolloutError("soak must be 0 s or more")
+        if not 0 <= self.max_failed_percent <= 100:
+            raise RolloutError("the halt threshold must be 0 to 100 %")
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    desk: str
+
+
+@dataclass(frozen=True)
+class Cancel:
+    desk: str
+
+
+Action = Dispatch | Cancel
+
+
+def in_window(window: tuple[int, int] | None, tz: str, now: float) -> bool:
+    """Whether ``now`` is inside the window in the desk's local time (an unknown zone: UTC)."""
+    if window is None:
+        return True
+    try:
+        zone: Any = ZoneInfo(tz or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+    local = datetime.fromtimestamp(now, zone)
+    minute, (start, end) = local.hour * 60 + local.minute, window
+    return start <= minute < end if start < end else minute >= start or minute < end
+
+
+@dataclass
+class Rollout:
+    """One rollout's progress. ``stages`` lists each started stage's members; ``dispatched``
+    the desks the update went to; ``skipped`` the desks left out and why."""
+
+    spec: Spec
+    status: str = "running"
+    reason: str = ""  # why it halted
+    stages: list[list[str]] = field(default_factory=list)
+    stage_ended: float | None = None  # when the current stage's last member ended (the soak starts)
+    dispatched: set[str] = field(default_factory=set)
+    skipped: dict[str, str] = field(default_factory=dict)
+    cancelled: set[str] = field(default_factory=set)  # desks told to drop the queued update (abort)
+    excused: int = 0  # the stage (1-based) whose failures IT accepted by resuming
+    total: int = 0  # desks targeted when the first stage started: wave sizes are percentages of it
+
+    # ------------------------------------------------ IT's controls
+
+    def pause(self) -> None:
+        self._control("running", "paused")
+
+    def resume(self) -> None:
+        """Resume a paused rollout, or one that halted (IT has looked at its failures)."""
+        if self.status not in ("paused", "halted"):
+            raise RolloutError(f"rollout {self.spec.name} is {self.status}: only a paused or halted one resumes")
+        if self.status == "halted":
+            self.excused = len(self.stages)  # IT accepted this stage's failures: it may end and the next start
+        self.status, self.reason = "running", ""
+
+    def abort(self) -> None:
+        if self.status == "aborted":
+            raise RolloutError(f"rollout {self.spec.name} is already aborted")
+        self.status = "aborted"
+
+    def _control(self, was: str, becomes: str) -> None:
+        if self.status != was:
+            raise RolloutError(f"rollout {self.spec.name} is {self.status}, not {was}")
+        self.status = becomes
+
+    # ------------------------------------------------ the planner
+
+    def eligible(self, desks: list[Desk]) -> list[Desk]:
+        """The desks this rollout updates (target and board match, team not pinned); pinned ones
+        are noted in ``skipped``."""
+        out = []
+        for desk in desks:
+            if not (desk.board == self.spec.board and self.spec.target.matches(desk)):
+                continue
+            pin = self.spec.pins.get(desk.team)
+            if pin is not None and pin != self.spec.version:
+                self.skipped[desk.id] = f"team {desk.team} is pinned to {pin}"
+                continue
+            out.append(desk)
+        return out
+
+    def stage_size(self, index: int) -> int:
+        if index == 0:
+            size = math.ceil(self.total * self.spec.canary / 100) if self.spec.canary_percent else self.spec.canary
+        else:
+            size = math.ceil(self.total * self.spec.wave_percent / 100)
+        return max(1, size)
+
+    def tick(self, desks: list[Desk], phases: dict[str, str], now: float) -> list[Action]:
+        """The actions due now; ``phases`` holds each desk's last reported update phase."""
+        if self.status == "aborted":  # updates queued on desks are dropped; one under way ends by itself
+            drop = sorted(d for d in self.dispatched - self.cancelled if phases.get(d, "queued") == "queued")
+            self.cancelled.update(drop)
+            return [Cancel(d) for d in drop]
+        targeted = self.eligible(desks)
+        behind = [desk for desk in sorted(targeted, key=lambda d: d.id) if _version(desk.fw) < self._want]
+        self.total = self.total or len(behind)
+        if self.status in ("paused", "halted"):
+            return []
+        by_id = {desk.id: desk for desk in targeted}
+        actions: list[Action] = []
+        if self.stages:
+            members = self.stages[-1]
+            # a member that went away (offline, no longer targeted) before its update is left for later
+            members[:] = [d for d in members if d in self.dispatched or (d in by_id and by_id[d].online)]
+            bad = sum(1 for d in members if phases.get(d) in BAD)
+            if len(self.stages) != self.excused and bad * 100 > self.spec.max_failed_percent * len(members):
+                self.status = "halted"
+                self.reason = f"stage {len(self.stages)}: {bad} of {len(members)} failed or rolled back"
+                return []
+            actions += self._send([by_id[d] for d in members if d in by_id], now)  # its window may open now
+            if self.status == "running":
+                if not all(d in self.dispatched and phases.get(d) in ENDED for d in members):
+                    return actions
+                if self.stage_ended is None:
+                    self.stage_ended = now
+                if now - self.stage_ended < self.spec.soak_s:
+                    return actions
+        staged = {d for stage in self.stages for d in stage}
+        pending = [desk for desk in behind if desk.id not in self.dispatched and desk.id not in staged]
+        if self.status == "complete":  # catch-up: a desk back online after the last stage
+            return actions + self._send(pending, now)
+        online = [desk for desk in pending if desk.online]
+        if not online:
+            if self.stages:
+                self.status = "complete"  # the desks still offline catch up when they are back
+            return actions
+        members = [desk.id for desk in online[: self.stage_size(len(self.stages))]]
+        self.stages.append(members)
+        self.stage_ended = None
+        return actions + self._send([by_id[d] for d in members], now)
+
+    @property
+    def _want(self) -> tuple[int, ...]:
+        return _version(self.spec.version)
+
+    def _send(self, desks: list[Desk], now: float) -> list[Action]:
+        out: list[Action] = []
+        for desk in desks:
+            if desk.id not in self.dispatched and desk.online and in_window(self.spec.window, desk.tz, now):
+                self.dispatched.add(desk.id)
+                out.append(Dispatch(desk.id))
+        return out
+
+    # ------------------------------------------------ storage
+
+    def as_json(self) -> dict[str, Any]:
+        spec = asdict(self.spec)
+        return {
+            "spec": spec,
+            "status": self.status,
+            "reason": self.reason,
+            "stages": self.stages,
+            "stage_ended": self.stage_ended,
+            "dispatched": sorted(self.dispatched),
+            "skipped": self.skipped,
+            "cancelled": sorted(self.cancelled),
+            "excused": self.excused,
+            "total": self.total,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Rollout:
+        spec = dict(data["spec"])
+        spec["target"] = Target(**spec["target"])
+        spec["window"] = tuple(spec["window"]) if spec.get("window") else None
+        return cls(
+            Spec(**spec),
+            status=data["status"],
+            reason=data["reason"],
+            stages=[list(stage) for stage in data["stages"]],
+            stage_ended=data["stage_ended"],
+            dispatched=set(data["dispatched"]),
+            skipped=dict(data["skipped"]),
+            cancelled=set(data.get("cancelled", [])),
+            excused=data.get("excused", 0),
+            total=data["total"],
+        )
