@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from offhook import linkproto as L
 from offhook import settings
@@ -22,6 +22,7 @@ from offhook.daemon.desk import Command, Desk, Effect, Notice, Record, Timers, U
 from offhook.daemon.memory import DeskMemory
 from offhook.daemon.routing import Discover, NoUnit, Route, choose_unit, route
 from offhook.daemon.updates import UpdateRelay, fleet_key
+from offhook.metrics.moments import Moment
 from offhook.settings import Policy
 from offhook.softphone.base import CallState, EventKind, Op, Softphone, SoftphoneError, SoftphoneEvent
 from offhook.transport.base import Transport, TransportClosed
@@ -29,6 +30,9 @@ from offhook.transport.discovery import candidates
 from offhook.transport.hid import HidTransport
 from offhook.transport.serial import SerialTransport
 from offhook.unitlink import ButtonEvent, HidLeds, Message, UnitInfo, UnitLink, UnitLost, log_frame
+
+if TYPE_CHECKING:
+    from offhook.audio.control import AudioChannel
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,24 @@ class CallLog(Protocol):
     def heartbeat(self, mono: float) -> None: ...
 
     def settle(self, live: dict[str, tuple[bool, bool]], mono: float) -> list[str]: ...
+
+
+@runtime_checkable
+class AnalyticsLog(Protocol):
+    """A recorder that also keeps a call's conversation analytics (metrics.sink.MetricsSink)."""
+
+    def analytics(self, call_id: str, figures: dict[str, Any]) -> object: ...
+
+
+# The call moments the audio pipeline's meters follow (audio/control.py); the consult leg itself
+# is not recorded, the customer's call is "consult" (on hold) meanwhile.
+AUDIO_EVENTS = {
+    Moment.ANSWERED: "connect",
+    Moment.HOLD_STARTED: "hold",
+    Moment.HOLD_ENDED: "resume",
+    Moment.ESCALATED: "consult",
+    Moment.HUNG_UP: "end",
+}
 
 
 def loggable(data: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +109,7 @@ class Daemon:
         hid_transport_factory: Callable[[str], Transport] = HidTransport,
         wall_clock: Callable[[], float] = time.time,
         local_settings: dict[str, Any] | None = None,
+        audio_channel: AudioChannel | None = None,
     ) -> None:
         """``audio_mute(muted)`` mutes offhook's own audio path (digital zeros), when it runs.
         ``transport_factory`` opens serial ports (and simulators), ``hid_transport_factory`` HID
@@ -113,6 +136,7 @@ class Daemon:
         self._next_heartbeat = 0.0
         self.recorder = recorder
         self.audio_mute = audio_mute
+        self.audio_channel = audio_channel  # call events to the audio pipeline, figures back (issue 25)
         self.session: UnitLink | None = None
         self.unit: UnitInfo | None = None
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -135,6 +159,8 @@ class Daemon:
 
     async def run(self) -> None:
         self._bookkeep("start_run")
+        if self.audio_channel is not None:
+            asyncio.get_running_loop().add_reader(self.audio_channel.fileno(), self._audio_figures)
         await self.softphone.start()
         self._tasks = [
             asyncio.create_task(self._unit_loop(), name="unit"),
@@ -148,6 +174,9 @@ class Daemon:
             await self.stop()
 
     async def stop(self) -> None:
+        if self.audio_channel is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self.audio_channel.fileno())
         for task in [*self._tasks, *self._commands]:
             task.cancel()
         for task in self._tasks:
@@ -416,6 +445,7 @@ class Daemon:
                     log.exception("could not record %s of call %s", effect.moment, effect.call_id)
                 else:
                     self._broadcast({"event": "recorded", "moment": effect.moment, "call": effect.call_id})
+                self._tell_audio(effect)
 
     def _mute_audio(self, muted: bool | None) -> None:
         if self.audio_mute is not None and muted is not None:
@@ -423,6 +453,31 @@ class Daemon:
                 self.audio_mute(muted)
             except OSError as exc:  # no audio pipeline running: the softphone's mute is all there is
                 log.debug("audio path not muted: %s", exc)
+
+    def _tell_audio(self, record: Record) -> None:
+        """The call moments the pipeline's meter follows; none sent (no pipeline): null figures."""
+        event = AUDIO_EVENTS.get(record.moment)
+        if self.audio_channel is None or event is None:
+            return
+        try:
+            self.audio_channel.send(record.call_id, event)
+        except OSError as exc:
+            log.debug("audio pipeline not told %s: %s", event, exc)
+
+    def _audio_figures(self) -> None:
+        """The pipeline's replies: a call's figures to its record and the agent's panel."""
+        assert self.audio_channel is not None
+        for reply in self.audio_channel.receive():
+            if isinstance(reply, str):
+                log.warning("%s", reply)
+                continue
+            call_id, figures = reply
+            if isinstance(self.recorder, AnalyticsLog):
+                try:
+                    self.recorder.analytics(call_id, figures)
+                except Exception:  # metrics must never take call control down
+                    log.exception("could not record the analytics of call %s", call_id)
+            self._broadcast({"event": "analytics", "call": call_id, "figures": figures})
 
     async def _execute(self, command: Command) -> None:
         if command.op == Op.MUTE:
