@@ -52,6 +52,9 @@ _STATE_CONSULT = const(0x0010)
 _STATE_IDENTIFY = const(0x0020)
 _STATE_PAIRING = const(0x0040)
 _STATE_UPDATING = const(0x0080)
+_STATE_RECORDING = const(0x0200)
+_STATE_RECORDING_PAUSED = const(0x0400)
+_STATE_RECORDING_FAILED = const(0x0800)
 
 # HID telephony host LEDs (set by the USB HID layer when a softphone drives them).
 _HID_LED_OFF_HOOK = const(0x01)
@@ -95,6 +98,7 @@ def compose(v, out):
         if v.host:
             _call_lamps(v.call, flags, out)
             _agent_lamp(v.agent, out)
+            _recording_lamp(flags, out)
             if flags & _STATE_PAIRING:
                 _set(out, _LAMP_HOOK, _BLINK, _GREEN)
                 _set(out, _LAMP_STATUS, _PAIR, _BLUE)
@@ -141,6 +145,17 @@ def _agent_lamp(agent, out):
         _set(out, _LAMP_STATUS, _SOLID, _MAGENTA)
     else:  # offline
         _set(out, _LAMP_STATUS, _DIM, _WHITE)
+
+
+def _recording_lamp(flags, out):
+    # The status lamp's "on a call" red says whether the call is recorded: breathing while it is,
+    # blinking amber while paused (like a held call), fast red when the recording stopped on an error.
+    if flags & _STATE_RECORDING_FAILED:
+        _set(out, _LAMP_STATUS, _FAST, _RED)
+    elif flags & _STATE_RECORDING_PAUSED:
+        _set(out, _LAMP_STATUS, _BLINK, _AMBER)
+    elif flags & _STATE_RECORDING:
+        _set(out, _LAMP_STATUS, _BREATHE, _RED)
 
 
 def _hid_lamps(hid, out):

@@ -52,3 +52,47 @@ def test_current_host_flashes_and_talks_to_the_previous_firmware(tmp_path: Path)
     assert refused.result == "failed" and "bad signature" in refused.reason and refused.old == "0.1.0"
     assert (after.fw, after.slot) == ("0.1.0", "a")
     assert keyring.n_hex(0) != PREVIOUS_KEY
+
+
+def test_previous_firmware_ignores_the_recording_flags(tmp_path: Path) -> None:
+    """A host that records sends STATE flags the 0.1.0 firmware predates (recording, paused,
+    failed): it ACKs them and draws the plain active-call scene, the status lamp steady red."""
+    from offhook import linkproto as L
+    from offhook.transport.serial import SerialTransport
+    from offhook.unitlink import UnitLink
+    from offhook.vm import node_modules_present
+
+    if not node_modules_present():
+        pytest.skip("MicroPython VM not installed (make vm)")
+    data = PREVIOUS.read_bytes()
+    recording = L.STATE_RECORDING | L.STATE_RECORDING_PAUSED | L.STATE_RECORDING_FAILED
+
+    async def scenario() -> tuple:
+        unit = SimulatedUnit("00000000000c0de2", tmp_path / "unit", key_hex=PREVIOUS_KEY)
+        unit.held_at_boot = (2,)
+        await unit.start()
+        try:
+            path = str(unit.port_link)
+            unit.held_at_boot = ()
+            (installed,) = await flasher.flash_all([path], data, build.peek_manifest(data), 1, 0)
+            seen = []
+            for flags in (0, recording, L.STATE_RECORDING):
+                link = UnitLink(SerialTransport(path), retry_ms=flasher.RETRY_MS, max_tries=flasher.MAX_TRIES)
+                info = await link.connect(5)
+                async with link.running():
+                    await link.send_state(L.CALL_ACTIVE, L.AGENT_ON_CALL, flags, 0)
+                    acked = await link.until(lambda link=link: not link.link.pending, 3)
+                    await asyncio.sleep(0.5)
+                link.close()
+                seen.append((info.fw, acked, unit.led_map()))
+            return installed, seen
+        finally:
+            await unit.stop()
+
+    installed, seen = asyncio.run(scenario())
+    assert installed.result == "ok", installed.reason
+    plain = seen[0][2]
+    assert plain["hook"] > 0 and plain["status_r"] > 0 and plain["status_g"] == plain["status_b"] == 0
+    for fw, acked, leds in seen:
+        assert fw == "0.1.0" and acked
+        assert leds == plain  # the unknown bits change nothing on the old unit
