@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "offhook.commands.fleet",
     "offhook.commands.flash",
     "offhook.commands.central",
+    "offhook.commands.rollout",
     "offhook.commands.recordings",
 )
 

@@ -199,6 +199,38 @@ CREATE TABLE desk_settings (
     PRIMARY KEY (site, desk)
 );
 """,
+    # Firmware rollouts (floor/rollouts.py): bundles by sha256, each rollout's planner state as
+    # JSON, each desk's last reported phase, and teams pinned to a version.
+    5: """
+CREATE TABLE bundles (
+    sha256      text PRIMARY KEY,
+    version     text NOT NULL,
+    board       text NOT NULL,
+    data        bytea NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE rollouts (
+    name        text PRIMARY KEY,
+    sha256      text NOT NULL REFERENCES bundles,
+    state       jsonb NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE rollout_units (
+    rollout     text NOT NULL REFERENCES rollouts ON DELETE CASCADE,
+    desk        text NOT NULL,
+    phase       text NOT NULL,
+    percent     integer NOT NULL DEFAULT 0,
+    reason      text NOT NULL DEFAULT '',
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (rollout, desk)
+);
+CREATE TABLE team_pins (
+    team        text PRIMARY KEY,
+    version     text NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 _KEYS = ("seq", "call_id")

@@ -307,3 +307,115 @@ class Rollout:
             excused=data.get("excused", 0),
             total=data["total"],
         )
+
+
+# ---------------------------------------------------------------- storage in PostgreSQL (pgstore migration 5)
+
+
+def accept_bundle(data: bytes, n: int | None) -> dict[str, Any]:
+    """The manifest of a bundle central may hand out: signed by the fleet's key (modulus ``n``),
+    for a known board, every file whole; RolloutError with the reason otherwise."""
+    from offhook.daemon.updates import UpdateRefused, check_bundle
+    from offhook.fleet.build import peek_manifest
+
+    try:
+        board = str(peek_manifest(data)["board"])
+        return check_bundle(data, n, board, "0.0.0")
+    except (BundleError, UpdateRefused) as exc:
+        raise RolloutError(f"bundle refused: {exc}") from None
+
+
+def create(conn: Any, spec: Spec, data: bytes) -> Rollout:
+    """Store the bundle (by its sha256) and a new rollout of it, in one transaction."""
+    rollout = Rollout(spec)
+    with conn.transaction():
+        if conn.execute("SELECT 1 FROM rollouts WHERE name = %s", (spec.name,)).fetchone():
+            raise RolloutError(f"a rollout named {spec.name!r} exists")
+        conn.execute(
+            "INSERT INTO bundles (sha256, version, board, data) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (spec.sha256, spec.version, spec.board, data),
+        )
+        conn.execute(
+            "INSERT INTO rollouts (name, sha256, state) VALUES (%s, %s, %s)",
+            (spec.name, spec.sha256, _jsonb(rollout.as_json())),
+        )
+    return rollout
+
+
+def control(conn: Any, name: str, action: str) -> Rollout:
+    """pause, resume or abort the rollout ``name`` (row-locked: central's tick waits for it)."""
+    with conn.transaction():
+        row = conn.execute("SELECT state FROM rollouts WHERE name = %s FOR UPDATE", (name,)).fetchone()
+        if row is None:
+            raise RolloutError(f"no rollout named {name!r}")
+        rollout = Rollout.from_json(row[0])
+        getattr(rollout, action)()
+        conn.execute(
+            "UPDATE rollouts SET state = %s, updated_at = now() WHERE name = %s", (_jsonb(rollout.as_json()), name)
+        )
+    return rollout
+
+
+def pin(conn: Any, team: str, version: str | None) -> None:
+    """Pin ``team`` to ``version`` (None: unpin): rollouts of another version skip its desks."""
+    from offhook.floor.schema import NAME
+
+    if not NAME.match(team):
+        raise RolloutError(f"team {team!r} is not a name (letters, digits, _ . -)")
+    if version is None:
+        conn.execute("DELETE FROM team_pins WHERE team = %s", (team,))
+        return
+    try:
+        parse_version(version)
+    except BundleError as exc:
+        raise RolloutError(str(exc)) from None
+    conn.execute(
+        "INSERT INTO team_pins (team, version) VALUES (%s, %s)"
+        " ON CONFLICT (team) DO UPDATE SET version = EXCLUDED.version, updated_at = now()",
+        (team, version),
+    )
+
+
+def pins(conn: Any) -> dict[str, str]:
+    return {team: version for team, version in conn.execute("SELECT team, version FROM team_pins").fetchall()}
+
+
+def status(conn: Any) -> list[dict[str, Any]]:
+    """Every rollout with its progress and each desk's phase, newest first."""
+    out = []
+    for name, state, created in conn.execute("SELECT name, state, created_at FROM rollouts ORDER BY created_at DESC"):
+        rollout = Rollout.from_json(state)
+        units = {
+            desk: {"phase": phase, "percent": percent, "reason": reason}
+            for desk, phase, percent, reason in conn.execute(
+                "SELECT desk, phase, percent, reason FROM rollout_units WHERE rollout = %s ORDER BY desk", (name,)
+            ).fetchall()
+        }
+        for desk in rollout.dispatched:
+            units.setdefault(desk, {"phase": "sent", "percent": 0, "reason": ""})
+        done = sum(1 for unit in units.values() if unit["phase"] in ("confirmed", "up to date"))
+        spec = rollout.spec
+        out.append(
+            {
+                "name": name,
+                "version": spec.version,
+                "board": spec.board,
+                "sha256": spec.sha256,
+                "status": rollout.status,
+                "reason": rollout.reason,
+                "stage": len(rollout.stages),
+                "targeted": rollout.total,
+                "done": done,
+                "failed": sum(1 for unit in units.values() if unit["phase"] in BAD),
+                "units": units,
+                "skipped": rollout.skipped,
+                "created": created.isoformat(),
+            }
+        )
+    return out
+
+
+def _jsonb(value: dict[str, Any]) -> Any:
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(value)
