@@ -4,17 +4,25 @@ The most specific value wins: central desk > team > site > board model > the des
 defaults. A site or a team may lock a key: its value then wins over every other layer, the
 desk's local TOML included, and the desk reports that it did.
 Keys are flat names (``wrap_up_s``); each maps to one key of ``config.SCHEMA`` and is checked by
-the same rules the TOML loader uses, so central and the daemon agree on what is valid. Sans-IO:
+the same rules the TOML loader uses, so central and the daemon agree on what is valid. The unit's
+settings (``UNIT_KEYS``: brightness, debounce_ms, button_map...) are checked by the firmware's own
+validator (firmware/offhook_fw/config.py, run here under CPython), so the unit agrees too. Sans-IO:
 central checks a change with ``check_layer`` before storing it, the daemon checks a whole policy
 with ``check_policy`` before using it (a forged message is refused there too).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import math
+import sys
 from dataclasses import dataclass, field
+from functools import cache
+from types import ModuleType
 from typing import Any
 
-from offhook import config
+from offhook import config, linkproto
+from offhook.firmware import firmware_root
 
 # The daemon settings central may set, by flat name: its timers, the consult timeout, the supervisor.
 POLICY_KEYS: dict[str, tuple[str, str]] = {
@@ -22,6 +30,30 @@ POLICY_KEYS: dict[str, tuple[str, str]] = {
     "consult_timeout_s": ("softphone", "consult_timeout_s"),
     "supervisor": ("softphone", "supervisor"),
 }
+HOOK = "hook"  # a button map must keep it: without hook an agent cannot answer or hang up from the unit
+
+
+@cache
+def firmware_config() -> ModuleType:
+    """The firmware's config module (defaults and validator), loaded under CPython. It imports
+    ``linkproto`` as the unit does; the host's is the same file (offhook.firmware.SHARED)."""
+    spec = importlib.util.spec_from_file_location("offhook_fw_config", firmware_root() / "offhook_fw" / "config.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    saved = sys.modules.get("linkproto")
+    sys.modules["linkproto"] = linkproto
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            del sys.modules["linkproto"]
+        else:
+            sys.modules["linkproto"] = saved
+    return module
+
+
+# The unit's settings central may set: every key of the firmware's config schema.
+UNIT_KEYS: tuple[str, ...] = tuple(firmware_config().DEFAULTS)
 CENTRAL_LAYERS = ("desk", "team", "site", "board")  # most specific first
 LOCKING_LAYERS = ("site", "team")  # central keeps one lock per key; a site's replaces a team's
 MAX_POLICY_VERSION = 2**53  # JSON-safe
@@ -47,10 +79,26 @@ class Effective:
     locked: bool = False  # set by a lock: it overrides the desk's local config
 
 
+def check_unit_value(key: str, value: Any, where: str = "policy") -> Any:
+    """A unit setting checked by the firmware's validator (and the hook rule); PolicyError otherwise."""
+    fw = firmware_config()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PolicyError(f"{where}: unit.{key} = {value} is not a finite number")
+    _, reason = fw.validate({key: value}, fw.defaults())
+    if reason:
+        raise PolicyError(f"{where}: unit.{key}: {reason}")
+    if key == "button_map" and HOOK not in value:
+        raise PolicyError(f"{where}: unit.button_map leaves hook unmapped")
+    return list(value) if isinstance(value, list) else value
+
+
 def check_value(key: str, value: Any, where: str = "policy") -> Any:
     """The value if ``key`` may be set to it by central; PolicyError naming the key otherwise."""
+    if key in UNIT_KEYS:
+        return check_unit_value(key, value, where)
     if key not in POLICY_KEYS:
-        raise PolicyError(f"{where}: unknown key {key!r} (settable: {', '.join(sorted(POLICY_KEYS))})")
+        settable = ", ".join(sorted([*POLICY_KEYS, *UNIT_KEYS]))
+        raise PolicyError(f"{where}: unknown key {key!r} (settable: {settable})")
     section, name = POLICY_KEYS[key]
     try:
         return config.check_setting(f"{section}.{name}", value, config.SCHEMA[section][name], where)
@@ -100,6 +148,12 @@ def effective(policy: Policy | None, local: dict[str, dict[str, Any]]) -> dict[s
     return result
 
 
+def unit_effective(policy: Policy | None) -> dict[str, Effective]:
+    """The unit's settings: central's, else the firmware's default (the desk's TOML has none)."""
+    defaults = firmware_config().DEFAULTS
+    return {key: _one(key, policy, {}, key, defaults[key]) for key in UNIT_KEYS}
+
+
 def _one(key: str, policy: Policy | None, local: dict[str, Any], name: str, default: Any) -> Effective:
     if policy is not None:
         lock = policy.locks.get(key)
@@ -117,6 +171,8 @@ def apply(base: dict[str, dict[str, Any]], values: dict[str, Effective]) -> dict
     """A copy of the daemon's config with the effective policy values in it."""
     merged = {section: dict(keys) for section, keys in base.items()}
     for key, chosen in values.items():
+        if key not in POLICY_KEYS:
+            continue  # a unit setting: the daemon sends those to its unit
         section, name = POLICY_KEYS[key]
         merged[section][name] = chosen.value
     return merged

@@ -39,7 +39,10 @@ class Page:
 class RealDesk:
     """A daemon on a simulated unit with its floor client; ``local`` is its TOML as written."""
 
-    def __init__(self, mqtt: Mosquitto, name: str, team: str, workdir: Path, local: dict[str, Any]) -> None:
+    def __init__(
+        self, mqtt: Mosquitto, name: str, team: str, workdir: Path, local: dict[str, Any], page: Any = None
+    ) -> None:
+        self.page = page or Page()
         self.name, self.team, self.mqtt, self.workdir = name, team, mqtt, workdir / name
         self.unit = SimulatedUnit(f"0ff0514d0000f10{name[-1]}", self.workdir / "flash")
         self.local = local
@@ -59,7 +62,7 @@ class RealDesk:
             self.daemon, self.mqtt.floor_config(self.name, self.team), self.recorder, ack_timeout_s=1.0
         )
         await asyncio.wait_for(self.daemon.unit_connected.wait(), 30)
-        self.softphone.register(Page())
+        self.softphone.register(self.page)
 
     def call(self, event: str, call: str) -> None:
         self.softphone.report({"event": event, "call": call, "peer": "+4930555000111"})
@@ -243,3 +246,76 @@ def test_the_acl_lets_central_write_policies_and_each_desk_read_its_own() -> Non
     text = broker.acl_text([broker.Desk("hq", "desk-01")], ["central-1"])
     assert "topic write offhook/v1/+/+/policy" in text
     assert "topic read offhook/v1/hq/desk-01/policy" in text and "topic write offhook/v1/hq/desk-01/settings" in text
+
+
+class RecordingPage(Page):
+    def __init__(self) -> None:
+        self.ops: list[str] = []
+
+    def post(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "request":
+            self.ops.append(str(message.get("op")))
+
+
+async def brightest(unit: SimulatedUnit, window_s: float = 0.6) -> int:
+    """The highest level any lamp reached over ``window_s`` (the status lamp is lit when available)."""
+    top = 0
+    end = asyncio.get_running_loop().time() + window_s
+    while asyncio.get_running_loop().time() < end:
+        top = max(top, *unit.led_map().values())
+        await asyncio.sleep(0.02)
+    return top
+
+
+def test_unit_settings_reach_the_unit_verified_and_change_its_behaviour(
+    db: str, mqtt: Mosquitto, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        page = RecordingPage()
+        desk = RealDesk(mqtt, "desk-04", "complaints", tmp_path, {}, page)
+        async with CentralTask(mqtt, db):
+            try:
+                await desk.start()
+                assert desk.daemon is not None and desk.client is not None
+                await until(lambda: desk.daemon is not None and desk.daemon.desk.agent == L.AGENT_AVAILABLE, 10)
+                before = await brightest(desk.unit)
+                assert before > 0
+
+                # Refused at central with the key named: never stored, never sent.
+                for value, message in [
+                    (
+                        'button_map=["none","mute","hold","escalate","state","vol_up","vol_down"]',
+                        "leaves hook unmapped",
+                    ),
+                    ("brightness=500", "brightness=500 out of range"),
+                    ("brightness=nan", "unit.brightness = nan is not a finite number"),
+                    ("brightness=true", "brightness must be an integer"),
+                ]:
+                    result = await asyncio.to_thread(cli, db, "set", "--desk", "desk-04", value)
+                    assert result.returncode == 2 and message in result.stderr, (value, result.stderr)
+
+                result = await asyncio.to_thread(cli, db, "set", "--desk", "desk-04", "brightness=10")
+                assert result.returncode == 0, result.stderr
+                unit_state = desk.client.unit_settings  # type: ignore[attr-defined]
+                await until(lambda: unit_state.report()["state"] == "verified", 15)
+                await until(lambda: reported(db, "desk-04").get("unit", {}).get("state") == "verified", 5)
+                after = await brightest(desk.unit)
+                assert 0 < after < before / 4, (before, after)  # the VM's PWM follows the new brightness
+
+                # The button map: input 2 (the "mute" key) becomes hook, and answers a ringing call.
+                swapped = '["mute","hook","hold","escalate","state","vol_up","vol_down"]'
+                result = await asyncio.to_thread(cli, db, "set", "--desk", "desk-04", f"button_map={swapped}")
+                assert result.returncode == 0, result.stderr
+                version = int(result.stdout.split()[1].rstrip(":"))
+                await until(lambda: unit_state.state == {"version": version, "state": "verified", "error": None}, 15)
+                desk.call("incoming", "c9@pbx")
+                await until(lambda: desk.daemon is not None and desk.daemon.desk.calls, 5)
+                await desk.unit.press("mute")
+                await until(lambda: "answer" in page.ops, 5)
+                shown = await asyncio.to_thread(cli, db, "show", "--desk", "desk-04")
+                line = next(line for line in shown.stdout.splitlines() if line.split()[:1] == ["brightness"])
+                assert line.split()[1:3] == ["10", "desk"]
+            finally:
+                await desk.stop()
+
+    run(scenario(), 120)

@@ -385,16 +385,18 @@ def _config_show(args: argparse.Namespace) -> int:
     if report is None:
         print(f"{where}: no report from the desk yet; central's layers only (version {view['central_version']})")
         checked = settings.check_policy(view["policy"]) if view["central_version"] else None
-        rows = {
-            k: {"value": e.value, "source": e.source, "locked": e.locked}
-            for k, e in settings.effective(checked, {}).items()
-        }
+        chosen = {**settings.effective(checked, {}), **settings.unit_effective(checked)}
+        rows = {k: {"value": e.value, "source": e.source, "locked": e.locked} for k, e in chosen.items()}
     else:
         pending = f", version {report['pending']} waits for the desk to be idle" if report.get("pending") else ""
         print(f"{where}: version {report['version']} in effect (central at {view['central_version']}){pending}")
         if report.get("refused"):
             print(f"  refused a policy: {report['refused']}")
-        rows = report["effective"]
+        unit = report.get("unit") or {}
+        if unit.get("version"):
+            error = f": {unit['error']}" if unit.get("error") else ""
+            print(f"  unit settings of version {unit['version']}: {unit.get('state')}{error}")
+        rows = {**report["effective"], **unit.get("effective", {})}
     width = max((len(key) for key in rows), default=0)
     for key, chosen in sorted(rows.items()):
         note = "  locked: overrides the desk's local config" if chosen.get("locked") else ""
