@@ -35,6 +35,7 @@ class Action(StrEnum):
     VOLUME_UP = "volume_up"
     VOLUME_DOWN = "volume_down"
     TO_HID_SOFTPHONE = "to_hid_softphone"
+    TOGGLE_RECORDING_PAUSE = "toggle_recording_pause"  # pause / resume the call's recording
 
 
 # Situations a rule can require; "any" matches always. "hid_call": a configured HID softphone
@@ -58,6 +59,7 @@ TABLE: tuple[Rule, ...] = (
     Rule("hook", "long", "pairing", Action.REFUSE_PAIRING, "refuse the pairing request (unit idle)"),
     Rule("hook", "long", "ringing", Action.REJECT, "reject the ringing call"),
     Rule("hook", "short", "any", Action.HOOK, "answer a ringing call, hang up the active one"),
+    Rule("mute", "long", "any", Action.TOGGLE_RECORDING_PAUSE, "pause / resume the call's recording (card numbers)"),
     Rule("mute", "short", "any", Action.MUTE, "mute / unmute the microphone"),
     Rule("hold", "short", "any", Action.HOLD, "hold / resume the call"),
     Rule("escalate", "short", "any", Action.ESCALATE, "consult the supervisor, then transfer"),

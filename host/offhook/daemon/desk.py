@@ -128,6 +128,8 @@ class Desk:
         self.pairing = False
         self.updating = False
         self.softphone_up = True
+        # Call-ID -> "on" | "paused" | "failed", as the recorder confirmed it (docs/recording.md).
+        self.recording: dict[str, str] = {}
         self._wrap_call = ""  # the call whose wrap-up is running (for its metrics record)
         self._last_state: UnitState | None = None
         self._now = 0.0
@@ -230,6 +232,11 @@ class Desk:
             flags |= L.STATE_CALL_WAITING  # our call wins; the HID softphone's ringing one waits
         if consult is not None:
             flags |= L.STATE_CONSULT
+        recording = self.recording_state
+        if recording == "failed":
+            flags |= L.STATE_RECORDING_FAILED
+        elif recording != "off":
+            flags |= L.STATE_RECORDING | (L.STATE_RECORDING_PAUSED if recording == "paused" else 0)
         for on, bit in (
             (self.identify, L.STATE_IDENTIFY),
             (self.pairing, L.STATE_PAIRING),
@@ -254,6 +261,7 @@ class Desk:
             "mute_confirmed": not self.mute_unconfirmed,
             "wrap_up_remaining_s": state.timer_s if state.agent == L.AGENT_WRAP_UP else None,
             "consulting": self.consult_call is not None,
+            "recording": self.recording_state,
             "softphone_connected": self.softphone_up,
             "hid_softphone": {"call": L.CALL_NAMES[self.hid_call], "muted": bool(self.hid_leds & L.HID_LED_MUTE)},
             "calls": [
@@ -490,6 +498,35 @@ class Desk:
     def _finish_wrap_up(self, effects: list[Effect], now: float, next_state: int = L.AGENT_AVAILABLE) -> None:
         self._set_agent(next_state, effects, "wrap-up ended")
 
+    # ------------------------------------------------------------ recording
+
+    @property
+    def recording_state(self) -> str:
+        """The current call's recording: off, on, paused or failed."""
+        call = self.current
+        return "off" if call is None else self.recording.get(call.call_id, "off")
+
+    def _do_toggle_recording_pause(self, effects: list[Effect], now: float) -> str:
+        """Ask the recorder to pause or resume; the lamp follows only its confirmation."""
+        call, state = self.current, self.recording_state
+        if call is None or state == "off":
+            return "this call is not being recorded"
+        if state == "failed":
+            return "this call's recording stopped on an error"
+        effects.append(Notice("recording_pause", {"call": call.call_id, "paused": state == "on"}))
+        return ""
+
+    def recording_changed(self, call_id: str, state: str, now: float, reason: str = "") -> list[Effect]:
+        """The recorder reports a call's recording: on, paused, failed (an alert) or off."""
+        self._now = now
+        effects: list[Effect] = []
+        known = call_id in self.calls and state in ("on", "paused", "failed", "off")
+        if known and self.recording.get(call_id, "off") != state:
+            self.recording[call_id] = state
+            data = {"call": call_id, "state": state, **({"reason": reason} if reason else {})}
+            effects.append(Notice("recording_failed" if state == "failed" else "recording", data))
+        return self._with_state(effects)
+
     # ------------------------------------------------------------ HID softphone
 
     def hid_softphone_leds(self, leds: int, now: float) -> list[Effect]:
@@ -570,6 +607,7 @@ class Desk:
 
     def _closed(self, call_id: str, reason: str, effects: list[Effect], now: float) -> None:
         call = self.calls.pop(call_id, None)
+        self.recording.pop(call_id, None)
         if call is None:
             return
         if call.consult:
