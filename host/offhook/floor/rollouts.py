@@ -21,6 +21,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -419,3 +420,220 @@ def _jsonb(value: dict[str, Any]) -> Any:
     from psycopg.types.json import Jsonb
 
     return Jsonb(value)
+
+
+# ---------------------------------------------------------------- central's side: the runner
+
+UPDATE, UPDATE_STATUS = "update", "update_status"  # central → desk (retained), desk → central (retained)
+POLL_S = 0.5
+DESKS_SQL = """
+SELECT d.site, d.desk, d.team, d.online AND coalesce(i.connected, false), coalesce(i.board, ''),
+    coalesce(i.firmware, '') FROM desks d LEFT JOIN inventory i ON i.site = d.site AND i.desk = d.desk
+"""
+
+
+def update_message(rollout: Rollout, action: Action) -> tuple[str, dict[str, Any]]:
+    """The retained ``update`` body for a desk: the bundle to fetch (named by its sha256), or a cancel."""
+    site, desk = action.desk.split("/", 1)
+    spec = rollout.spec
+    if isinstance(action, Cancel):
+        return f"{site}/{desk}", {"rollout": spec.name, "cancel": True}
+    body = {"rollout": spec.name, "sha256": spec.sha256, "version": spec.version, "board": spec.board}
+    return f"{site}/{desk}", {**body, "url": f"/bundles/{spec.sha256}"}
+
+
+def check_status(body: dict[str, Any]) -> dict[str, Any]:
+    """A desk's ``update_status`` body, checked; RolloutError otherwise."""
+    from offhook.daemon.updates import ENDS
+
+    phases = (*ENDS, "queued", "downloading", "verified", "receiving", "rebooting")
+    rollout, phase, percent = body.get("rollout"), body.get("phase"), body.get("percent", 0)
+    if not isinstance(rollout, str) or not 0 < len(rollout) <= 128 or phase not in phases:
+        raise RolloutError("malformed update_status message")
+    if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
+        raise RolloutError("malformed update_status message (percent)")
+    reason, tz = body.get("reason", ""), body.get("tz", "")
+    if not isinstance(reason, str) or not isinstance(tz, str) or len(tz) > 64:
+        raise RolloutError("malformed update_status message (reason, tz)")
+    return {"rollout": rollout, "phase": phase, "percent": percent, "reason": reason[:300], "tz": tz}
+
+
+class RolloutService:
+    """Runs in `offhook central run` beside ingest: every ``poll_s`` it keeps the desks' reported
+    phases, ticks each live rollout under a row lock (several centrals never tick one twice) and
+    publishes the resulting ``update`` messages (retained: a desk offline now gets its update, or
+    the cancel, when it is back). ``publish(topic, body)`` is central's publisher."""
+
+    def __init__(self, dsn: str, publish: Any, poll_s: float = POLL_S, clock: Any = None) -> None:
+        import time
+
+        self.dsn = dsn
+        self.publish = publish
+        self.poll_s = poll_s
+        self.clock = clock or time.time
+        self.reports: dict[tuple[str, str], dict[str, Any]] = {}  # (site/desk, rollout): checked body
+        self.tz: dict[str, str] = {}  # each desk's time zone, as its reports say
+        self.closed = False
+
+    def report(self, site: str, desk: str, body: dict[str, Any]) -> None:
+        """A desk's update_status; a malformed one is dropped with one line."""
+        import logging
+
+        try:
+            checked = check_status(body)
+        except RolloutError as exc:
+            logging.getLogger("offhook.central").warning("central: refused a message from %s/%s: %s", site, desk, exc)
+            return
+        self.reports[(f"{site}/{desk}", checked["rollout"])] = checked
+        if checked["tz"]:
+            self.tz[f"{site}/{desk}"] = checked["tz"]
+
+    async def run(self) -> None:
+        import asyncio
+        import contextlib
+
+        import psycopg
+
+        from offhook.floor import pgstore
+
+        conn = None
+        while not self.closed:
+            try:
+                if conn is None:
+                    conn = await pgstore.connect(self.dsn)
+                    await conn.set_autocommit(True)
+                await self.round(conn)
+            except psycopg.Error:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                conn = None
+            await asyncio.sleep(self.poll_s)
+
+    async def round(self, conn: Any) -> None:
+        reports, self.reports = self.reports, {}
+        try:
+            for (desk, rollout), body in sorted(reports.items()):
+                await conn.execute(
+                    "INSERT INTO rollout_units (rollout, desk, phase, percent, reason) SELECT %s, %s, %s, %s, %s"
+                    " WHERE EXISTS (SELECT 1 FROM rollouts WHERE name = %s)"
+                    " ON CONFLICT (rollout, desk) DO UPDATE SET phase = EXCLUDED.phase, percent = EXCLUDED.percent,"
+                    " reason = EXCLUDED.reason, updated_at = now()",
+                    (rollout, desk, body["phase"], body["percent"], body["reason"], rollout),
+                )
+        except Exception:
+            self.reports = {**reports, **self.reports}
+            raise
+        floor = [
+            Desk(f"{site}/{desk}", site, team, board, fw, self.tz.get(f"{site}/{desk}", "UTC"), bool(online))
+            for site, desk, team, online, board, fw in await (await conn.execute(DESKS_SQL)).fetchall()
+        ]
+        pins = await (await conn.execute("SELECT team, version FROM team_pins")).fetchall()
+        pinned = {team: version for team, version in pins}
+        names = [
+            row[0] for row in await (await conn.execute("SELECT name FROM rollouts ORDER BY created_at")).fetchall()
+        ]
+        for name in names:
+            await self._tick(conn, name, floor, pinned)
+
+    async def _tick(self, conn: Any, name: str, floor: list[Desk], pinned: dict[str, str]) -> None:
+        import dataclasses
+
+        async with conn.transaction():
+            row = await (
+                await conn.execute("SELECT state FROM rollouts WHERE name = %s FOR UPDATE SKIP LOCKED", (name,))
+            ).fetchone()
+            if row is None:
+                return  # another central has it this round
+            rollout = Rollout.from_json(row[0])
+            if rollout.status in ("halted", "paused"):
+                return
+            rollout.spec = dataclasses.replace(rollout.spec, pins=pinned)
+            phases = {
+                desk: phase
+                for desk, phase in await (
+                    await conn.execute("SELECT desk, phase FROM rollout_units WHERE rollout = %s", (name,))
+                ).fetchall()
+            }
+            before = rollout.as_json()
+            actions = rollout.tick(floor, phases, self.clock())
+            if rollout.as_json() != before:
+                await conn.execute(
+                    "UPDATE rollouts SET state = %s, updated_at = now() WHERE name = %s",
+                    (_jsonb(rollout.as_json()), name),
+                )
+        for action in actions:  # after the commit: a desk never hears of an update central did not keep
+            where, body = update_message(rollout, action)
+            self.publish(f"{where}", body)
+
+
+# ---------------------------------------------------------------- the bundle over central's HTTPS, resumable
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """``Range: bytes=START-[END]`` → (start, end exclusive), or None for the whole (or a form not served)."""
+    match = re.match(r"^bytes=(\d+)-(\d*)$", header.strip())
+    if match is None:
+        return None
+    start, end = int(match[1]), int(match[2]) + 1 if match[2] else size
+    return (start, min(end, size)) if start < size and start < end else None
+
+
+async def fetch_bundle(url: str, sha256: str, part: Path, ssl: Any = None, chunk: int = 65536) -> bytes:
+    """The bundle at ``url``, resuming from ``part`` (what an earlier try kept); checked against
+    its sha256 name. RolloutError with the reason otherwise (the part file is kept to resume)."""
+    import hashlib
+
+    import aiohttp
+
+    have = part.read_bytes() if part.is_file() else b""
+    headers = {"Range": f"bytes={len(have)}-"} if have else {}
+    try:
+        async with aiohttp.ClientSession() as session, session.get(url, headers=headers, ssl=ssl) as answer:
+            if answer.status == 200:
+                have = b""  # the server sent it whole
+            elif answer.status != 206 and not (answer.status == 416 and have):
+                raise RolloutError(f"bundle download: HTTP {answer.status}")
+            with part.open("ab" if have else "wb") as out:
+                async for piece in answer.content.iter_chunked(chunk):
+                    out.write(piece)
+    except (aiohttp.ClientError, OSError) as exc:
+        raise RolloutError(f"bundle download: {exc}") from None
+    data = part.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        part.unlink(missing_ok=True)
+        raise RolloutError("downloaded bundle does not match its sha256")
+    return data
+
+
+def bundle_handler(dsn: str) -> Any:
+    """``GET /bundles/{sha256}`` for central's HTTPS side (aiohttp): the bundle, with Range for a
+    desk resuming a cut download. No token: a bundle is signed firmware, checked by the daemon and
+    the unit, and only its sha256 (known from the rollout's retained message) names it."""
+    from aiohttp import web
+
+    cache: dict[str, bytes] = {}
+
+    async def handler(request: web.Request) -> web.Response:
+        import psycopg
+
+        sha256 = request.match_info["sha256"]
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise web.HTTPNotFound()
+        data = cache.get(sha256)
+        if data is None:
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+                row = await (await conn.execute("SELECT data FROM bundles WHERE sha256 = %s", (sha256,))).fetchone()
+            if row is None:
+                raise web.HTTPNotFound()
+            data = cache[sha256] = bytes(row[0])
+        wanted = byte_range(request.headers.get("Range", ""), len(data))
+        if request.headers.get("Range") and wanted is None:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
+        if wanted is None:
+            return web.Response(body=data, content_type="application/octet-stream")
+        start, end = wanted
+        headers = {"Content-Range": f"bytes {start}-{end - 1}/{len(data)}"}
+        return web.Response(status=206, body=data[start:end], headers=headers, content_type="application/octet-stream")
+
+    return handler
