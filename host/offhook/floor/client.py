@@ -433,7 +433,7 @@ class FloorClient:
     async def _acks(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             if str(message.topic).endswith("/" + S.POLICY):
-                self.policy(bytes(message.payload))  # type: ignore[arg-type]
+                self.policy(bytes(message.payload))
                 continue
             try:
                 body = S.decode(S.ACK, bytes(message.payload))

@@ -204,3 +204,36 @@ class PolicyService:
             self.published[(site, desk)] = (content, version)
             self.publish(Publish(S.topic(site, desk, S.POLICY), S.encode(body), retain=True))
             log.info("central: settings version %d published to %s/%s", version, site, desk)
+
+
+# ------------------------------------------------------------ the IT page (web.py runs these in a thread)
+
+
+def page_view(dsn: str, desk: str) -> dict[str, Any] | None:
+    """GET /api/settings: one desk's view (as `config show --desk`), or every layer's rows without a desk."""
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=3) as conn:
+        if desk:
+            return desk_view(conn, desk)
+        version = int(conn.execute("SELECT version FROM settings_version").fetchone()[0])  # type: ignore[index]
+        rows = [row.__dict__ for row in rows_of(conn.execute(ROWS_SQL).fetchall())]
+        desks = conn.execute("SELECT site, desk, version FROM desk_settings ORDER BY site, desk").fetchall()
+        reported = [{"site": site, "desk": name, "version": int(v)} for site, name, v in desks]
+        return {"central_version": version, "rows": rows, "desks": reported}
+
+
+def page_change(dsn: str, body: Any) -> dict[str, Any]:
+    """POST /api/settings {"layer", "target", "set": {key: value}, "unset": [key], "lock"}: checked
+    before anything is stored; PolicyError (one line, the key named) otherwise."""
+    if not isinstance(body, dict):
+        raise PolicyError("send a JSON object")
+    layer, target = str(body.get("layer", "")), str(body.get("target", ""))
+    if layer not in settings.CENTRAL_LAYERS:
+        raise PolicyError(f"layer must be one of {', '.join(settings.CENTRAL_LAYERS)}")
+    values, keys, lock = body.get("set") or {}, body.get("unset") or [], bool(body.get("lock"))
+    if not isinstance(values, dict) or not isinstance(keys, list) or bool(values) == bool(keys):
+        raise PolicyError('send either "set": {key: value} or "unset": [key]')
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=3) as conn:
+        if values:
+            return {"version": set_values(conn, layer, target, values, lock)}
+        removed, version = unset(conn, layer, target, [str(key) for key in keys])
+        return {"version": version, "removed": removed}

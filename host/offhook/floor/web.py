@@ -34,8 +34,9 @@ from typing import Any
 import psycopg
 from aiohttp import WSCloseCode, web
 
-from offhook.floor import auth, pgstore
+from offhook.floor import auth, pgstore, policy
 from offhook.floor import wallboard as W
+from offhook.settings import PolicyError
 
 log = logging.getLogger("offhook.central.web")
 
@@ -51,7 +52,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 # Pages and who may open them; the files under pages/ a page loads need no role.
-PAGE_ROLES = {"wallboard": "live", "inventory": "inventory"}
+PAGE_ROLES = {"wallboard": "live", "inventory": "inventory", "settings": "inventory"}
 INVENTORY_SQL = """
 SELECT d.site, d.desk, coalesce(i.serial, '') AS serial, coalesce(d.team, s.team, '') AS team,
     coalesce(a.agent, '') AS agent, coalesce(i.board, '') AS board, coalesce(i.firmware, '') AS firmware,
@@ -163,6 +164,9 @@ class FloorWeb:
         app.router.add_get("/login", self._page_file("login.html"))
         app.router.add_get("/wallboard", self._page("wallboard"))
         app.router.add_get("/inventory", self._page("inventory"))
+        app.router.add_get("/settings", self._page("settings"))
+        app.router.add_get("/api/settings", self._settings)
+        app.router.add_post("/api/settings", self._settings_change)
         app.router.add_static("/static/", PAGES, show_index=False, follow_symlinks=False)
         app.router.add_post("/api/login", self._login)
         app.router.add_post("/api/logout", self._logout)
@@ -388,6 +392,29 @@ class FloorWeb:
         await self._require(request, "inventory")
         rows = [dict(zip(INVENTORY_FIELDS, row, strict=True)) for row in await self._query(INVENTORY_SQL)]
         return web.json_response({"now": self.wall(), "units": rows})
+
+    async def _settings(self, request: web.Request) -> web.StreamResponse:
+        """Floor-wide settings (IT): one desk's effective values with their sources, or every layer."""
+        await self._require(request, "inventory")
+        view = await asyncio.to_thread(policy.page_view, self.dsn, request.query.get("desk", ""))
+        if view is None:
+            return _error(HTTPStatus.NOT_FOUND, "no such desk has been seen on the floor")
+        return web.json_response(view)
+
+    async def _settings_change(self, request: web.Request) -> web.StreamResponse:
+        who = await self._require(request, "inventory_admin")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(HTTPStatus.BAD_REQUEST, "send JSON")
+        try:
+            done = await asyncio.to_thread(policy.page_change, self.dsn, body)
+        except PolicyError as exc:
+            return _error(HTTPStatus.BAD_REQUEST, str(exc))
+        log.info(
+            "settings: %s changed %s %s (version %d)", who.name, body.get("layer"), body.get("target"), done["version"]
+        )
+        return web.json_response(done)
 
     async def _wallboard_ws(self, request: web.Request) -> web.StreamResponse:
         who = await self._require(request, "live")
