@@ -221,7 +221,14 @@ class UpdateRelay:
     async def _apply(self, job: Job) -> None:
         if job.fetch is not None and not job.data:
             self._set(job, "downloading")
-            job.data = await job.fetch()
+            for attempt in range(TRIES):
+                try:
+                    job.data = await job.fetch()
+                    break
+                except ValueError as exc:  # cut or refused: the next try resumes where this one stopped
+                    if attempt == TRIES - 1:
+                        raise UpdateRefused(str(exc)) from None
+                    await asyncio.sleep(2**attempt)
             if B.sha256_hex(job.data) != job.sha256:
                 raise UpdateRefused("downloaded bundle does not match its sha256")
             await self._until_ready()
