@@ -149,6 +149,7 @@ class PolicyService:
         self.published: dict[tuple[str, str], tuple[str, int]] = {}  # (site, desk): (content, version)
         self.reports: dict[tuple[str, str], dict[str, Any]] = {}  # not yet written
         self.closed = False
+        self._last_round: Any = None  # (version, rows, desks) last resolved: unchanged means nothing to do
 
     def report(self, site: str, desk: str, body: dict[str, Any]) -> None:
         """A desk's effective settings (Ingest.on_settings)."""
@@ -186,11 +187,15 @@ class PolicyService:
         except psycopg.Error:
             self.reports = {**reports, **self.reports}  # kept for the next round
             raise
-        rows = rows_of(await (await conn.execute(ROWS_SQL)).fetchall())
         version = int((await (await conn.execute("SELECT version FROM settings_version")).fetchone())[0])  # type: ignore[index]
         if version == 0:
             return  # nothing was ever set: no policy, every desk keeps its own config
-        for site, desk, team, board in await (await conn.execute(DESKS_SQL)).fetchall():
+        desks = await (await conn.execute(DESKS_SQL)).fetchall()
+        this_round = (version, len(self.published), desks)
+        if this_round == self._last_round:
+            return
+        rows = rows_of(await (await conn.execute(ROWS_SQL)).fetchall())
+        for site, desk, team, board in desks:
             body = resolve(rows, version, site=site, desk=desk, team=team, board=board)
             content = json.dumps([body["layers"], body["locks"]], sort_keys=True)
             old = self.published.get((site, desk))
@@ -204,6 +209,7 @@ class PolicyService:
             self.published[(site, desk)] = (content, version)
             self.publish(Publish(S.topic(site, desk, S.POLICY), S.encode(body), retain=True))
             log.info("central: settings version %d published to %s/%s", version, site, desk)
+        self._last_round = (version, len(self.published), desks)
 
 
 # ------------------------------------------------------------ the IT page (web.py runs these in a thread)
