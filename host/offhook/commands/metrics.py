@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from offhook.cli import EXIT_FAILED, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
-    from offhook.metrics.report import Report, ReportQuery
+    from offhook.metrics.report import Report, ReportQuery, ReportRow
 
 FORMATS = ("table", "csv", "json")
 
@@ -316,7 +316,36 @@ def _table_columns(result: Report) -> list[_Column]:
             ["red" if row.long_holds else "" for row in rows],
         )
     )
+    if result.total.holds:  # the same long holds, as a rate a quality lead reads
+        cells = ["–" if row.checkin_compliance is None else f"{row.checkin_compliance:.0%}" for row in rows]
+        columns.append(_Column("check-ins on time", _NUMBER, cells, plain))
+    if result.total.analytics[0]:  # conversation analytics, when the audio pipeline metered any call
+        columns += _analytics_columns(rows)
     return columns
+
+
+def _analytics_columns(rows: list[ReportRow]) -> list[_Column]:
+    """Means over the metered calls; "–" where a group has none (never a zero)."""
+    from offhook.metrics.report import ANALYTICS_MEANS
+
+    def mean(row: ReportRow, name: str) -> float | None:
+        value: float | None = row.analytics[1 + ANALYTICS_MEANS.index(name)]
+        return value
+
+    def share(value: float | None) -> str:
+        return "–" if value is None else f"{value:.0%}"
+
+    def seconds(value: float | None) -> str:
+        return "–" if value is None else f"{value:.1f} s"
+
+    plain = [""] * len(rows)
+    return [
+        _Column("metered calls", _NUMBER, [str(row.analytics[0]) for row in rows], plain),
+        _Column("agent talk share", _NUMBER, [share(mean(row, "agent_share")) for row in rows], plain),
+        _Column("overtalk per call", _NUMBER, [seconds(mean(row, "overtalk_s")) for row in rows], plain),
+        _Column("dead air per call", _NUMBER, [seconds(mean(row, "dead_air_s")) for row in rows], plain),
+        _Column("response median", _NUMBER, [seconds(mean(row, "response_median_s")) for row in rows], plain),
+    ]
 
 
 def _layout(columns: list[_Column], width: int) -> list[list[tuple[int, int]]]:

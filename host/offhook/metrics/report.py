@@ -9,7 +9,12 @@ Definitions (printed by `offhook report --help` and in docs/metrics.md):
   to hang-up minus hold; hold: sum of the call's holds; wrap-up: hang-up to wrap-up end.
 - AHT = (talk + hold + wrap-up) summed over handled calls / number of handled calls.
 - missed/abandoned rate = (missed + abandoned) / all calls.
-- long holds: holds longer than 2 minutes (the customer was not checked on in time).
+- long holds: holds longer than 2 minutes (the customer was not checked on in time);
+  check-in compliance = (holds - long holds) / holds, the same computation
+  (offhook.audio.analytics.missed_checkins on the holds table).
+- conversation analytics (docs/analytics.md): means over the handled calls the audio
+  pipeline metered (``analytics_calls``); a call without figures is left out of a mean,
+  never counted as zero, and a group with none has no value.
 - median and p90 interpolate linearly between ranks (numpy's default, Excel's PERCENTILE.INC).
 - a day (and an hour) is the agent's local time at ring start, in the agent's time zone.
 
@@ -105,6 +110,22 @@ class Spread(NamedTuple):
         return cls(float(seconds.mean()), float(median), float(p90))
 
 
+# Conversation analytics averaged per group (store.ANALYTICS_FIELDS, "quality." for the nested ones).
+ANALYTICS_MEANS = (
+    "agent_share",
+    "overtalk_count",
+    "overtalk_s",
+    "dead_air_count",
+    "dead_air_s",
+    "response_median_s",
+    "talking_while_muted_s",
+    "quality.noise_floor_dbfs",
+    "quality.clipping_pct",
+    "quality.echo_reduction_db",
+)
+_NO_ANALYTICS = (0, *(None for _ in ANALYTICS_MEANS))
+
+
 # The columns of a flat row (CSV, JSON), durations in seconds.
 FLAT_FIELDS = (
     "group",
@@ -120,6 +141,9 @@ FLAT_FIELDS = (
     "aht_s",
     "holds",
     "long_holds",
+    "checkin_compliance",
+    "analytics_calls",
+    *(f"{name.rsplit('.', 1)[-1]}_mean" for name in ANALYTICS_MEANS),
 )
 
 
@@ -141,6 +165,8 @@ class ReportRow:
     missed_rate: float | None
     holds: int
     long_holds: int
+    checkin_compliance: float | None = None
+    analytics: tuple[Any, ...] = _NO_ANALYTICS  # analytics_calls, then the ANALYTICS_MEANS
 
     def flat(self) -> dict[str, Any]:
         """One flat mapping (CSV columns, JSON objects), durations in seconds."""
@@ -162,6 +188,8 @@ class ReportRow:
         for spread in (self.ring, self.talk, self.hold, self.wrap):
             values += [None if value is None else round(value, 3) for value in spread]
         values += [None if self.aht_s is None else round(self.aht_s, 3), self.holds, self.long_holds]
+        values.append(None if self.checkin_compliance is None else round(self.checkin_compliance, 4))
+        values += [self.analytics[0], *(None if v is None else round(v, 3) for v in self.analytics[1:])]
         return values
 
 
@@ -288,8 +316,10 @@ def build(sources: Iterable[sqlite3.Connection], query: ReportQuery) -> Report:
     timings: list[np.ndarray] = []
     stores_of: dict[str, list[str]] = {}  # agent name -> the stores it is in
     days: list[str] = []
+    sources_seen: list[tuple[sqlite3.Connection, str]] = []
     for index, conn in enumerate(sources):
         origin = store.store_id(conn) or f"source {index + 1}"
+        sources_seen.append((conn, origin))
         for day, agent, summaries in conn.execute(sql, params):
             if not summaries:  # cannot happen for calls the recorder completed; never crash on it
                 continue
@@ -323,8 +353,11 @@ def build(sources: Iterable[sqlite3.Connection], query: ReportQuery) -> Report:
     ):
         raise MetricsError("malformed call summaries: an outcome, hour or UTC offset out of range")
     total_counts = np.bincount(outcome, minlength=len(OUTCOMES))[None, :]
-    total = _Figures.of([TOTAL], total_counts, data, np.zeros(data.shape[1], dtype=np.int64)).rows()[0]
     labels, warnings = _agent_labels(stores_of, query)
+    sums = _analytics_sums(sources_seen, query)
+    whole = _Figures.of([TOTAL], total_counts, data, np.zeros(data.shape[1], dtype=np.int64))
+    whole.analytics = sum(sums.values(), np.zeros(_ANALYTICS_WIDTH))[None, :]
+    total = whole.rows()[0]
     report = Report(
         query,
         total,
@@ -354,7 +387,46 @@ def build(sources: Iterable[sqlite3.Connection], query: ReportQuery) -> Report:
         call_group = rank[call_group]
     counts = np.bincount(call_group * len(OUTCOMES) + outcome, minlength=len(names) * len(OUTCOMES))
     report.figures = _Figures.of(names, counts.reshape(-1, len(OUTCOMES)), data, call_group[_HANDLED[outcome]])
+    position = {name: i for i, name in enumerate(names)}
+    report.figures.analytics = np.zeros((len(names), _ANALYTICS_WIDTH))
+    for (key, origin), values in sums.items():
+        name = labels[key][origin] if query.by == "agent" else key
+        if name in position:
+            report.figures.analytics[position[name]] += values
     return report
+
+
+_ANALYTICS_WIDTH = 1 + 2 * len(ANALYTICS_MEANS)  # calls with figures, then (sum, count) per mean
+_ANALYTICS_GROUP = {  # the group's name as build() names it, from a calls row
+    None: "''",
+    "day": "local_day",
+    "agent": "agent",
+    "hour": "local_day || 'T' || substr(local_start, 12, 2) || ':00' || substr(local_start, -6)",
+}
+
+
+def _analytics_sums(sources: list[tuple[sqlite3.Connection, str]], query: ReportQuery) -> dict[Any, np.ndarray]:
+    """Per (group, store): the metered calls and each mean's sum and count of values (NULLs skipped).
+    Stores older than version 4 have no analytics column: their calls have no figures."""
+    where, params = where_clause(query)
+    picks = []
+    for name in ANALYTICS_MEANS:
+        value = f"json_extract(analytics, '$.{name}')"
+        picks += [f"total({value})", f"count({value})"]
+    group = _ANALYTICS_GROUP[query.by]
+    sql = f"SELECT {group}, count(*), {', '.join(picks)} FROM calls WHERE {where} AND analytics IS NOT NULL GROUP BY 1"
+    sums: dict[Any, np.ndarray] = {}
+    for conn, origin in sources:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+        if "analytics" not in columns:
+            continue
+        try:
+            rows = conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise MetricsError(f"malformed call analytics: {exc}") from None
+        for key, *values in rows:
+            sums[(key, origin)] = np.array(values, dtype=np.float64)
+    return sums
 
 
 def _agent_labels(stores_of: dict[str, list[str]], query: ReportQuery) -> tuple[dict[str, dict[str, str]], list[str]]:
@@ -455,6 +527,7 @@ class _Figures:
     sizes: np.ndarray  # handled calls per group
     spreads: list[list[np.ndarray]]  # ring, talk, hold, wrap -> mean, median, p90 in seconds
     totals: np.ndarray  # group x (talk, hold, wrap, holds, long_holds), summed over handled calls
+    analytics: np.ndarray | None = None  # group x _ANALYTICS_WIDTH (_analytics_sums), set by build()
 
     @classmethod
     def of(cls, names: list[str], counts: np.ndarray, columns: np.ndarray, group_index: np.ndarray) -> _Figures:
@@ -487,6 +560,18 @@ class _Figures:
                 column[i] = missing
         for i in np.flatnonzero(calls == 0).tolist():  # only an empty total
             rate[i] = missing
+        holds, long_holds = self.totals[:, 3], self.totals[:, 4]
+        compliance = convert((holds - long_holds) / np.maximum(holds, 1), 4)
+        for i in np.flatnonzero(holds == 0).tolist():
+            compliance[i] = missing
+        sums = self.analytics if self.analytics is not None else np.zeros((len(self.names), _ANALYTICS_WIDTH))
+        means = []
+        for k in range(len(ANALYTICS_MEANS)):
+            summed, valued = sums[:, 1 + 2 * k], sums[:, 2 + 2 * k]
+            mean = convert(summed / np.maximum(valued, 1), 3)
+            for i in np.flatnonzero(valued == 0).tolist():  # no metered call: no value, never zero
+                mean[i] = missing
+            means.append(mean)
         return [
             self.names,
             calls.tolist(),
@@ -496,6 +581,9 @@ class _Figures:
             *timings,
             self.totals[:, 3].astype(np.int64).tolist(),
             self.totals[:, 4].astype(np.int64).tolist(),
+            compliance,
+            sums[:, 0].astype(np.int64).tolist(),
+            *means,
         ]
 
     def rows(self) -> list[ReportRow]:
@@ -517,6 +605,8 @@ class _Figures:
                 missed_rate=values[8],
                 holds=values[22],
                 long_holds=values[23],
+                checkin_compliance=values[24],
+                analytics=tuple(values[25:]),
             )
             for values in zip(*self.columns(), strict=True)
         ]
