@@ -268,8 +268,10 @@ async def brightest(unit: SimulatedUnit, window_s: float = 0.6) -> int:
 
 
 def test_unit_settings_reach_the_unit_verified_and_change_its_behaviour(
-    db: str, mqtt: Mosquitto, tmp_path: Path
+    db: str, mqtt: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
+
     async def scenario() -> None:
         page = RecordingPage()
         desk = RealDesk(mqtt, "desk-04", "complaints", tmp_path, {}, page)
@@ -315,6 +317,14 @@ def test_unit_settings_reach_the_unit_verified_and_change_its_behaviour(
                 shown = await asyncio.to_thread(cli, db, "show", "--desk", "desk-04")
                 line = next(line for line in shown.stdout.splitlines() if line.split()[:1] == ["brightness"])
                 assert line.split()[1:3] == ["10", "desk"]
+                assert f"unit settings of version {version}: verified" in shown.stdout
+
+                # A unit that connects again (or a replacement) gets the settings in effect again.
+                pushes = caplog.text.count(f"unit settings of version {version} verified")
+                await desk.unit.unplug()
+                await until(lambda: desk.daemon is not None and not desk.daemon.unit_connected.is_set(), 10)
+                await desk.unit.replug()
+                await until(lambda: caplog.text.count(f"unit settings of version {version} verified") > pushes, 20)
             finally:
                 await desk.stop()
 

@@ -583,9 +583,11 @@ class UnitSettings:
 
     async def _push(self, policy: settings.Policy) -> None:
         values = {key: chosen.value for key, chosen in settings.unit_effective(policy).items()}
+        with contextlib.suppress(TimeoutError):  # a unit that just said HELLO: the daemon sends its STATE first
+            await asyncio.wait_for(self.daemon.unit_connected.wait(), UNIT_ANSWER_S)
         session = self.daemon.session
         if session is None or not self.daemon.unit_connected.is_set():
-            self._set(policy.version, "no unit", None)
+            self._set(policy.version, "no unit", None)  # sent when a unit connects
             return
         self._tap(session)
         self._answer = asyncio.get_running_loop().create_future()
