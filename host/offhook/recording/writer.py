@@ -33,8 +33,14 @@ from offhook.recording import meta as M
 from offhook.recording.age import AgeStream, parse_recipient
 
 QUEUE_FRAMES = 500  # 5 s of 10 ms frames: the writer may stall that long before audio is lost
+# Opus spreads a transition over ~30 ms: the audio just before a pause (or hold, or consult) is
+# silenced over this much (held back from the encoder that long), and just after it, so the whole
+# silent span decodes at or below -50 dBFS. That much speech either side of it is lost.
+PAUSE_GUARD_S = 0.06
+RESUME_GUARD_S = 0.02
 RESERVE_BYTES = 256 * 1024  # released on a full disk: room for the final chunk and the sidecar
-_Item = tuple[np.ndarray | None, np.ndarray | None, int, int]
+# (agent, customer, samples, silence owed before it, paused); audio None: silence (paused, on hold).
+_Item = tuple[np.ndarray | None, np.ndarray | None, int, int, bool]
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -103,7 +109,6 @@ class Recorder:
         self.meta_path = self.directory / (stem + M.SUFFIX)
         self._reserve = self.directory / f".{stem}.reserve"
         self.meta = M.Meta(call_id, agent, started, samplerate, recipient=recipient.strip(), audio=self.audio_path.name)
-        # (agent, customer, samples, silence before it); the audio is None for a paused frame.
         self._queue: queue.Queue[_Item | None] = queue.Queue(queue_frames)
         self._paused = False
         self._dropped = 0  # frames the full queue refused, written as silence later
@@ -116,6 +121,10 @@ class Recorder:
         self.writer_cpu_s = 0.0
         self.frames_dropped = 0  # samples lost to a full queue (written as silence)
         self._closing = False
+        self._guard = round(PAUSE_GUARD_S * samplerate)
+        self._held = np.zeros((0, 2), np.float32)  # the last PAUSE_GUARD_S, not yet encoded
+        self._quiet = 0  # samples still to silence after a resume
+        self._silent = False  # the last frame was silence (paused, held, consulting)
 
     # ------------------------------------------------------------ control side
 
@@ -165,19 +174,32 @@ class Recorder:
             return
         # Paused: only the length crosses, so a paused frame's audio is never queued. Frames a full
         # queue refused ride along with the next one as silence to write first: the timeline holds.
-        item = (None, None, len(agent), self._dropped) if self._paused else (agent, customer, len(agent), self._dropped)
+        if self._paused:
+            self._put((None, None, len(agent), self._dropped, True))
+        else:
+            # Copies: the audio thread may reuse its buffers for the next frame.
+            self._put((np.array(agent, np.float32), np.array(customer, np.float32), len(agent), self._dropped, False))
+
+    def push_silence(self, samples: int) -> None:
+        """A frame's time in silence, not a pause: the call is on hold or the agent consults
+        (the consult leg never goes into the customer's file). A pause still wins."""
+        if self.failed or self._thread is None or self._closing:
+            return
+        self._put((None, None, samples, self._dropped, self._paused))
+
+    def _put(self, item: _Item) -> None:
         try:
             self._queue.put_nowait(item)
             self._dropped = 0
         except queue.Full:
-            self._dropped += len(agent)
+            self._dropped += item[2]
 
     def close(self, timeout: float = 10.0) -> M.Meta:
         """End the recording: the writer drains the queue, seals the last chunk, writes the sidecar."""
         if self._thread is not None:
             self._closing = True
             self._dropped, owed = 0, self._dropped
-            for item in ((None, None, 0, owed), None):
+            for item in ((None, None, 0, owed, False), None):
                 try:
                     self._queue.put(item, timeout=timeout)
                 except queue.Full:  # the writer is stuck (a hung disk): give up on it, never on the call
@@ -209,17 +231,23 @@ class Recorder:
             self.writer_cpu_s = time.thread_time() - started
 
     def _encode(self, item: _Item) -> None:
-        agent, customer, count, gap = item
+        agent, customer, count, gap, paused = item
         if gap:
             self.frames_dropped += gap
             self._write_frames(np.zeros((gap, 2), np.float32))
         if not count:  # the closing item: only the silence owed for the last frames dropped
             return
+        self._mark_pause(paused)
+        silent = agent is None or customer is None
+        if silent != self._silent:  # pause, hold or consult begins or ends: guard the edge
+            self._silent = silent
+            if silent:
+                self._held[:] = 0
+            else:
+                self._quiet = round(RESUME_GUARD_S * self.samplerate)
         if agent is None or customer is None:
-            self._mark_pause(True)
             self._write_frames(np.zeros((count, 2), np.float32))
             return
-        self._mark_pause(False)
         self._write_frames(np.column_stack((agent, customer)).astype(np.float32, copy=False))
 
     def _mark_pause(self, paused: bool) -> None:
@@ -234,9 +262,18 @@ class Recorder:
             self._save_meta()
 
     def _write_frames(self, frames: np.ndarray) -> None:
-        self._encoder.write(frames)
+        if self._quiet:
+            quiet = min(self._quiet, len(frames))
+            frames = frames.copy()
+            frames[:quiet] = 0
+            self._quiet -= quiet
         self.samples += len(frames)
-        self._write(self._stream.push(self._sink.take()))
+        self._held = np.concatenate((self._held, frames))
+        ready = len(self._held) - self._guard
+        if ready > 0:
+            self._encoder.write(self._held[:ready])
+            self._held = self._held[ready:]
+            self._write(self._stream.push(self._sink.take()))
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -270,6 +307,9 @@ class Recorder:
 
     def _finish(self, status: str) -> None:
         """Seal the stream (the encoder's last pages, then age's final chunk) and close the files."""
+        if len(self._held):
+            self._encoder.write(self._held)
+            self._held = self._held[:0]
         self._encoder.close()
         self._write(self._stream.push(self._sink.take()) + self._stream.finish())
         os.fsync(self._fd)
