@@ -103,3 +103,21 @@ def test_old_store_without_the_column_reports_nulls(tmp_path: Path) -> None:
     finally:
         conn.close()
     assert total["analytics_calls"] == 0 and total["agent_share_mean"] is None and total["handled"] == 1
+
+
+def test_quality_chart_beside_the_chart(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    chart = tmp_path / "calls.png"
+    assert main(["report", "--db", str(store), "--chart", str(chart), "--format", "csv"]) == 0
+    err = capsys.readouterr().err
+    quality = tmp_path / "calls-quality.png"
+    assert f"chart written to {quality}" in err
+    assert quality.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and quality.stat().st_size > 10_000
+
+
+def test_no_quality_chart_without_metered_calls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with CallRecorder(tmp_path / "plain.sqlite3") as rec:
+        play(rec, "p1", DAY1, CALL)
+    chart = tmp_path / "calls.png"
+    assert main(["report", "--db", str(tmp_path / "plain.sqlite3"), "--chart", str(chart), "--format", "csv"]) == 0
+    capsys.readouterr()
+    assert chart.exists() and not (tmp_path / "calls-quality.png").exists()

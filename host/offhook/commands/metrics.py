@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from offhook.cli import EXIT_FAILED, EXIT_OK, UsageError
 
@@ -60,7 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="one row per local day, local hour or agent; over PostgreSQL also site, team, month and pairs (team,day)",
     )
     report.add_argument("--format", default="table", metavar="table|csv|json", help="output format (default: table)")
-    report.add_argument("--chart", type=Path, metavar="FILE.png", help="also write charts: AHT per day, ring times")
+    report.add_argument(
+        "--chart",
+        type=Path,
+        metavar="FILE.png",
+        help="also write charts: AHT per day, ring times; FILE-quality.png when calls were metered",
+    )
     report.set_defaults(handler=_report)
 
     metrics = subparsers.add_parser("metrics", help="export or purge the call metrics store")
@@ -182,8 +187,10 @@ def _report(args: argparse.Namespace) -> int:
         try:
             result = report_module.build(sources, query)
             by_day = None
+            shares: dict[str, Any] = {}
             if args.chart is not None:
                 by_day = result if query.by == "day" else report_module.build(sources, _query(args, "day"))
+                shares = report_module.agent_shares(sources, query)
         finally:
             for conn in sources:
                 conn.close()
@@ -212,6 +219,15 @@ def _report(args: argparse.Namespace) -> int:
         except OSError as exc:  # the directory went away or filled up after the check
             raise UsageError(f"--chart {args.chart}: cannot write it: {exc.strerror or exc}") from None
         print(f"chart written to {args.chart}", file=sys.stderr)
+        if by_day.total.analytics[0]:  # conversation analytics for the quality lead, when any call was metered
+            from offhook.metrics.charts import quality_chart_path, write_quality_chart
+
+            quality = quality_chart_path(args.chart)
+            try:
+                write_quality_chart(by_day, shares, quality)
+            except OSError as exc:
+                raise UsageError(f"--chart {quality}: cannot write it: {exc.strerror or exc}") from None
+            print(f"chart written to {quality}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,6 +97,61 @@ def write_chart(by_day: Report, path: Path) -> None:
         histogram.set_title("Ring time (speed of answer) of handled calls")
         histogram.set_xlabel("seconds from ring start to answer")
         histogram.set_ylabel("calls")
+        figure.savefig(path, format="png", dpi=100)
+    finally:
+        plt.close(figure)
+
+
+def quality_chart_path(path: Path) -> Path:
+    """Where the quality lead's chart goes beside ``--chart FILE.png``: FILE-quality.png."""
+    return path.with_name(f"{path.stem}-quality{path.suffix}")
+
+
+def write_quality_chart(by_day: Report, shares: dict[str, np.ndarray], path: Path) -> None:
+    """The conversation figures a quality lead looks at (docs/analytics.md), three panels: each agent's
+    talk share per call (a box per agent: the spread, not only the mean), dead air and overtalk per
+    metered call per day, and hold check-in compliance per day. Days without a metered call (or without
+    a hold) have no point: a gap, never a zero."""
+    from offhook.metrics.report import ANALYTICS_MEANS
+
+    preload()
+    from matplotlib import pyplot as plt
+
+    def mean(row: Any, name: str) -> float:
+        value = row.analytics[1 + ANALYTICS_MEANS.index(name)]
+        return np.nan if value is None else float(value)
+
+    days = by_day.rows
+    labels = [row.group for row in days]
+    x = np.arange(len(days))
+    step = max(1, len(labels) // 15)
+    figure, (spread, per_call, checkins) = plt.subplots(3, 1, figsize=(10, 11), constrained_layout=True)
+    try:
+        figure.suptitle(title(by_day))
+        agents = [agent for agent in sorted(shares) if shares[agent].size]
+        if agents:
+            spread.boxplot([shares[agent] * 100 for agent in agents], showmeans=True)
+            spread.set_xticks(np.arange(1, len(agents) + 1), [printable(a).replace("$", r"\$") for a in agents])
+            spread.axhline(50, color="grey", linewidth=0.8, linestyle=":")
+        else:
+            spread.text(0.5, 0.5, "no metered calls", transform=spread.transAxes, ha="center")
+        spread.set_title("Agent's share of the talk per call (box: middle half; whiskers: 1.5 IQR; triangle: mean)")
+        spread.set_ylabel("% of the talk")
+        for name, colour, label in (("dead_air_s", "#c44e52", "dead air"), ("overtalk_s", "#4c72b0", "overtalk")):
+            per_call.plot(x, [mean(row, name) for row in days], marker="o", color=colour, label=label)
+        per_call.set_title("Dead air and overtalk per metered call, per day (mean)")
+        per_call.set_ylabel("seconds per call")
+        per_call.set_xticks(x[::step], labels[::step], rotation=45, ha="right")
+        per_call.legend(**_OUTSIDE)
+        rate = np.array([np.nan if r.checkin_compliance is None else 100 * r.checkin_compliance for r in days])
+        checkins.bar(x, np.nan_to_num(rate), color=["#55a868" if v >= 100 else "#dd8452" for v in rate])
+        for i, value in enumerate(rate.tolist()):  # a value on every bar: 0 % is a bar too, "no holds" is not
+            text = "no holds" if np.isnan(value) else f"{value:.0f} %"
+            checkins.text(i, 2, text, ha="center", rotation=90, fontsize=7, color="grey" if np.isnan(value) else "black")
+        checkins.set_ylim(0, 105)
+        checkins.set_title("Holds checked on within the reminder (check-in compliance), per day")
+        checkins.set_ylabel("% of holds")
+        checkins.set_xticks(x[::step], labels[::step], rotation=45, ha="right")
         figure.savefig(path, format="png", dpi=100)
     finally:
         plt.close(figure)

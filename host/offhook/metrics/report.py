@@ -405,6 +405,24 @@ _ANALYTICS_GROUP = {  # the group's name as build() names it, from a calls row
 }
 
 
+def agent_shares(sources: Iterable[sqlite3.Connection], query: ReportQuery) -> dict[str, np.ndarray]:
+    """Every metered call's agent talk share, per agent name (for the spread chart); stores before
+    version 4 have none."""
+    where, params = where_clause(query)
+    sql = (
+        f"SELECT agent, json_extract(analytics, '$.agent_share') FROM calls WHERE {where}"
+        " AND json_extract(analytics, '$.agent_share') IS NOT NULL"
+    )
+    shares: dict[str, list[float]] = {}
+    for conn in sources:
+        if "analytics" not in {row[1] for row in conn.execute("PRAGMA table_info(calls)")}:
+            continue
+        for agent, share in conn.execute(sql, params):
+            if isinstance(share, int | float):
+                shares.setdefault(agent, []).append(float(share))
+    return {agent: np.array(values) for agent, values in shares.items()}
+
+
 def _analytics_sums(sources: list[tuple[sqlite3.Connection, str]], query: ReportQuery) -> dict[Any, np.ndarray]:
     """Per (group, store): the metered calls and each mean's sum and count of values (NULLs skipped).
     Stores older than version 4 have no analytics column: their calls have no figures."""
