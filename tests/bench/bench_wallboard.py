@@ -1,0 +1,296 @@
+"""The wallboard and floor reports under load.
+
+1. Live push: 1,000 load desks (the floor benchmark's LoadDesk: the daemon's FloorClient and
+   MetricsSink, one call per 3 minutes each, in a process of their own) publish through a real
+   Mosquitto to `offhook central run --https` (its own process). Beside one real headless
+   Chromium on the wallboard, a WebSocket client that speaks the page's protocol measures each
+   state change from the desk's publish (the state's ``ts``, the desk's wall clock) to its
+   ``tile`` message arriving: p50 and p99, goal p99 ≤ 500 ms.
+2. Floor reports over 10 million calls (2,000 agents, 40 teams, 3 sites, 90 days), filled by SQL
+   into the partitioned ``calls``: a team-day report (one day, by team) and a month-by-agent
+   report (one month, by agent), each beside a bare ``SELECT count(*)`` over the same rows; goal
+   ≤ 1 s each. Also the whole 90 days by team and day.
+
+FLOOR_WALLBOARD_DESKS, FLOOR_WALLBOARD_S, FLOOR_REPORT_CALLS scale it down for a quick look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+
+from offhook.floor import auth, pgstore, reports_pg
+from offhook.floor.client import Broker
+from tests.bench.figures import Figure, percentile
+from tests.floor.rig import Mosquitto, Postgres, postgres_server
+from tests.floor.webrig import CentralWebProcess, make_token
+
+AREA = "wallboard"
+DESKS = int(os.environ.get("FLOOR_WALLBOARD_DESKS", "1000"))
+STEADY_S = float(os.environ.get("FLOOR_WALLBOARD_S", "90"))
+CALLS = int(os.environ.get("FLOOR_REPORT_CALLS", "10000000"))
+AGENTS, TEAMS, SITES, DAYS = 2000, 40, 3, 90
+FIRST_DAY = date(2026, 7, 1)
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+LOAD = [sys.executable, "-m", "tests.bench.bench_wallboard", "--load"]
+
+
+# ---------------------------------------------------------------- 1. live push
+
+
+class _Brokers:
+    """What LoadDesk asks of the rig's Mosquitto, from its directory and port (another process)."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.dir, self.port = directory, port
+
+    def broker(self, account: str) -> Broker:
+        password = (self.dir / "secrets" / f"{account}.password").read_text().strip()
+        return Broker("localhost", self.port, True, account, password, ca_file=str(self.dir / "ca.pem"))
+
+
+async def _load(directory: Path, port: int, desks: int, seconds: float, workdir: Path) -> None:
+    """The load generator's process: ``desks`` LoadDesks taking calls for ``seconds``."""
+    from tests.bench.bench_floor import LoadDesk
+
+    brokers: Any = _Brokers(directory, port)
+    loads = [LoadDesk(brokers, f"load-{n:04d}", workdir) for n in range(desks)]
+    for load in loads:
+        load.task = asyncio.create_task(load.client.run())
+    until = time.monotonic() + seconds
+    work = [asyncio.create_task(load.work(until, random.Random(load.name))) for load in loads]
+    await asyncio.wait(work, timeout=seconds)  # a desk waits for its next call past the end: cut it there
+    for task in work:
+        task.cancel()
+    for load in loads:
+        if load.task is not None:
+            load.task.cancel()
+    await asyncio.gather(*(load.task for load in loads if load.task), return_exceptions=True)
+
+
+async def _live(workdir: Path, pg: Postgres) -> dict[str, float]:
+    names = [f"load-{n:04d}" for n in range(DESKS)]
+    mqtt = Mosquitto(names)
+    mqtt.start()
+    central = CentralWebProcess(mqtt, pg.new_database())
+    latencies: list[float] = []
+    load: subprocess.Popen[bytes] | None = None
+    try:
+        await central.start()
+        print(f"  wallboard: central up; {DESKS} load desks for {STEADY_S:g} s", flush=True)
+        dsn = central.command[central.command.index("--db") + 1]
+        token = make_token(dsn, auth.SUPERVISOR, "bench")
+        context = ssl.create_default_context(cafile=str(mqtt.dir / "ca.pem"))
+        async with contextlib.AsyncExitStack() as stack:
+            from playwright.async_api import async_playwright
+
+            pw = await stack.enter_async_context(async_playwright())
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+            stack.push_async_callback(browser.close)
+            page = await (await browser.new_context(ignore_https_errors=True)).new_page()
+            await page.goto(f"{central.url}/login")
+            await page.fill("#token", token)
+            await page.click("button[type=submit]")
+            await page.wait_for_url(f"{central.url}/wallboard")
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+            )
+            ws = await session.ws_connect(
+                f"wss://localhost:{central.port}/ws/wallboard", headers={"Authorization": f"Bearer {token}"}
+            )
+            load = subprocess.Popen(
+                [*LOAD, str(mqtt.dir), str(mqtt.port), str(DESKS), str(STEADY_S), str(workdir)],
+                cwd=Path(__file__).resolve().parents[2],
+            )
+            seen: dict[str, float] = {}
+            warmup = time.monotonic() + 30  # the desks connect and publish their first states
+            while load.poll() is None:
+                with contextlib.suppress(TimeoutError):
+                    message = await asyncio.wait_for(ws.receive(), 1.0)
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    arrived = time.time()
+                    body = json.loads(message.data)
+                    if body["type"] != "tile" or body["tile"]["ts"] is None:
+                        continue
+                    tile = body["tile"]
+                    if seen.get(tile["id"]) == tile["ts"]:
+                        continue  # the same change again (an agent's name learnt), not a new one
+                    seen[tile["id"]] = tile["ts"]
+                    if time.monotonic() > warmup:
+                        latencies.append(arrived - tile["ts"])
+            await ws.close()
+    finally:
+        if load is not None and load.poll() is None:
+            load.kill()
+        central.stop()
+        mqtt.close()
+    return {
+        "p50": percentile(latencies, 0.5) if latencies else float("nan"),
+        "p99": percentile(latencies, 0.99) if latencies else float("nan"),
+        "changes": len(latencies),
+    }
+
+
+# ---------------------------------------------------------------- 2. reports over 10 million calls
+
+_FILL = """
+INSERT INTO calls (store_id, call_id, seq, site, desk, agent, tz, direction, number, outcome, ring_wall,
+    answer_wall, end_wall, wrap_wall, local_start, local_day, ring_s, talk_s, hold_s, wrap_s, holds, long_holds,
+    ended_by)
+SELECT 'store-' || a, 'c' || g || '@pbx', g, 'site-' || (a %% {sites}), 'desk-' || a, 'agent-' || a, 'UTC', 'inbound',
+    NULL, o, ts, CASE WHEN talk IS NULL THEN NULL ELSE ts + ring END, ts + ring + coalesce(talk + hold, 0),
+    ts + ring + talk + hold + wrap,
+    to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"'),
+    (to_timestamp(ts) AT TIME ZONE 'UTC')::date, ring, talk, hold, wrap, held, coalesce((hold > 120)::int, 0), 'agent'
+FROM (
+    SELECT g, a, ts, ring, holds,
+        CASE WHEN r < 0.06 THEN 'missed' WHEN r < 0.09 THEN 'abandoned' WHEN r < 0.96 THEN 'answered'
+             ELSE 'transferred' END AS o,
+        CASE WHEN r < 0.09 THEN NULL ELSE 30 + random() * 600 END AS talk,
+        CASE WHEN r < 0.09 THEN NULL WHEN holds > 0 THEN random() * 240 ELSE 0 END AS hold,
+        CASE WHEN r < 0.09 THEN NULL ELSE random() * 90 END AS wrap,
+        CASE WHEN r < 0.09 THEN 0 ELSE holds END AS held
+    FROM (
+        SELECT g, g %% {agents} AS a, random() AS r, (random() < 0.3)::int AS holds, 1 + random() * 30 AS ring,
+            extract(epoch FROM %s::timestamp)
+                + (g::float8 / {calls}) * {days} * 86400 + random() * 60 AS ts
+        FROM generate_series(%s::bigint, %s::bigint) g
+    ) s
+) t
+"""
+
+
+def _fill(dsn: str, calls: int) -> float:
+    started = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        asyncio.run(_migrate(dsn))
+        months = sorted({pgstore.partition_of(str(FIRST_DAY + timedelta(days=d))) for d in range(DAYS + 1)})
+        for name, first, after in months:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF calls FOR VALUES FROM ('{first}') TO ('{after}')"
+            )
+        conn.execute(
+            "INSERT INTO desks (site, desk, team, online) SELECT 'site-' || a %% 3, 'desk-' || a,"
+            " 'team-' || lpad((a %% %s)::text, 2, '0'), true FROM generate_series(0, %s) a",
+            (TEAMS, AGENTS - 1),
+        )
+        sql = _FILL.format(sites=SITES, agents=AGENTS, calls=calls, days=DAYS)
+        chunk = 1_000_000
+        for low in range(1, calls + 1, chunk):
+            conn.execute(sql, (FIRST_DAY.isoformat(), low, min(calls, low + chunk - 1)))  # type: ignore[arg-type]
+        conn.execute("VACUUM ANALYZE calls")
+    return time.perf_counter() - started
+
+
+async def _migrate(dsn: str) -> None:
+    conn = await pgstore.connect(dsn)
+    try:
+        await pgstore.migrate(conn)
+    finally:
+        await conn.close()
+
+
+def _timed(dsn: str, query: reports_pg.FloorQuery) -> tuple[float, float, int]:
+    """(report seconds, bare count(*) seconds over the same rows, rows)."""
+    with psycopg.connect(dsn) as conn:
+        reports_pg.build(conn, query)  # warm: the pages cached, as a report read twice would be
+        started = time.perf_counter()
+        report = reports_pg.build(conn, query)
+        took = time.perf_counter() - started
+        where, params = ["true"], []
+        if query.since:
+            where.append("local_day >= %s")
+            params.append(query.since)
+        if query.until:
+            where.append("local_day <= %s")
+            params.append(query.until)
+        started = time.perf_counter()
+        rows = conn.execute(f"SELECT count(*) FROM calls WHERE {' AND '.join(where)}", params).fetchone()
+        bare = time.perf_counter() - started
+    assert rows is not None and rows[0] == report.total.calls
+    return took, bare, int(rows[0])
+
+
+def _reports(pg: Postgres) -> list[Figure]:
+    dsn = pg.new_database()
+    print(f"  wallboard: filling {CALLS:,} calls", flush=True)
+    fill_s = _fill(dsn, CALLS)
+    print(f"  wallboard: filled in {fill_s:.0f} s", flush=True)
+    day = FIRST_DAY + timedelta(days=45)
+    month_first = date(FIRST_DAY.year, FIRST_DAY.month + 1, 1)
+    month_last = date(FIRST_DAY.year, FIRST_DAY.month + 2, 1) - timedelta(days=1)
+    shapes = [
+        ("team-day report (one day, by team)", reports_pg.FloorQuery(day, day, None, "team")),
+        ("month-by-agent report (one month, by agent)", reports_pg.FloorQuery(month_first, month_last, None, "agent")),
+        ("90 days by team and day", reports_pg.FloorQuery(None, None, None, "team,day")),
+    ]
+    figures = []
+    scale = f"{CALLS:,} calls, {AGENTS:,} agents, {TEAMS} teams, {SITES} sites, {DAYS} days"
+    for name, query in shapes:
+        took, bare, rows = _timed(dsn, query)
+        figures.append(
+            Figure(
+                AREA,
+                f"floor {name}",
+                took,
+                "s",
+                f"bare count(*) of its {rows:,} rows: {bare:.3f} s ({scale})",
+                "≤ 1 s",
+                took <= 1.0,
+            )
+        )
+    figures.append(Figure(AREA, f"fill {CALLS:,} calls by SQL (partitioned by month)", fill_s, "s", scale))
+    return figures
+
+
+def run() -> list[Figure]:
+    with tempfile.TemporaryDirectory() as tmp, postgres_server() as pg:
+        live = asyncio.run(_live(Path(tmp), pg))
+        figures = [
+            Figure(
+                AREA,
+                "state change → wallboard client p50",
+                live["p50"] * 1000,
+                "ms",
+                f"{int(live['changes'])} changes, {DESKS} load desks, one Chromium on the board",
+            ),
+            Figure(
+                AREA,
+                "state change → wallboard client p99",
+                live["p99"] * 1000,
+                "ms",
+                "the desk's publish to the page protocol's tile message",
+                "≤ 500 ms",
+                live["p99"] <= 0.5,
+            ),
+        ]
+        figures += _reports(pg)
+    return figures
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--load"]:
+        directory, port, desks, seconds, workdir = sys.argv[2:7]
+        from tests.floor.rig import _many_files
+
+        _many_files()
+        asyncio.run(_load(Path(directory), int(port), int(desks), float(seconds), Path(workdir)))
+    else:
+        for figure in run():
+            print(*figure.row(), sep="  |  ")
