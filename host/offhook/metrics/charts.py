@@ -147,7 +147,8 @@ def write_quality_chart(by_day: Report, shares: dict[str, np.ndarray], path: Pat
         checkins.bar(x, np.nan_to_num(rate), color=["#55a868" if v >= 100 else "#dd8452" for v in rate])
         for i, value in enumerate(rate.tolist()):  # a value on every bar: 0 % is a bar too, "no holds" is not
             text = "no holds" if np.isnan(value) else f"{value:.0f} %"
-            checkins.text(i, 2, text, ha="center", rotation=90, fontsize=7, color="grey" if np.isnan(value) else "black")
+            colour = "grey" if np.isnan(value) else "black"
+            checkins.text(i, 2, text, ha="center", rotation=90, fontsize=7, color=colour)
         checkins.set_ylim(0, 105)
         checkins.set_title("Holds checked on within the reminder (check-in compliance), per day")
         checkins.set_ylabel("% of holds")
