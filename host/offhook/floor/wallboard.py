@@ -157,10 +157,10 @@ WHERE c.local_day BETWEEN current_date - 1 AND current_date + 1
 GROUP BY 1, 2 ORDER BY 1, 2
 """
 
-# The latest agent name of each desk that took a call lately (the state message carries none).
+# The latest agent name of each desk that took a call since yesterday (the state message carries none).
 AGENTS_SQL = """
 SELECT DISTINCT ON (site, desk) site, desk, agent FROM calls
-WHERE local_day >= current_date - 7 ORDER BY site, desk, ring_wall DESC
+WHERE local_day >= current_date - 1 ORDER BY site, desk, ring_wall DESC
 """
 
 LIVE_SQL = """

@@ -42,6 +42,7 @@ log = logging.getLogger("offhook.central.web")
 
 PAGES = Path(__file__).with_name("pages")
 COOKIE = "__Host-offhook"
+AGENTS_EVERY_S = 30.0  # how often the agents' names are read from their latest call records
 QUEUE_MAX = 5000  # messages waiting for one page: past it the page is closed and reconnects
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
@@ -136,6 +137,7 @@ class FloorWeb:
         self.ready = asyncio.Event()
         self._db: psycopg.AsyncConnection[Any] | None = None
         self._db_lock = asyncio.Lock()
+        self._agents_due = 0.0
         # Optional probe (benchmarks): called with each tile message as it is queued.
         self.on_push: Callable[[str], None] | None = None
 
@@ -252,8 +254,11 @@ class FloorWeb:
 
     async def _refresh_figures(self) -> None:
         figures = W.figures_rows(await self._query(W.FIGURES_SQL))
-        for view in self.board.name_agents({(s, d): a for s, d, a in await self._query(W.AGENTS_SQL)}):
-            self._push(W.tile_message(view, self.wall()))
+        now = time.monotonic()
+        if now >= self._agents_due:  # names change at a shift's start, not every second: a cheaper period
+            self._agents_due = now + AGENTS_EVERY_S
+            for view in self.board.name_agents({(s, d): a for s, d, a in await self._query(W.AGENTS_SQL)}):
+                self._push(W.tile_message(view, self.wall()))
         if figures != self.board.figures:
             self.board.figures = figures
             self._push(W.figures_message(figures, self.wall()))
