@@ -163,6 +163,22 @@
     $("fig-long-holds").textContent = String(f.long_holds ?? "–");
   }
 
+  // After each call: its conversation figures (the audio pipeline's; null where not measured).
+  function applyCallFigures(f) {
+    if (!f || typeof f !== "object") return;
+    const seconds = (v) => (typeof v === "number" ? `${v.toFixed(1)} s` : "\u2013");
+    const share = f.agent_share;
+    $("lc-share").textContent = typeof share === "number" ? `${Math.round(share * 100)} %` : "\u2013";
+    $("lc-overtalk").textContent =
+      typeof f.overtalk_count === "number" ? `${f.overtalk_count} × (${seconds(f.overtalk_s)})` : "\u2013";
+    $("lc-dead-air").textContent =
+      typeof f.dead_air_count === "number" ? `${f.dead_air_count} × (${seconds(f.dead_air_s)})` : "\u2013";
+    $("lc-response").textContent = seconds(f.response_median_s);
+    $("lc-monologue").textContent = seconds(f.agent_longest_monologue_s);
+    $("lc-checkins").textContent = typeof f.missed_checkins === "number" ? String(f.missed_checkins) : "\u2013";
+    $("last-call").hidden = false;
+  }
+
   function clearFigures() {
     $("figures").classList.remove("stale");
     $("figures-date").textContent = "";
@@ -187,6 +203,7 @@
     if (data.type === "event") {
       if (data.event === "state") applyState(data);
       else if (data.event === "figures") applyFigures(data.figures || data);
+      else if (data.event === "analytics") applyCallFigures(data.figures);
       else if (data.event === "hold_reminder") showNotice("Check in with the customer on hold.");
       else if (data.event === "missed_call") showNotice("Missed call: you were set to break.");
       else if (data.event === "established" || data.event === "closed") showNotice("");
