@@ -8,6 +8,7 @@ import io
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -247,3 +248,54 @@ def test_pause_is_silent_wherever_it_falls_in_loud_speech(tmp_path, keys, talker
     audio = decoded(rec, identity, tmp_path)
     assert dbfs(audio[start * FRAME : (start + 30) * FRAME]) <= -50
     assert M.read(rec.meta_path).paused == [[start / 100, (start + 30) / 100]]
+
+
+def _crash_copy(tmp_path, recipient, talkers, seconds: int = 16):
+    """What a crash leaves on disk: the file as written so far, with no final chunk."""
+    agent, customer = talkers
+    rec = Recorder(tmp_path / "rec", recipient, "crash", "ann", queue_frames=10_000)
+    assert rec.start()
+    frames = len(agent) // FRAME
+    for i in range(seconds * 100):
+        part = slice((i % frames) * FRAME, (i % frames + 1) * FRAME)
+        rec.push(agent[part], customer[part])
+    while not rec._queue.empty():
+        time.sleep(0.01)
+    time.sleep(0.1)
+    crashed = tmp_path / "crashed.ogg.age"
+    crashed.write_bytes(rec.audio_path.read_bytes())
+    buffered = rec._stream.buffered
+    rec.close()
+    return crashed, buffered
+
+
+def test_a_crash_loses_only_the_unsealed_tail(tmp_path, keys, talkers):
+    recipient, identity = keys
+    crashed, buffered = _crash_copy(tmp_path, recipient, talkers)
+    out = tmp_path / "out.ogg"
+    with pytest.raises(store.RecordingError, match="--salvage"):
+        store.decrypt(crashed, identity, out)
+    assert not out.exists()
+    size, complete = store.decrypt(crashed, identity, out, salvage=True)
+    assert not complete and size > 0
+    audio, _ = sf.read(out, dtype="float32")
+    # Lost: the last age chunk's worth of Opus (at most 64 KiB: ~4.5 s of this speech), no more.
+    lost_s = 16 - len(audio) / RATE
+    assert 0 < lost_s <= CHUNK / 14_000 + 0.5, (lost_s, buffered)
+
+
+def test_salvage_refuses_tampered_chunks_and_reads_complete_files(tmp_path, keys, talkers):
+    from offhook.recording.age import SalvageError, parse_identity, salvage
+
+    recipient, identity = keys
+    crashed, _ = _crash_copy(tmp_path, recipient, talkers)
+    secret = parse_identity(identity.read_text().splitlines()[1])
+    data = bytearray(crashed.read_bytes())
+    data[len(data) // 3] ^= 1
+    with pytest.raises(SalvageError, match="does not authenticate"):
+        salvage(bytes(data), secret)
+    rec = record(tmp_path / "whole", recipient, *talkers)
+    import pyrage
+
+    whole = rec.audio_path.read_bytes()
+    assert salvage(whole, secret) == (pyrage.decrypt(whole, store.load_identities(identity)), True)

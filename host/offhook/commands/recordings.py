@@ -49,6 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     decrypt.add_argument("file", type=Path, help="the encrypted recording (.ogg.age)")
     decrypt.add_argument("--identity", "-i", type=Path, required=True, help="age identity file (AGE-SECRET-KEY-1...)")
     decrypt.add_argument("--output", "-o", type=Path, help="where to write (default: FILE without .age)")
+    decrypt.add_argument(
+        "--salvage",
+        action="store_true",
+        help="a recording a crash cut short: write the part before the cut that authenticates",
+    )
     decrypt.add_argument("--json", action="store_true", help="print the result as JSON")
     decrypt.set_defaults(handler=_decrypt)
 
@@ -105,14 +110,15 @@ def _decrypt(args: argparse.Namespace) -> int:
         raise UsageError(f"{source}: not a .age file; give --output")
     output: Path = args.output or source.with_name(source.name[: -len(".age")])
     try:
-        size = decrypt(source, args.identity, output)
+        size, complete = decrypt(source, args.identity, output, salvage=args.salvage)
     except RecordingError as exc:
         print(f"offhook: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
-        _print_json({"file": str(source), "output": str(output), "bytes": size})
+        _print_json({"file": str(source), "output": str(output), "bytes": size, "complete": complete})
     else:
-        print(f"{output}: {size} bytes of Ogg/Opus")
+        cut = "" if complete else " (truncated: the recording was cut short; the part before the cut)"
+        print(f"{output}: {size} bytes of Ogg/Opus{cut}")
     return EXIT_OK
 
 

@@ -87,9 +87,11 @@ def load_identities(path: Path) -> list[Any]:
     return identities
 
 
-def decrypt(source: Path, identity: Path, output: Path) -> int:
-    """Decrypt ``source`` into a new file ``output``; the plaintext's size. Refuses (and writes
-    nothing) on a wrong identity, a corrupt, tampered or truncated file."""
+def decrypt(source: Path, identity: Path, output: Path, salvage: bool = False) -> tuple[int, bool]:
+    """Decrypt ``source`` into a new file ``output``: (the plaintext's size, whether the file was
+    complete). Refuses (and writes nothing) on a wrong identity, a corrupt, tampered or truncated
+    file; with ``salvage`` a truncated one (a crash) gives the part before the cut that
+    authenticates, and only that."""
     import pyrage
 
     identities = load_identities(identity)
@@ -101,6 +103,7 @@ def decrypt(source: Path, identity: Path, output: Path) -> int:
         raise RecordingError(f"{source}: cannot read it: {exc.strerror or exc}") from None
     if not data.startswith(b"age-encryption.org/v1\n"):
         raise RecordingError(f"{source}: not an age-encrypted recording")
+    complete = True
     try:
         plain = pyrage.decrypt(data, identities)
     except pyrage.DecryptError as exc:
@@ -108,7 +111,12 @@ def decrypt(source: Path, identity: Path, output: Path) -> int:
             raise RecordingError(
                 f"{source}: the identity does not match the key it was encrypted to (or its key stanza was altered)"
             ) from None
-        raise RecordingError(f"{source}: corrupt, tampered or truncated: it does not authenticate ({exc})") from None
+        if not salvage:
+            raise RecordingError(
+                f"{source}: corrupt, tampered or truncated: it does not authenticate ({exc}); "
+                "a recording cut short by a crash: --salvage"
+            ) from None
+        plain, complete = _salvage(source, data, identity)
     tmp = output.with_name(f".{output.name}.partial")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -123,7 +131,28 @@ def decrypt(source: Path, identity: Path, output: Path) -> int:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
-    return len(plain)
+    return len(plain), complete
+
+
+def _salvage(source: Path, data: bytes, identity: Path) -> tuple[bytes, bool]:
+    from offhook.recording import age
+
+    secrets = [
+        age.parse_identity(line)
+        for line in identity.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    problem = "no identity"
+    for secret in secrets:
+        try:
+            plain, complete = age.salvage(data, secret)
+        except age.SalvageError as exc:
+            problem = str(exc)
+            continue
+        if not plain:
+            raise RecordingError(f"{source}: nothing before the cut authenticates; nothing written")
+        return plain, complete
+    raise RecordingError(f"{source}: cannot salvage: {problem}")
 
 
 def purge(directory: Path, retention_days: float, now: float | None = None, dry_run: bool = False) -> list[Entry]:
