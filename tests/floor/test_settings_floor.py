@@ -298,7 +298,8 @@ def test_unit_settings_reach_the_unit_verified_and_change_its_behaviour(
 
                 result = await asyncio.to_thread(cli, db, "set", "--desk", "desk-04", "brightness=10")
                 assert result.returncode == 0, result.stderr
-                unit_state = desk.client.unit_settings  # type: ignore[attr-defined]
+                unit_state = desk.client.unit_settings
+                assert unit_state is not None
                 await until(lambda: unit_state.report()["state"] == "verified", 15)
                 await until(lambda: reported(db, "desk-04").get("unit", {}).get("state") == "verified", 5)
                 after = await brightest(desk.unit)

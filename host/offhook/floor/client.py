@@ -347,6 +347,7 @@ class FloorClient:
         # effective settings come from (Daemon.settings_report); without them policies are ignored.
         self.on_policy: Callable[[settings.Policy], None] | None = None
         self.settings_source: Callable[[], dict[str, Any]] | None = None
+        self.unit_settings: UnitSettings | None = None  # the unit's part, when attached to a daemon
 
     def event(self, message: dict[str, Any], unit: dict[str, Any] | None = None) -> None:
         """A daemon listener message (synchronous, never raises into the daemon)."""
@@ -658,7 +659,7 @@ def attach(daemon: Any, floor: dict[str, Any], recorder: CallRecorder, **kwargs:
     client.on_policy = on_policy
     client.settings_source = lambda: {**daemon.settings_report(), "unit": unit_settings.report()}
     client.feed.settings_report(client.settings_source())
-    client.unit_settings = unit_settings  # type: ignore[attr-defined]
+    client.unit_settings = unit_settings
     daemon.listeners.append(listener)
     if daemon.unit is not None and daemon.unit_connected.is_set():
         listener({"event": "unit", "connected": True})
