@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import soundfile as sf
 
@@ -67,3 +69,10 @@ def test_purge_once_a_day():
     assert not purge_due(1000.0, 1000.0 + 3600)
     assert purge_due(1000.0, 1000.0 + 86400)
     assert purge_due(1000.0, 10.0)  # the clock went back: do not wait a day more
+
+
+def test_a_bad_recipient_is_a_failed_recording_not_an_exception():
+    replies: list[dict] = []
+    calls = CallRecorders(Path("/nonexistent"), "age1nope", "ann", replies.append)
+    calls.event("c1", "connect")
+    assert replies[0]["recording"] == "failed" and "recipient" in replies[0]["reason"]

@@ -265,6 +265,7 @@ def _crash_copy(tmp_path, recipient, talkers, seconds: int = 16):
     crashed = tmp_path / "crashed.ogg.age"
     crashed.write_bytes(rec.audio_path.read_bytes())
     buffered = rec._stream.buffered
+    assert M.read(rec.meta_path).duration_s == seconds // 10 * 10  # kept up to date every 10 s
     rec.close()
     return crashed, buffered
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from offhook.recording.age import RecipientError
 from offhook.recording.writer import Recorder
 
 Reply = dict[str, Any]
@@ -72,7 +73,11 @@ class CallRecorders:
         def failed(reason: str) -> None:
             self._reply(call_id, "failed", reason=reason)
 
-        recorder = self._make(self.directory, self.recipient, call_id, self.agent, self.samplerate, failed)
+        try:
+            recorder = self._make(self.directory, self.recipient, call_id, self.agent, self.samplerate, failed)
+        except RecipientError as exc:  # the config checks it; a pipeline started by hand may not
+            failed(str(exc))
+            return
         if recorder.start():
             with self._lock:
                 self._calls[call_id] = (recorder, "talk")

@@ -38,6 +38,7 @@ QUEUE_FRAMES = 500  # 5 s of 10 ms frames: the writer may stall that long before
 # silent span decodes at or below -50 dBFS. That much speech either side of it is lost.
 PAUSE_GUARD_S = 0.06
 RESUME_GUARD_S = 0.02
+SIDECAR_EVERY_S = 10  # the sidecar's duration is brought up to date this often
 RESERVE_BYTES = 256 * 1024  # released on a full disk: room for the final chunk and the sidecar
 # (agent, customer, samples, silence owed before it, paused); audio None: silence (paused, on hold).
 _Item = tuple[np.ndarray | None, np.ndarray | None, int, int, bool]
@@ -267,7 +268,10 @@ class Recorder:
             frames = frames.copy()
             frames[:quiet] = 0
             self._quiet -= quiet
+        before = self.samples
         self.samples += len(frames)
+        if self.samples // (SIDECAR_EVERY_S * self.samplerate) != before // (SIDECAR_EVERY_S * self.samplerate):
+            self._save_meta()  # after a crash the sidecar still says how long the call ran
         self._held = np.concatenate((self._held, frames))
         ready = len(self._held) - self._guard
         if ready > 0:
