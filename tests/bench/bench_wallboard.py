@@ -80,7 +80,9 @@ async def _load(directory: Path, port: int, desks: int, seconds: float, workdir:
     for load in loads:
         if load.task is not None:
             load.task.cancel()
-    await asyncio.gather(*(load.task for load in loads if load.task), return_exceptions=True)
+    await asyncio.wait([load.task for load in loads if load.task], timeout=5)
+    sys.stdout.flush()
+    os._exit(0)  # a client still reconnecting must not hold the measurement up
 
 
 async def _live(workdir: Path, pg: Postgres) -> dict[str, float]:
