@@ -76,3 +76,13 @@ def test_a_bad_recipient_is_a_failed_recording_not_an_exception():
     calls = CallRecorders(Path("/nonexistent"), "age1nope", "ann", replies.append)
     calls.event("c1", "connect")
     assert replies[0]["recording"] == "failed" and "recipient" in replies[0]["reason"]
+
+
+def test_a_restarted_daemon_learns_how_the_recording_stands(tmp_path, keys):
+    replies: list[dict] = []
+    calls = CallRecorders(tmp_path, keys[0], "ann", replies.append)
+    calls.event("c1", "connect")
+    calls.pause("c1", True)
+    calls.event("c1", "connect")  # the daemon restarted and announces the call again
+    assert [r["recording"] for r in replies] == ["on", "paused", "paused"]
+    calls.close()

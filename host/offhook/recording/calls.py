@@ -52,6 +52,9 @@ class CallRecorders:
         if event == "connect":
             if entry is None:
                 self._connect(call_id)
+            else:  # a restarted daemon announces its calls again: tell it how this one stands
+                recorder = entry[0]
+                self._reply(call_id, "failed" if recorder.failed else "paused" if recorder.paused else "on")
             return
         if entry is None:
             return
