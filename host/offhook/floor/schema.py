@@ -74,6 +74,9 @@ RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "long_holds": (int,),
     "ended_by": (str, type(None)),
 }
+# Optional (a desk before metrics store version 4 leaves it out): the call's conversation analytics,
+# an object of figures (numbers or null, "quality" one level down) or null when no pipeline metered it.
+ANALYTICS_MAX_KEYS = 64
 
 
 class SchemaError(ValueError):
@@ -198,12 +201,27 @@ def _check_records(body: dict[str, Any]) -> None:
             raise SchemaError("malformed records message (record)")
         for key, kinds in RECORD_FIELDS.items():
             _need(record, key, kinds, RECORDS)
+        _check_analytics(record.get("analytics"))
         if record["seq"] <= last:
             raise SchemaError("malformed records message (seq not increasing)")
         number = record["number"]
         if number is not None and not number.startswith("h1:"):
             raise SchemaError("records message carries a customer number that is not a keyed hash")
         last = record["seq"]
+
+
+def _check_analytics(figures: Any, depth: int = 0) -> None:
+    if figures is None and depth == 0:
+        return
+    if not isinstance(figures, dict) or len(figures) > ANALYTICS_MAX_KEYS:
+        raise SchemaError("malformed records message (analytics)")
+    for key, value in figures.items():
+        if key == "quality" and depth == 0:
+            _check_analytics(value, 1)
+        elif value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+        ):
+            raise SchemaError("malformed records message (analytics)")
 
 
 def _check_ack(body: dict[str, Any]) -> None:
