@@ -193,3 +193,13 @@ def test_meters_are_safe_across_threads() -> None:
     worker.join()
     figures = meters.event("c1", "end")
     assert figures is not None and figures["connected_s"] + figures["hold_s"] == pytest.approx(2.0, abs=0.02)
+
+
+def test_figures_fit_a_datagram_after_an_hour_of_dead_air() -> None:
+    meters = CallMeters()
+    meters.event("c1", "connect")
+    for k in range(600):  # ten minutes: 3.5 s of silence, then a word, over and over
+        talk(meters, 0.5 if k % 2 else 3.5, agent=bool(k % 2), customer=False, seed=k)
+    figures = meters.event("c1", "end")
+    assert figures is not None and figures["dead_air_count"] > 200
+    assert "dead_airs" not in figures and len(json.dumps({"call": "c1", "figures": figures})) < 4096

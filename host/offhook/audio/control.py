@@ -4,8 +4,8 @@ Datagrams on two Unix sockets. Daemon -> pipeline (``offhook-audio.sock``): ``mu
 (bytes, as ever: privacy first, nothing else on that path) and call events, one JSON object each:
 ``{"call": "<SIP Call-ID>", "event": "connect|hold|resume|consult|end"}``. Pipeline -> daemon
 (whatever address the event came from; :class:`AudioChannel` binds ``offhook-daemon.sock``): at
-``end``, ``{"call": ..., "figures": {...}}`` (``CallFigures.as_dict()``); a bad message gets
-``{"error": "one line"}`` and changes nothing. Events for a Call-ID the pipeline never saw connect
+``end``, ``{"call": ..., "figures": {...}}`` (``CallFigures.as_dict()`` without its per-event lists);
+a bad message gets ``{"error": "one line"}`` and changes nothing. Events for a Call-ID the pipeline never saw connect
 are ignored: it was not running then, and such a call's figures stay null, never zero.
 
 Kept apart from realtime.py so the daemon can talk to the pipeline without importing numpy,
@@ -123,7 +123,9 @@ class CallMeters:
             else:
                 self._calls[call_id] = (entry[0], {"hold": "hold", "consult": "consult", "resume": "talk"}[event])
                 return None
-        return entry[0].finish().as_dict()
+        # Without the per-event lists: an hour's hundreds of dead airs would not fit one datagram,
+        # and the store and panel keep only the figures.
+        return {key: value for key, value in entry[0].finish().as_dict().items() if not isinstance(value, list)}
 
     def frame(self, mic: Float, cleaned: Float, ref: Float, residual_echo: float) -> None:
         """One 16 kHz frame from the chain (Chain.tap), to every call on the line."""
