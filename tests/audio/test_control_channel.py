@@ -203,3 +203,21 @@ def test_figures_fit_a_datagram_after_an_hour_of_dead_air() -> None:
     figures = meters.event("c1", "end")
     assert figures is not None and figures["dead_air_count"] > 200
     assert "dead_airs" not in figures and len(json.dumps({"call": "c1", "figures": figures})) < 4096
+
+
+def test_tap_is_before_noise_suppression_and_changes_no_output() -> None:
+    rng = np.random.default_rng(3)
+    t = np.arange(16000 * 3) / 16000
+    ref = 0.1 * np.sin(2 * np.pi * 400 * t) * (t % 1 < 0.5)
+    mic = 0.01 * rng.standard_normal(len(t)) + 0.3 * np.roll(ref, 80)  # office noise and echo
+    plain = Chain(ChainConfig(ns=True, gate=False))
+    tapped = Chain(ChainConfig(ns=True, gate=False))
+    kept: list[np.ndarray] = []
+    tapped.tap = lambda mic, cleaned, ref, left: kept.append(cleaned.copy())
+    out_plain = plain.push(mic, ref)
+    out_tapped = tapped.push(mic, ref)
+    assert np.array_equal(out_plain, out_tapped)  # the meter never changes what the customer hears
+    cleaned = np.concatenate(kept)
+    quiet = slice(16000 + 9000, 16000 + 15000)  # the far end silent: only the office noise
+    # The noise suppressor turned the office down in the output, not in what the meter hears.
+    assert np.mean(cleaned[quiet] ** 2) > 4 * np.mean(out_tapped[quiet] ** 2)

@@ -73,9 +73,25 @@ class Chain:
         self._last_gain = np.ones(n + 1)
         self._staged = np.zeros((2, self.frame))  # mic, reference: a frame not yet whole
         self._fill = 0
-        # Called once per frame with the 16 kHz (mic, cleaned, ref, residual echo); the arrays are
-        # reused by the next frame, so a tap copies what it keeps (the meter does).
-        self.tap: FrameTap | None = None
+        self._tap: FrameTap | None = None
+        # With noise suppression on, the tap's "cleaned" is the echo suppressor's gain alone through a
+        # filter of its own (the meter's detector is tuned without noise suppression); None otherwise.
+        self._tap_filter: GainFilter | None = None
+        self._tap_out: Float | None = None
+
+    @property
+    def tap(self) -> FrameTap | None:
+        """Called once per frame with the 16 kHz (mic, cleaned, ref, residual echo): cleaned is the
+        canceller's output after residual echo suppression, before noise suppression, gate and mute.
+        The arrays are reused by the next frame, so a tap copies what it keeps (the meter does)."""
+        return self._tap
+
+    @tap.setter
+    def tap(self, tap: FrameTap | None) -> None:
+        self._tap = tap
+        own = self.filter
+        wanted = tap is not None and self.ns is not None and self.suppressor is not None
+        self._tap_filter = GainFilter(own.frame, own.low_latency) if wanted and own is not None else None
 
     @property
     def latency(self) -> int:
@@ -93,9 +109,11 @@ class Chain:
             mic = self._down_mic.process(mic)
             ref = self._down_ref.process(ref)
         mic = np.asarray(mic, dtype=np.float64)
+        self._tap_out = None
         out = self._clean(mic, ref)
-        if self.tap is not None:
-            self.tap(mic, out, np.asarray(ref, dtype=np.float64), self._echo_left)
+        if self._tap is not None:
+            cleaned = out if self._tap_out is None else self._tap_out
+            self._tap(mic, cleaned, np.asarray(ref, dtype=np.float64), self._echo_left)
         if self.gate:
             out = self.gate.process(out, self._echo_left * self.echo_margin, self._talking)
         if self._resampled:
@@ -116,7 +134,10 @@ class Chain:
             return mic
         if self.filter is None:
             return out
+        meter = self._tap_filter
         if not live:  # the filter's tail of the last frame, then exact zeros; no stage learns from them
+            if meter is not None:
+                self._tap_out = meter.pass_through(block)
             return self.filter.apply(block, spectrum, self._last_gain, None)
         gain = missing = None
         if self.suppressor is not None:
@@ -124,6 +145,8 @@ class Chain:
                 self.suppressor.idle(linear)
                 if self.ns is None:
                     return self.filter.pass_through(block)
+                if meter is not None:
+                    self._tap_out = meter.pass_through(block)
             else:
                 echo = self.suppressor.process(linear, self.ns.noise if self.ns else None)
                 gain, missing, self._echo_left, self._talking = echo
@@ -132,6 +155,8 @@ class Chain:
             if gain is None:
                 gain = noise_gain
             else:
+                if meter is not None:
+                    self._tap_out = meter.apply(block, spectrum, gain.copy(), None)
                 gain *= noise_gain
                 if missing is not None:
                     # Comfort noise refills what the echo suppressor took, at the suppressed level.
