@@ -183,3 +183,63 @@ def test_offhook_flash_wait_hands_the_bundle_to_the_daemon_and_follows_it_past_t
     lines = [line for line in err.splitlines() if line.startswith("update 1 ")]
     assert lines[0] == f"update 1 ({simfleet.NEW}): queued" and lines[-1] == f"update 1 ({simfleet.NEW}): confirmed"
     assert any(": receiving" in line for line in lines)
+
+
+@contextlib.asynccontextmanager
+async def daemon_with_unit(tmp_path: Path) -> Any:
+    """A running daemon (web softphone, no call) owning one simulated unit; yields (daemon, unit, events)."""
+    async with simfleet.units(tmp_path, 1) as (unit,):
+        cfg = config.validate({"unit": {"port": str(unit.port_link)}})
+        daemon = Daemon(cfg, WebSoftphone(), tmp_path / "state.json", transport_factory=SerialTransport)
+        events: list[dict[str, Any]] = []
+        daemon.listeners.append(events.append)
+        task = asyncio.create_task(daemon.run())
+        try:
+            await asyncio.wait_for(daemon.unit_connected.wait(), 20)
+            yield daemon, unit, events
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def test_a_release_that_crashes_is_reported_rolled_back(tmp_path: Path, fleet_key: Path) -> None:
+    async def scenario() -> tuple[str, str, str]:
+        async with daemon_with_unit(tmp_path) as (daemon, _unit, _events):
+            job = daemon.updates.submit(simfleet.sim_bundle("0.3.0", crash=True))
+            await asyncio.wait_for(job.done.wait(), 120)
+            await asyncio.sleep(0.5)
+            return job.phase, job.reason, daemon.unit.fw if daemon.unit else ""
+
+    phase, reason, fw = asyncio.run(asyncio.wait_for(scenario(), 180))
+    assert phase == "rolled back" and reason.startswith("rolled back to 0.1.0: rolled back from slot a"), reason
+    assert fw == "0.1.0"
+
+
+def test_a_unit_whose_port_vanishes_at_its_reset_is_followed_through_the_daemons_next_session(
+    tmp_path: Path, fleet_key: Path
+) -> None:
+    """A real unit re-enumerates when it resets: the daemon's session ends and a new one starts;
+    the relay reads the outcome from the new session's HELLO."""
+
+    async def scenario() -> tuple[str, str, list[str]]:
+        async with daemon_with_unit(tmp_path) as (daemon, unit, events):
+            first = daemon.session
+
+            def on_event(message: dict[str, Any]) -> None:
+                if message.get("event") == "update" and message.get("phase") == "rebooting":
+                    asyncio.get_running_loop().create_task(replug())
+
+            async def replug() -> None:
+                await unit.unplug()
+                await asyncio.sleep(0.5)
+                await unit.replug()
+
+            daemon.listeners.append(on_event)
+            job = daemon.updates.submit(simfleet.sim_bundle())
+            await asyncio.wait_for(job.done.wait(), 120)
+            assert daemon.session is not first, "the port vanished: a new session"
+            return job.phase, job.reason, [e["phase"] for e in events if e["event"] == "update"]
+
+    phase, reason, phases = asyncio.run(asyncio.wait_for(scenario(), 180))
+    assert (phase, reason) == ("confirmed", ""), phases

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from offhook import bundle as B
+from offhook import linkproto as L
 from offhook.fleet.flasher import FlashFailed, FlashResult, Phase, Update
 from offhook.unitlink import Message, UnitInfo, UnitLink, UnitLost
 
@@ -151,6 +152,8 @@ class UpdateRelay:
         self._ids = itertools.count(1)
         self._wake = asyncio.Event()
         self._update: Update | None = None
+        self._after: str = ""  # the version a reset unit must confirm, when the update's session ended
+        self._confirmed = False
 
     @property
     def busy(self) -> bool:
@@ -192,6 +195,10 @@ class UpdateRelay:
     def on_message(self, message: Message) -> None:
         if self._update is not None:
             self._update.on_message(message)
+        elif self._after and isinstance(message, L.Frame) and message.type == L.UPDATE_STATUS:
+            with contextlib.suppress(ValueError):
+                status = L.decode_json(message.payload)
+                self._confirmed |= status.get("phase") == "confirmed" and status.get("fw") == self._after
 
     # ------------------------------------------------ running
 
@@ -253,6 +260,7 @@ class UpdateRelay:
                     return
             except UnitLost as exc:
                 if update.phase in (Phase.REBOOTING, Phase.CONFIRMING):  # a real unit re-enumerates
+                    self._update = None  # what the next session says is the relay's to read
                     await self._after_reset(job)
                     return
                 if attempt == TRIES - 1:
@@ -277,19 +285,23 @@ class UpdateRelay:
     async def _after_reset(self, job: Job) -> None:
         """The session ended with the unit's reset: its next HELLO to the daemon says how it went."""
         self._set(job, "rebooting")
+        self._after, self._confirmed = job.version, False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RECONNECT_S + CONFIRM_S
-        while loop.time() < deadline:
-            session, unit = self.owner.session, self.owner.unit
-            if session is not None and unit is not None and session.info is not None:
-                if "rolled back" in unit.boot:
-                    self._set(job, "rolled back", reason=f"rolled back to {unit.fw}: {unit.boot}")
-                    return
-                if unit.fw == job.version and unit.health in ("confirmed", ""):
-                    self._set(job, "confirmed")
-                    return
-            await asyncio.sleep(POLL_S)
-        self._set(job, "failed", reason="unit did not come back with the new version")
+        try:
+            while loop.time() < deadline:
+                session, unit = self.owner.session, self.owner.unit
+                if session is not None and unit is not None and session.info is not None:
+                    if "rolled back" in unit.boot:
+                        self._set(job, "rolled back", reason=f"rolled back to {unit.fw}: {unit.boot}")
+                        return
+                    if unit.fw == job.version and (self._confirmed or unit.health in ("confirmed", "")):
+                        self._set(job, "confirmed")
+                        return
+                await asyncio.sleep(POLL_S)
+            self._set(job, "failed", reason="unit did not come back with the new version")
+        finally:
+            self._after = ""
 
     def _progress(self, job: Job, done: int, text: str) -> None:
         if text == "sending":
