@@ -167,3 +167,13 @@ def test_bad_config_is_a_clear_error_and_exit_2(tmp_path: Path) -> None:
     result = subprocess.run([OFFHOOK, "daemon", "--config", str(config)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr.strip() == f"offhook: error: {config}: timers.wrap_up_s must be a number, not str 'soon'"
+
+
+def test_the_daemon_opens_its_channel_to_the_audio_pipeline(setup: Setup) -> None:
+    """`offhook daemon` binds its end of the two-way audio channel (call events out, figures back)."""
+    channel = Path(os.environ["XDG_RUNTIME_DIR"]) / "offhook-daemon.sock"
+    setup.start_daemon()
+    deadline = time.monotonic() + 10
+    while not channel.is_socket() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert channel.is_socket(), setup.log.read_text()[-2000:]

@@ -21,6 +21,7 @@ import platformdirs
 from offhook.softphone.base import Softphone
 
 if TYPE_CHECKING:
+    from offhook.audio.control import AudioChannel
     from offhook.softphone.web import WebSoftphone
 
 log = logging.getLogger("offhook")
@@ -66,6 +67,18 @@ def _audio_mute(muted: bool) -> None:
     request_mute(muted, path)
 
 
+def _audio_channel() -> AudioChannel | None:
+    """The daemon's end of the channel to `offhook audio run` (call events out, figures back); None
+    where it cannot bind (no Unix datagram sockets): the calls' analytics are then null."""
+    from offhook.audio.control import AudioChannel
+
+    try:
+        return AudioChannel()
+    except (OSError, AttributeError) as exc:  # AttributeError: no socket.AF_UNIX (Windows)
+        log.warning("no channel to the audio pipeline (%s): conversation analytics are off", exc)
+        return None
+
+
 async def serve(config: dict[str, Any], local_settings: dict[str, Any] | None = None) -> int:
     """Run the daemon and its API until SIGINT/SIGTERM; 1 if the API cannot listen."""
     from offhook.api.server import ApiServer
@@ -81,7 +94,13 @@ async def serve(config: dict[str, Any], local_settings: dict[str, Any] | None = 
     recorder = CallRecorder()
     sink = MetricsSink(recorder, agent=agent, tz=config["agent"]["timezone"])
     daemon = Daemon(
-        config, softphone, state_file(), recorder=sink, audio_mute=_audio_mute, local_settings=local_settings
+        config,
+        softphone,
+        state_file(),
+        recorder=sink,
+        audio_mute=_audio_mute,
+        local_settings=local_settings,
+        audio_channel=_audio_channel(),
     )
     api = ApiServer(
         daemon,
