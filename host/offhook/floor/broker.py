@@ -1,9 +1,9 @@
 """`offhook central init`: the broker's files (password file, ACL, mosquitto.conf) and a test CA.
 
-What the ACL says: a desk (its broker username) may publish only its own six topics
-(``offhook/v1/<site>/<desk>/{presence,inventory,state,records,alerts,settings}``) and read only its
-own ``ack`` and ``policy``; central instances read everything under ``offhook/v1`` and write only
-acks and policies. The broker
+What the ACL says: a desk (its broker username) may publish only its own seven topics
+(``offhook/v1/<site>/<desk>/{presence,inventory,state,records,alerts,settings,update_status}``) and
+read only its own ``ack``, ``policy`` and ``update``; central instances read everything under
+``offhook/v1`` and write only acks, policies and updates. The broker
 sets each client's id to its username (``use_username_as_clientid``), so one desk cannot take
 over another's session by claiming its client id. Anonymous clients are refused.
 

@@ -35,6 +35,7 @@ from offhook.floor import pgstore
 from offhook.floor import schema as S
 from offhook.floor.client import Broker, Publish, cancelled, together
 from offhook.floor.policy import PolicyService
+from offhook.floor.rollouts import RolloutService
 
 log = logging.getLogger("offhook.central")
 
@@ -59,6 +60,8 @@ class Ingest:
         self.on_live: Callable[[str, str, str, dict[str, Any]], None] | None = None
         # Floor-wide settings (policy.py): each desk's effective-settings report, as (site, desk, body).
         self.on_settings: Callable[[str, str, dict[str, Any]], None] | None = None
+        # Staged rollouts (rollouts.RolloutService): each desk's update phase, as (site, desk, body).
+        self.on_update_status: Callable[[str, str, dict[str, Any]], None] | None = None
 
     def refuse(self, reason: str, what: str) -> None:
         self.counters[reason] += 1
@@ -107,6 +110,9 @@ class Ingest:
         elif where.kind == S.SETTINGS:
             if self.on_settings is not None:  # floor/policy.py keeps it (desk_settings)
                 self.on_settings(where.site, where.desk, body)
+        elif where.kind == S.UPDATE_STATUS:
+            if self.on_update_status is not None:
+                self.on_update_status(where.site, where.desk, body)
         else:
             table = {S.STATE: batch.states, S.INVENTORY: batch.inventory, S.PRESENCE: batch.presence}[where.kind]
             old_body = table.get(key)
@@ -168,6 +174,16 @@ class Central:
         # Floor-wide settings: each desk's policy published (retained) when it changes; their reports kept.
         self.policy = PolicyService(dsn, self._acks.put_nowait)
         self.ingest.on_settings = self.policy.report
+        # Staged firmware rollouts: each tick's updates published (retained) to the desks they name.
+        self.rollouts = RolloutService(dsn, self._publish_update)
+        self.ingest.on_update_status = self.rollouts.report
+
+    def _publish_update(self, where: str, body: dict[str, Any]) -> None:
+        """RolloutService's publisher: ``where`` is "site/desk", ``body`` an update (checked here)."""
+        site, desk = where.split("/", 1)
+        payload = S.encode(body)
+        S.decode(S.UPDATE, payload)  # never send a desk what its reader would refuse
+        self._acks.put_nowait(Publish(S.topic(site, desk, S.UPDATE), payload, retain=True))
 
     async def run(self) -> None:
         conn = await self._connect_db(first=True)
@@ -176,6 +192,7 @@ class Central:
             group.create_task(self._mqtt_loop())
             group.create_task(self._writer())
             group.create_task(self.policy.run())
+            group.create_task(self.rollouts.run())
             if self.broker_log is not None:
                 group.create_task(self._tail_broker_log(self.broker_log))
             for service in self.services:
@@ -202,7 +219,7 @@ class Central:
                     share = f"$share/{S.SHARE_GROUP}/{S.PREFIX}"
                     await client.subscribe(f"{share}/+/+/{S.RECORDS}", qos=1)
                     await client.subscribe(f"{share}/+/+/{S.ALERTS}", qos=1)
-                    for kind in (S.PRESENCE, S.INVENTORY, S.STATE, S.SETTINGS):
+                    for kind in (S.PRESENCE, S.INVENTORY, S.STATE, S.SETTINGS, S.UPDATE_STATUS):
                         await client.subscribe(f"{S.PREFIX}/+/+/{kind}", qos=1)
                     log.info("central %s: subscribed at %s:%d", self.instance, self.broker.host, self.broker.port)
                     self.ready.set()

@@ -31,9 +31,12 @@ ACK = "ack"
 # Floor-wide settings: central's resolved policy for one desk (retained, so a desk offline during a
 # change gets it on reconnect), and the desk's effective settings and their version (retained).
 POLICY, SETTINGS = "policy", "settings"
-DESK_KINDS = (PRESENCE, INVENTORY, STATE, RECORDS, ALERTS, SETTINGS)
-CENTRAL_KINDS = (ACK, POLICY)
-RETAINED = frozenset({PRESENCE, INVENTORY, STATE, ACK, POLICY, SETTINGS})
+# Staged firmware rollouts (rollouts.py): central's update for one desk (retained: the bundle to
+# fetch, or a cancel) and the desk's last phase of it (retained).
+UPDATE, UPDATE_STATUS = "update", "update_status"
+DESK_KINDS = (PRESENCE, INVENTORY, STATE, RECORDS, ALERTS, SETTINGS, UPDATE_STATUS)
+CENTRAL_KINDS = (ACK, POLICY, UPDATE)
+RETAINED = frozenset({PRESENCE, INVENTORY, STATE, ACK, POLICY, SETTINGS, UPDATE, UPDATE_STATUS})
 
 MAX_PAYLOAD = {
     PRESENCE: 2048,
@@ -44,6 +47,8 @@ MAX_PAYLOAD = {
     RECORDS: 512 * 1024,
     POLICY: 16384,
     SETTINGS: 16384,
+    UPDATE: 2048,
+    UPDATE_STATUS: 2048,
 }
 MAX_BATCH = 200  # records per RECORDS message: about 100 KB, far below MAX_PAYLOAD
 
@@ -249,6 +254,55 @@ def _check_settings(body: dict[str, Any]) -> None:
             raise SchemaError("malformed settings message (effective value)")
 
 
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# The phases a desk reports (the daemon's update relay, daemon/updates.py).
+UPDATE_PHASES = (
+    "queued",
+    "downloading",
+    "verified",
+    "receiving",
+    "rebooting",
+    "confirmed",
+    "up to date",
+    "failed",
+    "rolled back",
+)
+
+
+def _check_update(body: dict[str, Any]) -> None:
+    """A bundle to fetch (rollout, sha256, version, board, url ``/bundles/<sha256>``) or a cancel."""
+    rollout = _need(body, "rollout", (str,), UPDATE)
+    if not 0 < len(rollout) <= 128:
+        raise SchemaError("malformed update message (rollout)")
+    if "cancel" in body:
+        if body["cancel"] is not True or set(body) != {"v", "rollout", "cancel"}:
+            raise SchemaError("malformed update message (cancel)")
+        return
+    sha256 = _need(body, "sha256", (str,), UPDATE)
+    if not SHA256.match(sha256):
+        raise SchemaError("malformed update message (sha256)")
+    for key in ("version", "board"):
+        _need(body, key, (str,), UPDATE)
+    if body.get("url") != f"/bundles/{sha256}":
+        raise SchemaError("malformed update message (url)")
+    if set(body) - {"v", "rollout", "sha256", "version", "board", "url"}:
+        raise SchemaError("malformed update message (unknown field)")
+
+
+def _check_update_status(body: dict[str, Any]) -> None:
+    rollout = _need(body, "rollout", (str,), UPDATE_STATUS)
+    if not 0 < len(rollout) <= 128:
+        raise SchemaError("malformed update_status message (rollout)")
+    if _need(body, "phase", (str,), UPDATE_STATUS) not in UPDATE_PHASES:
+        raise SchemaError("malformed update_status message (phase)")
+    percent = _need(body, "percent", (int,), UPDATE_STATUS)
+    if not 0 <= percent <= 100:
+        raise SchemaError("malformed update_status message (percent)")
+    _need(body, "reason", (str,), UPDATE_STATUS)
+    if len(_need(body, "tz", (str,), UPDATE_STATUS)) > 64:
+        raise SchemaError("malformed update_status message (tz)")
+
+
 _CHECKS = {
     PRESENCE: _check_presence,
     INVENTORY: _check_inventory,
@@ -258,4 +312,6 @@ _CHECKS = {
     ACK: _check_ack,
     POLICY: _check_policy,
     SETTINGS: _check_settings,
+    UPDATE: _check_update,
+    UPDATE_STATUS: _check_update_status,
 }

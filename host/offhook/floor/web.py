@@ -10,6 +10,11 @@
 - A WebSocket whose token is revoked is closed (4401) within ``recheck_s``; a page then goes back
   to its login. A slow page whose queue overflows is closed too (1013): it reconnects and gets a
   fresh snapshot, so it is never silently behind.
+- ``GET /bundles/{sha256}`` (rollouts.bundle_handler, with Range so a cut download resumes) needs
+  no role: a desk has broker credentials, not a web token, and a bundle is no secret. It is signed
+  firmware that the daemon and the unit each check against the fleet key, board and version before
+  use, and it is named only by its sha256, which a desk learns from its own ``update`` topic (the
+  broker's ACL lets only central write it and only that desk read it).
 - No token or session id reaches a log: the access log has no headers, and tokens never travel in
   URLs (the login page posts it).
 
@@ -34,7 +39,7 @@ from typing import Any
 import psycopg
 from aiohttp import WSCloseCode, web
 
-from offhook.floor import auth, pgstore, policy
+from offhook.floor import auth, pgstore, policy, rollouts
 from offhook.floor import wallboard as W
 from offhook.settings import PolicyError
 
@@ -176,6 +181,7 @@ class FloorWeb:
         app.router.add_get("/api/live", self._live)
         app.router.add_get("/api/inventory", self._inventory)
         app.router.add_get("/ws/wallboard", self._wallboard_ws)
+        app.router.add_get("/bundles/{sha256}", rollouts.bundle_handler(self.dsn))
         return app
 
     async def run(self) -> None:
