@@ -8,6 +8,12 @@ Datagrams on two Unix sockets. Daemon -> pipeline (``offhook-audio.sock``): ``mu
 a bad message gets ``{"error": "one line"}`` and changes nothing. Events for a Call-ID the pipeline never saw connect
 are ignored: it was not running then, and such a call's figures stay null, never zero.
 
+Recording (docs/recording.md), when the pipeline records: the daemon sends
+``{"call": ..., "record": "pause|resume"}`` (the agent's pause); the pipeline reports every change
+of a call's recording, also unasked (a writer that failed on a full disk), as
+``{"call": ..., "recording": "on|paused|failed|off", ...}`` (``reason`` with failed; ``file`` and
+``status`` with off) to the daemon it last heard from.
+
 Kept apart from realtime.py so the daemon can talk to the pipeline without importing numpy,
 scipy and the echo canceller (which would triple its memory); :class:`CallMeters` imports the
 analytics core only when a pipeline builds it.
@@ -28,10 +34,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from offhook.audio.analytics import ConversationMeter
     from offhook.audio.chain import Float
+    from offhook.recording.calls import CallRecorders
 
 log = logging.getLogger(__name__)
 
 EVENTS = ("connect", "hold", "resume", "consult", "end")
+RECORD = ("pause", "resume")
+RECORDING_STATES = ("on", "paused", "failed", "off")
 MAX_DATAGRAM = 65536  # figures are ~1 kB; a Call-ID is at most a few hundred bytes
 MAX_CALL_ID = 512
 
@@ -57,30 +66,55 @@ def call_event(call_id: str, event: str) -> bytes:
     return json.dumps({"call": call_id, "event": event}).encode()
 
 
+def record_request(call_id: str, paused: bool) -> bytes:
+    return json.dumps({"call": call_id, "record": "pause" if paused else "resume"}).encode()
+
+
 def parse_event(message: bytes) -> tuple[str, str]:
     """(Call-ID, event) from a daemon's datagram; ValueError with one line for anything else."""
+    call, kind, value = parse_message(message)
+    if kind != "event":
+        raise ValueError('a call event is {"call": CALL_ID, "event": EVENT} and nothing else')
+    return call, value
+
+
+def parse_message(message: bytes) -> tuple[str, str, str]:
+    """(Call-ID, "event" or "record", value) from a daemon's datagram; ValueError with one line
+    for anything else."""
     try:
         data = json.loads(message)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ValueError("not a JSON call event") from None
-    if not isinstance(data, dict) or set(data) != {"call", "event"}:
+    if not isinstance(data, dict) or set(data) not in ({"call", "event"}, {"call", "record"}):
         raise ValueError('a call event is {"call": CALL_ID, "event": EVENT} and nothing else')
-    call, event = data["call"], data["event"]
+    call = data["call"]
     if not isinstance(call, str) or not call or len(call) > MAX_CALL_ID or not call.isprintable():
         raise ValueError("call must be a non-empty printable SIP Call-ID")
-    if event not in EVENTS:
+    if "record" in data:
+        if data["record"] not in RECORD:
+            raise ValueError("record must be pause or resume")
+        return call, "record", data["record"]
+    if data["event"] not in EVENTS:
         raise ValueError(f"event must be one of {', '.join(EVENTS)}")
-    return call, event
+    return call, "event", data["event"]
 
 
-def parse_reply(message: bytes) -> tuple[str, dict[str, Any]] | str:
-    """A pipeline's reply: (Call-ID, figures), or the one-line error it sent (or one about the reply)."""
+Reply = tuple[str, dict[str, Any]] | dict[str, Any] | str
+
+
+def parse_reply(message: bytes) -> Reply:
+    """A pipeline's reply: (Call-ID, figures); a recording state ``{"call", "recording", ...}``
+    as a dict; or the one-line error it sent (or one about the reply)."""
     try:
         data = json.loads(message)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return "audio pipeline sent something that is not JSON"
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         return f"audio pipeline refused: {data['error']}"
+    if isinstance(data, dict) and "recording" in data:
+        if not isinstance(data.get("call"), str) or data["recording"] not in RECORDING_STATES:
+            return "audio pipeline sent a recording state without call or a known state"
+        return data
     if not isinstance(data, dict) or not isinstance(data.get("call"), str) or not isinstance(data.get("figures"), dict):
         return "audio pipeline sent a reply without call and figures"
     return data["call"], data["figures"]
@@ -139,9 +173,16 @@ class CallMeters:
 
 class ControlServer:
     """For `offhook audio run`: the daemon's datagrams on a thread of its own; mute as ever, call
-    events to ``meters`` (when given), figures back to the sender at ``end``."""
+    events to ``meters`` and ``recorders`` (when given), figures back to the sender at ``end``,
+    recording states (from ``recorders``' on_reply, see :meth:`send`) to the daemon last heard."""
 
-    def __init__(self, path: Path, on_mute: Callable[[bool], None], meters: CallMeters | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        on_mute: Callable[[bool], None],
+        meters: CallMeters | None = None,
+        recorders: CallRecorders | None = None,
+    ) -> None:
         path.unlink(missing_ok=True)
         self._sock = sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(str(path))
@@ -149,7 +190,20 @@ class ControlServer:
         self._stop = threading.Event()
         self._on_mute = on_mute
         self.meters = meters
+        self.recorders = recorders
+        self._peer: Any = None  # the daemon's address, from its last datagram
         threading.Thread(target=self._serve, name="offhook-audio-control", daemon=True).start()
+
+    def send(self, reply: dict[str, Any]) -> None:
+        """A reply to the daemon last heard from (any thread: a writer's failure comes unasked)."""
+        peer = self._peer
+        if not peer:
+            log.warning("audio control: no daemon to tell: %s", reply)
+            return
+        try:
+            self._sock.sendto(json.dumps(reply).encode(), peer)
+        except OSError as exc:  # the daemon went away: its next run has null figures for the call
+            log.warning("audio control: reply not delivered: %s", exc)
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -162,6 +216,8 @@ class ControlServer:
                 if self.meters is not None:
                     self.meters.muted = message == b"mute"
                 continue
+            if sender:
+                self._peer = sender
             reply = self.handle(message)
             if reply is not None and sender:
                 try:
@@ -170,15 +226,31 @@ class ControlServer:
                     log.warning("audio control: figures not delivered: %s", exc)
 
     def handle(self, message: bytes) -> dict[str, Any] | None:
-        """What a call event does, and what goes back (None: nothing)."""
+        """What a call event or a recording pause does, and what goes back (None: nothing; the
+        recording states go through ``recorders``' on_reply)."""
         try:
-            call_id, event = parse_event(message)
+            call_id, kind, value = parse_message(message)
         except ValueError as exc:
             log.warning("audio control: refused: %s", exc)
             return {"error": str(exc)}
+        if kind == "record":
+            if self.recorders is None:
+                return {"call": call_id, "recording": "off"}
+            self.recorders.pause(call_id, value == "pause")
+            return None
+        if self.recorders is not None:
+            try:
+                self.recorders.event(call_id, value)
+            except Exception as exc:  # never let a recording stop the meters or the channel
+                log.exception("audio control: recording %s %s", call_id, value)
+                return {
+                    "call": call_id,
+                    "recording": "failed",
+                    "reason": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                }
         if self.meters is None:
             return None
-        figures = self.meters.event(call_id, event)
+        figures = self.meters.event(call_id, value)
         return None if figures is None else {"call": call_id, "figures": figures}
 
     def close(self) -> None:
@@ -206,12 +278,16 @@ class AudioChannel:
         """A call event; OSError when no pipeline runs (the call's figures will be null)."""
         self._sock.sendto(call_event(call_id, event), str(self.pipeline))
 
+    def record(self, call_id: str, paused: bool) -> None:
+        """The agent pauses or resumes the call's recording; OSError when no pipeline runs."""
+        self._sock.sendto(record_request(call_id, paused), str(self.pipeline))
+
     def mute(self, muted: bool) -> None:
         self._sock.sendto(b"mute" if muted else b"unmute", str(self.pipeline))
 
-    def receive(self) -> list[tuple[str, dict[str, Any]] | str]:
-        """Every reply waiting: (Call-ID, figures), or a one-line error."""
-        replies: list[tuple[str, dict[str, Any]] | str] = []
+    def receive(self) -> list[Reply]:
+        """Every reply waiting: (Call-ID, figures), a recording state (dict), or a one-line error."""
+        replies: list[Reply] = []
         while True:
             try:
                 message = self._sock.recv(MAX_DATAGRAM)
