@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +40,9 @@ from offhook.audio.drift import DriftBuffer
 from offhook.audio.pulse import RATE, PulseError, ensure_virtual_devices
 from offhook.audio.realtime_portaudio import PortAudioBackend
 from offhook.audio.realtime_pulse import PulseBackend
+
+if TYPE_CHECKING:
+    from offhook.recording.calls import CallRecorders
 
 
 @dataclass
@@ -69,6 +73,15 @@ class RealtimeConfig:
     # frame is written (the sink's own latency included): slack for a late wakeup.
     playback_queue_ms: float = 20.0
     backend: str = "auto"  # "pulse", "portaudio", or "auto" (pulse when libpulse reaches a server)
+    # Call recording (docs/recording.md): where, to whose age key, under which agent's name; None: off.
+    recording: RecordingConfig | None = None
+
+
+@dataclass
+class RecordingConfig:
+    directory: Path
+    recipient: str
+    agent: str
 
 
 @dataclass
@@ -125,6 +138,28 @@ class Realtime:
         self.portaudio: PortAudioBackend | None = None
         self._control: ControlServer | None = None
         self._rt_threads: set[int] = set()
+        # One recorder per call the daemon announces: the agent as the customer heard them (after
+        # mute) and the customer; states go back to the daemon through the control channel.
+        self.recorders: CallRecorders | None = None
+        if config.recording is not None:
+            from offhook.recording.calls import CallRecorders
+
+            rec = config.recording
+            self.recorders = CallRecorders(rec.directory, rec.recipient, rec.agent, self._recording_reply, config.rate)
+
+    def _recording_reply(self, reply: dict[str, Any]) -> None:
+        if self._control is not None:
+            self._control.send(reply)
+
+    def record(self, agent: np.ndarray, customer: np.ndarray) -> None:
+        """A processed frame to the call recorders (audio thread): a queue put per recording."""
+        recorders = self.recorders
+        if recorders is None or not len(agent):
+            return
+        n = len(agent)
+        if len(customer) != n:  # the chain hands out whole frames: line the reference up with them
+            customer = customer[-n:] if len(customer) > n else np.pad(customer, (n - len(customer), 0))
+        recorders.frame(agent, customer)
 
     def set_muted(self, muted: bool) -> None:
         self.chain.mute.set_muted(muted)
@@ -134,6 +169,7 @@ class Realtime:
         """One mic period and its echo reference through the chain (either backend)."""
         out = self.chain.push(mic, ref)
         self.stats.frames += 1
+        self.record(out, ref)
         if self._baseline is None and time.monotonic() - self.started_at > 2.0:
             # Start-up backlog and the first late callbacks are not xruns: count from here.
             self._baseline = (self.ref_buffer.underruns + self.out_buffer.underruns,
@@ -176,7 +212,9 @@ class Realtime:
                     raise
                 self.stats.notes.append("libpulse backend unavailable; using PortAudio")
                 self._start_portaudio()
-        self._control = ControlServer(cfg.control_socket or control_socket_path(), self.set_muted, self.meters)
+        self._control = ControlServer(
+            cfg.control_socket or control_socket_path(), self.set_muted, self.meters, self.recorders
+        )
 
     def _start_pulse(self) -> None:
         self.pulse = PulseBackend(self)
@@ -219,6 +257,8 @@ class Realtime:
             self.portaudio.stop()
         if self.pulse is not None:
             self.pulse.stop()
+        if self.recorders is not None:
+            self.recorders.close()  # every recording sealed (reported off) before the channel closes
         if self._control is not None:
             self._control.close()
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from offhook.audio import BACKENDS
 from offhook.cli import UsageError
+
+if TYPE_CHECKING:
+    from offhook.audio.realtime import RecordingConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,6 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="audio I/O: libpulse directly (pulse), PortAudio via ALSA (portaudio), or pulse when a server answers "
         "(auto, the default)",
     )
+    run.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not record calls even when the config's [recording] is enabled (docs/recording.md)",
+    )
     run.set_defaults(handler=_run)
 
     from offhook.commands import analyze  # `offhook audio analyze`: conversation analytics (issue 25)
@@ -96,6 +105,25 @@ def _process(args: argparse.Namespace) -> int:
     return 0
 
 
+def recording_config() -> RecordingConfig | None:
+    """``[recording]`` from the daemon's config file (the one the daemon reads): None when off."""
+    import getpass
+
+    from offhook import config
+    from offhook.audio.realtime import RecordingConfig
+
+    try:
+        settings = config.load()
+    except config.ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if not settings["recording"]["enabled"]:
+        return None
+    from offhook.commands.recordings import default_directory
+
+    agent = settings["agent"]["name"] or getpass.getuser()
+    return RecordingConfig(default_directory(), settings["recording"]["recipient"], agent)
+
+
 def _run(args: argparse.Namespace) -> int:
     import sys
 
@@ -116,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
         rt_priority=args.rt_priority,
         backend=args.backend,
         playback_queue_ms=args.queue_ms,
+        recording=None if args.no_record else recording_config(),
     )
     try:
         return run_forever(config, seconds=args.seconds)
