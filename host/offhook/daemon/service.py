@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -137,6 +138,8 @@ class Daemon:
         self.recorder = recorder
         self.audio_mute = audio_mute
         self.audio_channel = audio_channel  # call events to the audio pipeline, figures back (issue 25)
+        self._last_purge: float | None = None  # wall clock of the last retention purge (docs/recording.md)
+        self._purging: threading.Thread | None = None
         self.session: UnitLink | None = None
         self.unit: UnitInfo | None = None
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -191,6 +194,7 @@ class Daemon:
         while True:
             now = self.clock()
             await self.apply(self.desk.tick(now))
+            self._purge_recordings()
             if now >= self._next_heartbeat:
                 self._next_heartbeat = now + HEARTBEAT_S
                 self._bookkeep("heartbeat", now)
@@ -435,6 +439,8 @@ class Daemon:
             elif isinstance(effect, Notice):
                 if effect.name in ("mute", "mute_unconfirmed", "command_failed"):
                     self._mute_audio(self.desk.muted)  # the audio path follows the confirmed state
+                elif effect.name == "recording_pause":
+                    self._record_pause(effect.data)
                 level = logging.WARNING if effect.name in ("refused", "command_failed") else logging.INFO
                 log.log(level, "%s %s", effect.name, loggable(effect.data))
                 self._broadcast({"event": effect.name, **effect.data})
@@ -471,6 +477,9 @@ class Daemon:
             if isinstance(reply, str):
                 log.warning("%s", reply)
                 continue
+            if isinstance(reply, dict):  # a recording state (docs/recording.md)
+                self._recording_reply(reply)
+                continue
             call_id, figures = reply
             if isinstance(self.recorder, AnalyticsLog):
                 try:
@@ -478,6 +487,60 @@ class Daemon:
                 except Exception:  # metrics must never take call control down
                     log.exception("could not record the analytics of call %s", call_id)
             self._broadcast({"event": "analytics", "call": call_id, "figures": figures})
+
+    def recordings_directory(self) -> Path:
+        configured = self.config["recording"]["directory"]
+        if configured:
+            return Path(configured).expanduser()
+        from offhook.metrics.store import default_data_dir
+
+        return default_data_dir() / "recordings"
+
+    def _purge_recordings(self) -> None:
+        """Retention, when recording is on: at start and then once a day, in a thread of its own
+        (a directory of thousands of sidecars is never read on the event loop)."""
+        from offhook.recording import store
+
+        rec = self.config.get("recording") or {}
+        now = self.wall_clock()
+        if not rec.get("enabled") or not store.purge_due(self._last_purge, now):
+            return
+        if self._purging is not None and self._purging.is_alive():
+            return
+        self._last_purge = now
+        directory, days = self.recordings_directory(), rec["retention_days"]
+
+        def purge() -> None:
+            try:
+                removed = store.purge(directory, days, now)
+            except Exception:  # retention must never take call control down
+                log.exception("recordings: retention purge of %s failed", directory)
+            else:
+                if removed:
+                    log.info("recordings: purged %d older than %d days from %s", len(removed), days, directory)
+
+        self._purging = threading.Thread(target=purge, name="offhook-recordings-purge", daemon=True)
+        self._purging.start()
+
+    def _recording_reply(self, reply: dict[str, Any]) -> None:
+        """The pipeline's recorder reports a call's recording: the desk's lamp and panel follow."""
+        reason = reply.get("reason")
+        effects = self.desk.recording_changed(
+            reply["call"], reply["recording"], self.clock(), reason if isinstance(reason, str) else ""
+        )
+        task = asyncio.get_running_loop().create_task(self.apply(effects))
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
+
+    def _record_pause(self, data: dict[str, Any]) -> None:
+        """The agent's pause / resume of the call's recording, to the pipeline that records it."""
+        if self.audio_channel is None:
+            log.warning("recording not paused: no audio pipeline channel")
+            return
+        try:
+            self.audio_channel.record(str(data["call"]), bool(data["paused"]))
+        except OSError as exc:
+            log.warning("recording not paused: audio pipeline unreachable: %s", exc)
 
     async def _execute(self, command: Command) -> None:
         if command.op == Op.MUTE:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from offhook.recording.age import RecipientError
+from offhook.recording.store import purge_due  # noqa: F401  (here first; the daemon imports it from store)
 from offhook.recording.writer import Recorder
 
 Reply = dict[str, Any]
@@ -123,11 +124,3 @@ class CallRecorders:
 
     def _reply(self, call_id: str, state: str, **extra: Any) -> None:
         self._on_reply({"call": call_id, "recording": state, **extra})
-
-
-DAY_S = 86400.0
-
-
-def purge_due(last: float | None, now: float) -> bool:
-    """The daemon applies retention at start and then once a day (wall clock, s)."""
-    return last is None or now - last >= DAY_S or now < last

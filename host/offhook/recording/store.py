@@ -171,3 +171,8 @@ def purge(directory: Path, retention_days: float, now: float | None = None, dry_
             except OSError as exc:
                 raise RecordingError(f"{path}: cannot remove it: {exc.strerror or exc}") from None
     return old
+
+
+def purge_due(last: float | None, now: float) -> bool:
+    """The daemon applies retention at start and then once a day (wall clock, s)."""
+    return last is None or now - last >= DAY_S or now < last
