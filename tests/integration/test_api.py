@@ -21,7 +21,7 @@ from offhook.api.tokens import TokenStore
 from offhook.daemon.service import Daemon
 from offhook.softphone.baresip import BaresipAdapter
 from offhook.softphone.baresip_process import BaresipInstance
-from offhook.softphone.base import EventKind, Softphone
+from offhook.softphone.base import EventKind, Softphone, SoftphoneEvent
 from offhook.softphone.web import WebSoftphone
 
 CRM = "https://crm.example.com"
@@ -300,5 +300,22 @@ def test_paired_origin_removed_from_the_allowed_list_is_refused(tmp_path: Path) 
             async with connect(api.url, origin=CRM):  # type: ignore[arg-type]
                 pass
         assert refused.value.response.status_code == 403
+
+    run(tmp_path, scenario)
+
+
+def test_toggle_recording_pause_is_a_client_action(tmp_path: Path) -> None:
+    async def scenario(api: Api) -> None:
+        desk = api.daemon.desk
+        for t, kind in enumerate((EventKind.INCOMING, EventKind.ESTABLISHED), 1):
+            await api.daemon.apply(desk.softphone_event(SoftphoneEvent(kind, "c1", "sip:1@pbx", "inbound"), t))
+        await api.daemon.apply(desk.recording_changed("c1", "on", 3.0))
+        asked: list[dict[str, Any]] = []
+        api.daemon.listeners.append(lambda m: asked.append(m) if m.get("event") == "recording_pause" else None)
+        async with api.client() as ws:
+            assert (await ask(ws, type="control", take=True))["ok"]
+            assert (await ask(ws, type="command", action="toggle_recording_pause"))["ok"]
+            assert [(m["call"], m["paused"]) for m in asked] == [("c1", True)]
+            assert (await ask(ws, type="state"))["state"]["recording"] == "on"  # until the recorder confirms
 
     run(tmp_path, scenario)
