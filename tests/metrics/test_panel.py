@@ -545,3 +545,35 @@ def test_real_daemon_restart_panel_true_again_within_2_s(tmp_path: Path) -> None
         api.start()
         took = seconds_until_true(page, time.monotonic(), "No call", "available")
         print(f"panel true again {took:.3f} s after the real daemon's return")
+
+
+def test_panel_shows_the_calls_recording_and_asks_to_pause_it(daemon: FakeDaemon) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 360})
+            page.goto(f"http://127.0.0.1:{daemon.port}/panel/#token={TOKEN}")
+            expect(page.locator("#connection")).to_have_text("connected")
+            daemon.push({"type": "event", "event": "state", **TALKING})  # recording off: nothing shown
+            expect(page.locator("#call-state")).to_have_text("Talking")
+            expect(page.locator("#recording")).to_be_hidden()
+            expect(page.locator("#rec-toggle")).to_be_hidden()
+            daemon.push({"type": "event", "event": "state", **TALKING, "recording": "on"})
+            expect(page.locator("#recording")).to_have_text("recording")
+            expect(page.locator("#rec-toggle")).to_have_text("Pause recording")
+            page.locator("#rec-toggle").click()
+            expect(page.locator("#recording")).to_have_text("recording")  # until the recorder answers
+            daemon.push({"type": "event", "event": "state", **TALKING, "recording": "paused"})
+            expect(page.locator("#recording")).to_have_text("recording paused")
+            expect(page.locator("#rec-toggle")).to_have_text("Resume recording")
+            daemon.push({"type": "event", "event": "state", **TALKING, "recording": "failed"})
+            daemon.push({"type": "event", "event": "recording_failed", "call": "a84b@pbx", "reason": "disk full"})
+            expect(page.locator("#recording")).to_have_text("recording failed")
+            expect(page.locator("#rec-toggle")).to_be_hidden()
+            expect(page.locator("#notice")).to_have_text("Recording stopped: disk full.")
+        finally:
+            browser.close()
+    commands = [r for r in daemon.received if r.get("type") == "command"]
+    assert [c["action"] for c in commands] == ["toggle_recording_pause"]

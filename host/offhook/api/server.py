@@ -303,7 +303,8 @@ class ApiServer:
             action = message.get("action")
             if not isinstance(action, str) or action not in CLIENT_ACTIONS:
                 raise ApiError(f"unknown action {_brief(action)} (known: {', '.join(CLIENT_ACTIONS)})")
-            self._require_control(client)
+            if action != "toggle_recording_pause":  # the recording's pause changes no call: any client may
+                self._require_control(client)
             await daemon.act(str(action))
             return {}
         if kind == "agent_state":

@@ -8,6 +8,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const CALL_LABELS = { idle: "No call", ringing: "Ringing", dialing: "Dialing", active: "Talking", held: "On hold" };
+  const REC_LABELS = { on: "recording", paused: "recording paused", failed: "recording failed", off: "not recorded" };
   const RETRY_FIRST_MS = 250;
   const RETRY_MAX_MS = 1000; // the daemon's return is seen within this (plus a connect)
   const WELCOME_TIMEOUT_MS = 5000; // a connection not welcomed by then is dropped and retried
@@ -122,6 +123,17 @@
     mute.classList.toggle("unconfirmed", state.mute_confirmed === false);
     mute.textContent = state.mute_confirmed === false ? "muted?" : "muted";
 
+    // The call's recording (docs/recording.md): shown while it is on, paused or failed; the
+    // button asks the recorder, and the badge follows only its answer.
+    const recording = call ? state.recording || "off" : "off";
+    const rec = $("recording");
+    rec.hidden = recording === "off";
+    rec.className = `rec rec-${recording}`;
+    rec.textContent = REC_LABELS[recording] || recording;
+    const recToggle = $("rec-toggle");
+    recToggle.hidden = !(recording === "on" || recording === "paused");
+    recToggle.textContent = recording === "paused" ? "Resume recording" : "Pause recording";
+
     const dt = elapsed();
     if (call && (call.state === "ringing" || call.state === "dialing")) {
       $("main-timer-label").textContent = call.state === "ringing" ? "Ringing for" : "Dialing for";
@@ -206,6 +218,7 @@
       else if (data.event === "analytics") applyCallFigures(data.figures);
       else if (data.event === "hold_reminder") showNotice("Check in with the customer on hold.");
       else if (data.event === "missed_call") showNotice("Missed call: you were set to break.");
+      else if (data.event === "recording_failed") showNotice(`Recording stopped: ${data.reason || "an error"}.`);
       else if (data.event === "established" || data.event === "closed") showNotice("");
       return;
     }
@@ -287,6 +300,7 @@
     connect();
   }
 
+  $("rec-toggle").addEventListener("click", () => send({ type: "command", action: "toggle_recording_pause" }));
   setInterval(render, 250);
   start();
 })();
