@@ -88,6 +88,23 @@ def _broker(value: str) -> str | None:
     return None
 
 
+def _central_url(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        _ = parts.port
+    except ValueError:
+        return f"must be https://HOST[:PORT], not {value!r}"
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.path not in ("", "/"):
+        return f"must be https://HOST[:PORT], not {value!r}"
+    if parts.query or parts.fragment or parts.username is not None:
+        return f"must be https://HOST[:PORT], not {value!r}"
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        return f"must use TLS (https://) unless central is on this PC, not {value!r}"
+    return None
+
+
 def _floor_name(value: str) -> str | None:
     # Names become MQTT topic levels and ACL lines: no wildcards, slashes or spaces.
     if value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
@@ -177,6 +194,13 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "site": Setting(str, "", help="the desk's site (a name: letters, digits, _ . -)", check=_floor_name),
         "team": Setting(str, "", help="the desk's team", check=_floor_name),
         "keepalive_s": Setting(int, 30, 5, 600, help="MQTT keepalive: a dead PC shows offline after 1.5 times this"),
+        "central_url": Setting(
+            str,
+            "",
+            help='central\'s HTTPS side, "https://HOST:8443", where firmware bundles of rollouts come from'
+            " (empty: this desk takes no rollouts); verified with ca_file",
+            check=_central_url,
+        ),
     },
     # Call recording (docs/recording.md): off by default; audio is encrypted to the quality team's key.
     "recording": {

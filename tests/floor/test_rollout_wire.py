@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -165,3 +166,29 @@ def test_central_sends_the_canary_its_update_over_the_broker_and_keeps_its_statu
                     assert answer.status == 404
 
     asyncio.run(scenario())
+
+
+def test_floor_central_url_is_https_and_a_bad_update_is_refused_at_the_desk(mqtt: Mosquitto, tmp_path: Path) -> None:
+    from offhook import config
+    from tests.floor.rig import SinkDesk
+
+    base = {"floor": {**mqtt.floor_config("desk-01"), "keepalive_s": 5}}
+    assert config.validate(base)["floor"]["central_url"] == ""
+    ok = config.validate({"floor": {**base["floor"], "central_url": "https://central.example.com:8443"}})
+    assert ok["floor"]["central_url"] == "https://central.example.com:8443"
+    for bad in ("http://central.example.com:8443", "https://central.example.com/x", "ftp://c", "https://u@c"):
+        with pytest.raises(config.ConfigError, match="central_url"):
+            config.validate({"floor": {**base["floor"], "central_url": bad}})
+
+    desk = SinkDesk(mqtt, "desk-01", tmp_path)
+    got: list[dict[str, Any]] = []
+    desk.client.on_update = got.append
+    desk.client.update(_raw({**UPDATE, "url": "https://elsewhere.example/x"}))
+    desk.client.update(b"not json")
+    desk.client.update(b"")  # a retained update cleared: nothing
+    assert got == [] and desk.client.counters["update_refused"] == 2
+    desk.client.update(_raw(UPDATE))
+    assert got == [{k: v for k, v in UPDATE.items() if k != "v"}]
+    desk.client.update_status({"rollout": "r1", "phase": "failed", "percent": 0, "reason": "x" * 999, "tz": ""})
+    assert desk.client.last_update_status is not None
+    assert len(S.decode(S.UPDATE_STATUS, desk.client.last_update_status.payload)["reason"]) == 256

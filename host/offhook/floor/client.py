@@ -348,6 +348,10 @@ class FloorClient:
         self.on_policy: Callable[[settings.Policy], None] | None = None
         self.settings_source: Callable[[], dict[str, Any]] | None = None
         self.unit_settings: UnitSettings | None = None  # the unit's part, when attached to a daemon
+        # Staged rollouts: where central's checked update goes (DeskUpdates.on_update); without it
+        # the desk does not subscribe to its update topic. The last status is sent again on reconnect.
+        self.on_update: Callable[[dict[str, Any]], None] | None = None
+        self.last_update_status: Publish | None = None
 
     def event(self, message: dict[str, Any], unit: dict[str, Any] | None = None) -> None:
         """A daemon listener message (synchronous, never raises into the daemon)."""
@@ -410,8 +414,11 @@ class FloorClient:
             await client.subscribe(feed.topic(S.ACK), qos=1)
             if self.on_policy is not None:
                 await client.subscribe(feed.topic(S.POLICY), qos=1)
+            if self.on_update is not None:
+                await client.subscribe(feed.topic(S.UPDATE), qos=1)
             self._queue = asyncio.Queue()
-            for publish in (feed.presence(True, session), feed.inventory, feed.state, feed.settings, *feed.alerts):
+            again = (feed.inventory, feed.state, feed.settings, self.last_update_status, *feed.alerts)
+            for publish in (feed.presence(True, session), *again):
                 if publish is not None:
                     await self._send(client, publish)
             feed.alerts.clear()
@@ -435,6 +442,9 @@ class FloorClient:
         async for message in client.messages:
             if str(message.topic).endswith("/" + S.POLICY):
                 self.policy(bytes(message.payload))
+                continue
+            if str(message.topic).endswith("/" + S.UPDATE):
+                self.update(bytes(message.payload))
                 continue
             try:
                 body = S.decode(S.ACK, bytes(message.payload))
@@ -460,6 +470,32 @@ class FloorClient:
             if self.on_policy is not None:
                 self.on_policy(policy)
         self.report_settings()
+
+    def update(self, payload: bytes) -> None:
+        """Central's update for this desk (a bundle to fetch, or a cancel): checked, then handed on."""
+        if not payload:
+            return  # a retained update cleared
+        try:
+            body = S.decode(S.UPDATE, payload)
+        except S.SchemaError as exc:
+            self.counters["update_refused"] += 1
+            log.warning("floor: update refused: %s", exc)
+            return
+        body.pop("v")
+        if self.on_update is not None:
+            try:
+                self.on_update(body)
+            except Exception:
+                log.exception("floor: update %s not handled", body["rollout"][:64])
+
+    def update_status(self, body: dict[str, Any]) -> None:
+        """A phase of central's update (DeskUpdates.publish): sent now, and again after a reconnect."""
+        body = {**body, "reason": str(body.get("reason", ""))[:256]}
+        publish = Publish(self.feed.topic(S.UPDATE_STATUS), S.encode(body), retain=True)
+        S.decode(S.UPDATE_STATUS, publish.payload)  # never send what central would refuse
+        self.last_update_status = publish
+        if self.connected.is_set():
+            self._queue.put_nowait(publish)
 
     def report_settings(self) -> None:
         """Publish the effective settings now (also when the unit's part of them changed)."""
@@ -661,6 +697,19 @@ def attach(daemon: Any, floor: dict[str, Any], recorder: CallRecorder, **kwargs:
     client.feed.settings_report(client.settings_source())
     client.unit_settings = unit_settings
     daemon.listeners.append(listener)
+    if floor.get("central_url"):  # staged rollouts: central's updates to the daemon's update relay
+        from offhook.floor.desk_updates import DeskUpdates
+
+        desk_updates = DeskUpdates(
+            daemon.updates,
+            floor["central_url"],
+            recorder.path.parent / "bundles",
+            client.update_status,
+            tz=str(daemon.config.get("agent", {}).get("timezone", "")),
+            ssl=ssl.create_default_context(cafile=floor.get("ca_file") or None),
+        )
+        client.on_update = desk_updates.on_update
+        daemon.listeners.append(desk_updates.on_event)
     if daemon.unit is not None and daemon.unit_connected.is_set():
         listener({"event": "unit", "connected": True})
     listener({"event": "state", **daemon.desk.snapshot()})
