@@ -45,7 +45,7 @@ def test_states_pause_and_purge(tmp_path: Path, keys) -> None:
     cfg = config.validate(
         {"timers": {"wrap_up_s": 0}, "recording": {"enabled": True, "recipient": recipient, "directory": str(rec_dir)}}
     )
-    daemon = Daemon(cfg, WebSoftphone(), tmp_path / "state.json", recorder=lambda record: None, audio_channel=channel)
+    daemon = Daemon(cfg, WebSoftphone(), tmp_path / "state.json", audio_channel=channel)  # no metrics store
     seen: list[str] = []
 
     async def call() -> None:

@@ -444,14 +444,15 @@ class Daemon:
                 level = logging.WARNING if effect.name in ("refused", "command_failed") else logging.INFO
                 log.log(level, "%s %s", effect.name, loggable(effect.data))
                 self._broadcast({"event": effect.name, **effect.data})
-            elif isinstance(effect, Record) and self.recorder is not None:
-                try:
-                    self.recorder(effect)
-                except Exception:  # metrics must never take call control down
-                    log.exception("could not record %s of call %s", effect.moment, effect.call_id)
-                else:
-                    self._broadcast({"event": "recorded", "moment": effect.moment, "call": effect.call_id})
-                self._tell_audio(effect)
+            elif isinstance(effect, Record):
+                if self.recorder is not None:
+                    try:
+                        self.recorder(effect)
+                    except Exception:  # metrics must never take call control down
+                        log.exception("could not record %s of call %s", effect.moment, effect.call_id)
+                    else:
+                        self._broadcast({"event": "recorded", "moment": effect.moment, "call": effect.call_id})
+                self._tell_audio(effect)  # the pipeline's meters and recorders, with or without a store
 
     def _mute_audio(self, muted: bool | None) -> None:
         if self.audio_mute is not None and muted is not None:
