@@ -67,6 +67,8 @@ def _shared(module: object) -> dict[str, object]:
 
 
 LINKPROTO = _shared(linkproto)
+# The recording bits are private in linkproto (no qstrs on the unit); the firmware copies them too.
+LINKPROTO.update({k[1:]: v for k, v in vars(linkproto).items() if k.startswith("_STATE_")})
 HIDFRAME = _shared(hidframe)
 
 

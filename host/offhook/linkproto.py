@@ -147,9 +147,12 @@ STATE_IDENTIFY = const(0x0020)
 STATE_PAIRING = const(0x0040)
 STATE_UPDATING = const(0x0080)
 STATE_HID_SOFTPHONE = const(0x0100)  # a HID softphone is configured: keep sending Telephony reports
-STATE_RECORDING = const(0x0200)  # the current call is being recorded (docs/recording.md)
-STATE_RECORDING_PAUSED = const(0x0400)  # its recording is paused (e.g. a card number is read out)
-STATE_RECORDING_FAILED = const(0x0800)  # its recording stopped on an error (full disk): an alert
+# The recording bits are private names on purpose: a public const() is a global and a qstr on the
+# unit, and these three pushed the RP2040's heap after boot with USB HID past its 48 KB budget
+# (+4.5 KB: a new qstr pool). The host reads them as L._STATE_RECORDING*; the firmware keeps copies.
+_STATE_RECORDING = const(0x0200)  # the current call is being recorded (docs/recording.md)
+_STATE_RECORDING_PAUSED = const(0x0400)  # its recording is paused (e.g. a card number is read out)
+_STATE_RECORDING_FAILED = const(0x0800)  # its recording stopped on an error (full disk): an alert
 STATE_FLAG_NAMES = (
     (STATE_MUTED, "muted"),
     (STATE_MUTE_UNCONFIRMED, "mute_unconfirmed"),
@@ -160,9 +163,9 @@ STATE_FLAG_NAMES = (
     (STATE_PAIRING, "pairing"),
     (STATE_UPDATING, "updating"),
     (STATE_HID_SOFTPHONE, "hid_softphone"),
-    (STATE_RECORDING, "recording"),
-    (STATE_RECORDING_PAUSED, "recording_paused"),
-    (STATE_RECORDING_FAILED, "recording_failed"),
+    (_STATE_RECORDING, "recording"),
+    (_STATE_RECORDING_PAUSED, "recording_paused"),
+    (_STATE_RECORDING_FAILED, "recording_failed"),
 )
 
 # HID_LEDS bits: the Telephony LED output report a HID softphone set (hw/hid.md), same order.

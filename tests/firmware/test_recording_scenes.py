@@ -41,12 +41,12 @@ TIMES = [1005, 1100, 1300, 1600, 2200, 2700, 3100]
 
 
 def test_failed_wins_over_paused_and_recording(mpvm: MicroPythonVM) -> None:
-    flags = L.STATE_RECORDING | L.STATE_RECORDING_PAUSED | L.STATE_RECORDING_FAILED
+    flags = L._STATE_RECORDING | L._STATE_RECORDING_PAUSED | L._STATE_RECORDING_FAILED
     _check(_duties(mpvm, flags, TIMES), TIMES, "fast red")
 
 
 def test_paused_wins_over_recording(mpvm: MicroPythonVM) -> None:
-    _check(_duties(mpvm, L.STATE_RECORDING | L.STATE_RECORDING_PAUSED, TIMES), TIMES, "blink amber")
+    _check(_duties(mpvm, L._STATE_RECORDING | L._STATE_RECORDING_PAUSED, TIMES), TIMES, "blink amber")
 
 
 def test_a_host_without_the_flags_gets_the_plain_call_scene(mpvm: MicroPythonVM) -> None:

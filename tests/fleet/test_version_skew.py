@@ -65,7 +65,7 @@ def test_previous_firmware_ignores_the_recording_flags(tmp_path: Path) -> None:
     if not node_modules_present():
         pytest.skip("MicroPython VM not installed (make vm)")
     data = PREVIOUS.read_bytes()
-    recording = L.STATE_RECORDING | L.STATE_RECORDING_PAUSED | L.STATE_RECORDING_FAILED
+    recording = L._STATE_RECORDING | L._STATE_RECORDING_PAUSED | L._STATE_RECORDING_FAILED
 
     async def scenario() -> tuple:
         unit = SimulatedUnit("00000000000c0de2", tmp_path / "unit", key_hex=PREVIOUS_KEY)
@@ -76,7 +76,7 @@ def test_previous_firmware_ignores_the_recording_flags(tmp_path: Path) -> None:
             unit.held_at_boot = ()
             (installed,) = await flasher.flash_all([path], data, build.peek_manifest(data), 1, 0)
             seen = []
-            for flags in (0, recording, L.STATE_RECORDING):
+            for flags in (0, recording, L._STATE_RECORDING):
                 link = UnitLink(SerialTransport(path), retry_ms=flasher.RETRY_MS, max_tries=flasher.MAX_TRIES)
                 info = await link.connect(5)
                 async with link.running():

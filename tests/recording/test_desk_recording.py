@@ -21,7 +21,7 @@ def flags(effects: list[Effect]) -> int | None:
     return found[-1] if found else None
 
 
-RECORDING_BITS = L.STATE_RECORDING | L.STATE_RECORDING_PAUSED | L.STATE_RECORDING_FAILED
+RECORDING_BITS = L._STATE_RECORDING | L._STATE_RECORDING_PAUSED | L._STATE_RECORDING_FAILED
 
 
 def on_call(desk: Desk) -> None:
@@ -34,16 +34,16 @@ def test_mute_long_pauses_and_the_lamp_follows_the_recorder() -> None:
     on_call(desk)
     assert desk.unit_state().flags & RECORDING_BITS == 0  # not recorded: the plain call scene
     effects = desk.recording_changed("c1", "on", 2)
-    assert flags(effects) == L.STATE_RECORDING and notices(effects) == [("recording", {"call": "c1", "state": "on"})]
+    assert flags(effects) == L._STATE_RECORDING and notices(effects) == [("recording", {"call": "c1", "state": "on"})]
     effects = desk.press(L.BUTTON_MUTE, L.GESTURE_LONG, 3)
     assert notices(effects) == [("recording_pause", {"call": "c1", "paused": True})]
     assert flags(effects) is None  # a press is a request: nothing shown until the recorder confirms
     effects = desk.recording_changed("c1", "paused", 3.1)
-    assert flags(effects) == L.STATE_RECORDING | L.STATE_RECORDING_PAUSED
+    assert flags(effects) == L._STATE_RECORDING | L._STATE_RECORDING_PAUSED
     assert desk.snapshot()["recording"] == "paused"
     effects = desk.act(Action.TOGGLE_RECORDING_PAUSE, 4)  # the API action: resume
     assert notices(effects) == [("recording_pause", {"call": "c1", "paused": False})]
-    assert flags(desk.recording_changed("c1", "on", 4.1)) == L.STATE_RECORDING
+    assert flags(desk.recording_changed("c1", "on", 4.1)) == L._STATE_RECORDING
 
 
 def test_short_mute_still_mutes() -> None:
@@ -60,7 +60,7 @@ def test_failure_alerts_and_shows_until_the_call_ends() -> None:
     desk.recording_changed("c1", "on", 2)
     effects = desk.recording_changed("c1", "failed", 5, reason="disk full")
     assert notices(effects) == [("recording_failed", {"call": "c1", "state": "failed", "reason": "disk full"})]
-    assert flags(effects) == L.STATE_RECORDING_FAILED
+    assert flags(effects) == L._STATE_RECORDING_FAILED
     refused = notices(desk.press(L.BUTTON_MUTE, L.GESTURE_LONG, 6))
     assert refused == [
         ("refused", {"action": "toggle_recording_pause", "reason": "this call's recording stopped on an error"})
@@ -84,4 +84,4 @@ def test_held_call_keeps_its_recording_flag() -> None:
     desk.recording_changed("c1", "on", 2)
     effects = desk.softphone_event(ev(EventKind.HELD, "c1"), 3)
     state = [e for e in effects if isinstance(e, UnitState)][-1]
-    assert state.call == L.CALL_HELD and state.flags & L.STATE_RECORDING
+    assert state.call == L.CALL_HELD and state.flags & L._STATE_RECORDING

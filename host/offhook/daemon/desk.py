@@ -234,9 +234,9 @@ class Desk:
             flags |= L.STATE_CONSULT
         recording = self.recording_state
         if recording == "failed":
-            flags |= L.STATE_RECORDING_FAILED
+            flags |= L._STATE_RECORDING_FAILED
         elif recording != "off":
-            flags |= L.STATE_RECORDING | (L.STATE_RECORDING_PAUSED if recording == "paused" else 0)
+            flags |= L._STATE_RECORDING | (L._STATE_RECORDING_PAUSED if recording == "paused" else 0)
         for on, bit in (
             (self.identify, L.STATE_IDENTIFY),
             (self.pairing, L.STATE_PAIRING),
