@@ -196,19 +196,7 @@ def _report(args: argparse.Namespace) -> int:
                 conn.close()
     except MetricsError as exc:
         raise UsageError(report_module.printable(str(exc))) from None
-    for warning in result.warnings:
-        print(f"offhook: warning: {report_module.printable(warning)}", file=sys.stderr)
-    try:
-        if args.format == "json":
-            json.dump(result.as_json(), sys.stdout, indent=1)
-            sys.stdout.write("\n")
-        elif args.format == "csv":
-            _write_csv(result)
-        else:
-            _print_table(result)
-        sys.stdout.flush()
-    except BrokenPipeError:  # `offhook report | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    _emit(result, args.format)
     if by_day is not None:
         from offhook.metrics.charts import write_chart
 
@@ -229,6 +217,25 @@ def _report(args: argparse.Namespace) -> int:
                 raise UsageError(f"--chart {quality}: cannot write it: {exc.strerror or exc}") from None
             print(f"chart written to {quality}", file=sys.stderr)
     return EXIT_OK
+
+
+def _emit(result: Report, fmt: str) -> None:
+    """Warnings to stderr, then the report as a table, CSV or JSON (one store or the floor)."""
+    from offhook.metrics.report import printable
+
+    for warning in result.warnings:
+        print(f"offhook: warning: {printable(warning)}", file=sys.stderr)
+    try:
+        if fmt == "json":
+            json.dump(result.as_json(), sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        elif fmt == "csv":
+            _write_csv(result)
+        else:
+            _print_table(result)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `offhook report | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _check_writable(path: Path) -> None:
@@ -581,17 +588,5 @@ def _floor_report(args: argparse.Namespace) -> int:
     except psycopg.Error as exc:
         # The URL may carry a password: never echo it, only the server's one-line reason.
         raise UsageError(f"the floor's database: {printable(' '.join(str(exc).split())[:200])}") from None
-    for warning in result.warnings:
-        print(f"offhook: warning: {printable(warning)}", file=sys.stderr)
-    try:
-        if args.format == "json":
-            json.dump(result.as_json(), sys.stdout, indent=1)
-            sys.stdout.write("\n")
-        elif args.format == "csv":
-            _write_csv(result)
-        else:
-            _print_table(result)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    _emit(result, args.format)
     return EXIT_OK
