@@ -39,17 +39,9 @@ def _analyze(args: argparse.Namespace) -> int:
         raise UsageError(f"--tail-ms {args.tail_ms:g}: expected 1..1000")
 
     from offhook.audio.analytics import AnalyticsConfig, analyze
-    from offhook.audio.wavio import WavError, read_wav
+    from offhook.commands.audio import read_pair
 
-    try:
-        mic, mic_rate = read_wav(args.mic)
-        ref, ref_rate = read_wav(args.ref)
-    except WavError as exc:
-        raise UsageError(str(exc)) from None
-    if mic_rate != ref_rate:
-        raise UsageError(f"sample rates differ: {args.mic} is {mic_rate} Hz, {args.ref} is {ref_rate} Hz")
-    if len(mic) != len(ref):
-        raise UsageError(f"lengths differ: {args.mic} has {len(mic)} samples, {args.ref} has {len(ref)}")
+    mic, ref, mic_rate = read_pair(args.mic, args.ref)
     if len(mic) < mic_rate:
         raise UsageError(f"{args.mic}: {len(mic) / mic_rate:.2f} s of audio, need at least 1 s")
     config = AnalyticsConfig(overtalk_s=args.overtalk_s, dead_air_s=args.dead_air_s)

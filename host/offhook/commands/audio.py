@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from offhook.audio import BACKENDS
 from offhook.cli import UsageError
@@ -72,24 +73,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     analyze.register(commands)
 
 
+def read_pair(mic_path: Path, ref_path: Path) -> tuple[Any, Any, int]:
+    """A microphone recording and its far-end reference: same rate, same length, or a one-line error."""
+    from offhook.audio.wavio import WavError, read_wav
+
+    try:
+        mic, mic_rate = read_wav(mic_path)
+        ref, ref_rate = read_wav(ref_path)
+    except WavError as exc:
+        raise UsageError(str(exc)) from None
+    if mic_rate != ref_rate:
+        raise UsageError(f"sample rates differ: {mic_path} is {mic_rate} Hz, {ref_path} is {ref_rate} Hz")
+    if len(mic) != len(ref):
+        raise UsageError(f"lengths differ: {mic_path} has {len(mic)} samples, {ref_path} has {len(ref)}")
+    return mic, ref, mic_rate
+
+
 def _process(args: argparse.Namespace) -> int:
     import numpy as np
 
     from offhook.audio.aec import AecConfig
     from offhook.audio.chain import ChainConfig, process_signals
-    from offhook.audio.wavio import WavError, read_wav, write_wav
+    from offhook.audio.wavio import write_wav
 
     if args.tail_ms <= 0 or args.tail_ms > 1000:
         raise UsageError(f"--tail-ms {args.tail_ms}: expected 1..1000")
-    try:
-        mic, mic_rate = read_wav(args.mic)
-        ref, ref_rate = read_wav(args.ref)
-    except WavError as exc:
-        raise UsageError(str(exc)) from None
-    if mic_rate != ref_rate:
-        raise UsageError(f"sample rates differ: {args.mic} is {mic_rate} Hz, {args.ref} is {ref_rate} Hz")
-    if len(mic) != len(ref):
-        raise UsageError(f"lengths differ: {args.mic} has {len(mic)} samples, {args.ref} has {len(ref)}")
+    mic, ref, mic_rate = read_pair(args.mic, args.ref)
     config = ChainConfig(
         rate=mic_rate,
         aec=not args.no_aec,
