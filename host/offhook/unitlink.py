@@ -295,6 +295,10 @@ class UnitLink:
                         self._receive(reader.result())
                     except TransportClosed as exc:
                         raise UnitLost(str(exc)) from None
+                    # Handed over before anything else runs: a waiter whose timeout falls in the
+                    # next yield must not see a NACKed frame gone from ``link.pending`` while its
+                    # handler has not yet heard the NACK (a flasher would take it as delivered).
+                    await self._deliver()
                     reader = asyncio.create_task(self.transport.read())
                     await asyncio.sleep(0)  # the new read is done at once if more is queued
                 await self._process()

@@ -54,7 +54,8 @@ class ScriptedUnit:
     is not the old "expected offset N", so a host that parsed it would fail). ``lose_chunk_at``:
     the first UPDATE_CHUNK at that offset never arrives. ``boot_deaf_s``: the first host HELLO finds
     it booting: it says its boot HELLO and hears nothing for that long. ``refuse_at``: it refuses the
-    chunk at that offset (a bad file). ``rolls_back``: the new version crashes at boot. ``deaf_from``:
+    chunk at that offset (a bad file). ``resume_lost``: its first "resume" UPDATE_STATUS never leaves
+it (its send window was full: the firmware drops a status then), so only the NACK arrives. ``rolls_back``: the new version crashes at boot. ``deaf_from``:
     from the first frame of that type on, it hears nothing."""
 
     def __init__(
@@ -65,6 +66,7 @@ class ScriptedUnit:
         lose_chunk_at: int | None = None,
         boot_deaf_s: float = 0.0,
         refuse_at: int | None = None,
+        resume_lost: bool = False,
         rolls_back: bool = False,
         boot_hello: dict[str, Any] | None = None,
         deaf_from: int | None = None,
@@ -77,6 +79,7 @@ class ScriptedUnit:
         self.lose_chunk_at = lose_chunk_at
         self.boot_deaf_s = boot_deaf_s
         self.refuse_at = refuse_at
+        self.resume_lost = resume_lost
         self.rolls_back = rolls_back
         self.boot_hello = boot_hello or {}  # what its boot HELLO says otherwise (e.g. a health since changed)
         self.deaf_from = deaf_from  # a frame type from which on it hears nothing (a unit that hung)
@@ -180,7 +183,10 @@ class ScriptedUnit:
                 self._refuse(frame, "sha256 mismatch in /app.mpy")
             elif offset > have:  # one was lost: where to resume
                 if self.resume:
-                    self._status({"phase": "receiving", "progress": have, "size": self.size, "resume": have})
+                    if self.resume_lost:
+                        self.resume_lost = False
+                    else:
+                        self._status({"phase": "receiving", "progress": have, "size": self.size, "resume": have})
                     self._refuse(frame, f"chunk ahead of {have}")
                 else:
                     self._refuse(frame, f"expected offset {have}")

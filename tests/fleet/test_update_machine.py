@@ -38,6 +38,17 @@ def test_a_lost_chunk_is_resent_from_where_update_status_says(monkeypatch: pytes
     assert [p for p in phases if p != "sending"] == ["verifying", "rebooting", "confirming", "ok"]
 
 
+def test_a_refused_chunk_is_resent_even_when_the_resume_status_is_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last chunk of the bundle is refused (the one before it was lost) and the unit's "resume"
+    status does not arrive: the window empties all the same. The flasher must not take that for
+    "all delivered" and commit a bundle the unit does not have in full (seen under load in CI as
+    "truncated bundle"): a refused chunk is sent again."""
+    unit = ScriptedUnit(lose_chunk_at=len(BUNDLE) - 100 - flasher.CHUNK, resume_lost=True)
+    result, _ = flash(monkeypatch, unit)
+    assert (result.result, result.tries) == ("ok", 1), result.reason
+    assert bytes(unit.received) == BUNDLE and not [s for s in unit.statuses if s.get("phase") == "failed"]
+
+
 def test_an_older_updater_says_where_to_resume_only_in_the_nack(monkeypatch: pytest.MonkeyPatch) -> None:
     """The safe-mode loader's /lib/updater.py is never updated over the link: the documented fallback."""
     unit = ScriptedUnit(resume=False, lose_chunk_at=LOST)

@@ -150,6 +150,7 @@ class Update:
         self.failure: FlashFailed | None = None
         self.offset = 0  # the next byte to send
         self._ours: set[int] = set()  # seqs this update sent: a NACK of another frame is not its business
+        self._chunk_at: dict[int, int] = {}  # seq of each UPDATE_CHUNK sent -> its offset
         self._structured = False  # the unit says where to resume in UPDATE_STATUS (RESUME_CAP)
         self._deferred = False
         self._back = False  # the new version said HELLO
@@ -170,7 +171,7 @@ class Update:
         elif isinstance(message, L.Frame) and message.type == L.NACK and len(message.payload) >= 3:
             seq, _code, reason = L.decode_nack(message.payload)
             if seq in self._ours:
-                self._nack(reason)
+                self._nack(seq, reason)
 
     def _status(self, status: dict) -> None:
         phase, sending = status.get("phase"), self.phase in (Phase.BEGIN, Phase.SENDING, Phase.COMMIT)
@@ -187,9 +188,17 @@ class Update:
         elif phase == "confirmed" and status.get("fw") == self.want:
             self._confirmed = self._confirmed or self.phase in (Phase.REBOOTING, Phase.CONFIRMING)
 
-    def _nack(self, reason: str) -> None:
-        if self._structured or self.phase not in (Phase.BEGIN, Phase.SENDING, Phase.COMMIT):
-            return  # a unit with RESUME_CAP follows each NACK with UPDATE_STATUS: "resume" or "failed"
+    def _nack(self, seq: int, reason: str) -> None:
+        if self.phase not in (Phase.BEGIN, Phase.SENDING, Phase.COMMIT):
+            return
+        if self._structured:
+            # UPDATE_STATUS says where to resume ("resume") or why it failed. But the unit drops a
+            # status when its send window is full, and without a rewind here the emptied window
+            # would read as "all delivered" and COMMIT an incomplete bundle: the refused chunk was
+            # not taken, so send from it again (the unit ignores what it already has).
+            if seq in self._chunk_at:
+                self._rewind(self._chunk_at[seq])
+            return
         offset = _expected_offset(reason)
         if offset is None:
             self._fail(reason)
@@ -255,7 +264,7 @@ class Update:
         while self.phase is Phase.SENDING:
             if self.offset < total and link.pending < WINDOW:
                 data = self.bundle[self.offset : self.offset + CHUNK]
-                self._post(L.UPDATE_CHUNK, L.encode_chunk(self.offset, data))
+                self._chunk_at[self._post(L.UPDATE_CHUNK, L.encode_chunk(self.offset, data))] = self.offset
                 self.offset += len(data)
                 r.bytes_sent = self.offset
                 if self.offset % (CHUNK * 16) < CHUNK or self.offset == total:
@@ -276,11 +285,13 @@ class Update:
             elif time.monotonic() - last_progress > IDLE_TIMEOUT_S:
                 self._fail("transfer stalled", retry=True)
 
-    def _post(self, mtype: int, payload: bytes, phase: Phase | None = None) -> None:
+    def _post(self, mtype: int, payload: bytes, phase: Phase | None = None) -> int:
         """Queue a frame as this update's, and enter ``phase``, before it is written: the unit's
-        answer may be handled while the write is under way."""
-        self._ours.add(self.unit.queue(mtype, payload))
+        answer may be handled while the write is under way. Returns its seq."""
+        seq = self.unit.queue(mtype, payload)
+        self._ours.add(seq)
         self.phase = phase or self.phase
+        return seq
 
     def _moved_on(self, pending: int, offset: int) -> bool:
         """Room in the window, a rewind or another phase since ``pending`` and ``offset``."""

@@ -91,6 +91,7 @@ class SimulatedUnit:
         self._slave = -1
         self._tasks: list[asyncio.Task[None]] = []
         self._to_unit = Throttle(rate)
+        self._to_unit_order = asyncio.Lock()
         self._to_host = Throttle(rate)
         self._sniffer = L.Decoder()
         self.key_hex = key_hex  # the fleet's public key (modulus, hex) for the unit's key store
@@ -263,14 +264,18 @@ class SimulatedUnit:
             asyncio.get_running_loop().create_task(self._to_unit_bytes(data))
 
     async def _to_unit_bytes(self, data: bytes) -> None:
-        for frame in self._sniffer.feed(data):
-            if isinstance(frame, L.Frame) and frame.type == L.STATE:
-                with contextlib.suppress(ValueError):
-                    self.last_state = L.decode_state(frame.payload)
-                    self._notify("state")
-        await self._to_unit.wait(len(data))
-        if self.powered:
-            await self._send({"link": data.hex()})
+        # One task per read; the lock (FIFO) keeps them in the order read. Without it, a short read
+        # could pass a long one whose throttle sleep was due but not yet run on a busy event loop,
+        # and the unit would get the link's bytes out of order, which no serial line does.
+        async with self._to_unit_order:
+            for frame in self._sniffer.feed(data):
+                if isinstance(frame, L.Frame) and frame.type == L.STATE:
+                    with contextlib.suppress(ValueError):
+                        self.last_state = L.decode_state(frame.payload)
+                        self._notify("state")
+            await self._to_unit.wait(len(data))
+            if self.powered:
+                await self._send({"link": data.hex()})
 
     async def _from_unit(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
