@@ -54,9 +54,10 @@ class ScriptedUnit:
     is not the old "expected offset N", so a host that parsed it would fail). ``lose_chunk_at``:
     the first UPDATE_CHUNK at that offset never arrives. ``boot_deaf_s``: the first host HELLO finds
     it booting: it says its boot HELLO and hears nothing for that long. ``refuse_at``: it refuses the
-    chunk at that offset (a bad file). ``resume_lost``: its first "resume" UPDATE_STATUS never leaves
-it (its send window was full: the firmware drops a status then), so only the NACK arrives. ``rolls_back``: the new version crashes at boot. ``deaf_from``:
-    from the first frame of that type on, it hears nothing."""
+    chunk at that offset (a bad file). ``resume_lost``: its first "resume" UPDATE_STATUS never
+    leaves it (its send window was full: the firmware drops a status then), so only the NACK
+    arrives. ``rolls_back``: the new version crashes at boot. ``deaf_from``: from the first frame
+    of that type on, it hears nothing."""
 
     def __init__(
         self,
