@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from offhook.floor import schema as S
 
@@ -231,6 +232,12 @@ CREATE TABLE team_pins (
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 """,
+    # A call's conversation analytics (issue 25; docs/analytics.md) as the desk sent them, checked
+    # by schema.py: an object of figures, "quality" one level down; NULL when no pipeline metered
+    # the call (a desk before metrics store version 4 never sends any). Reports read it with ->>.
+    6: """
+ALTER TABLE calls ADD COLUMN analytics jsonb;
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 _KEYS = ("seq", "call_id")
@@ -241,6 +248,7 @@ CALL_COLUMNS = (
     "site",
     "desk",
     *[k for k in S.RECORD_FIELDS if k not in ("seq", "call_id")],
+    "analytics",  # optional on the wire (schema.py): absent is NULL
 )
 
 
@@ -279,6 +287,11 @@ class Batch:
                 self.presence[key] = body
         self.alerts += newer.alerts
         self.counters = newer.counters
+
+
+def _jsonb(figures: dict[str, Any] | None) -> Jsonb | None:
+    """A call's analytics for the jsonb column: SQL NULL (not JSON null) when there are none."""
+    return None if figures is None else Jsonb(figures)
 
 
 def _order(body: dict[str, Any]) -> tuple[int, int]:
@@ -426,7 +439,9 @@ async def write(conn: psycopg.AsyncConnection[Any], batch: Batch, instance: str)
             if owners.get(store) != (site, desk):
                 refused += 1  # another desk's store id: a desk may only write its own records
                 continue
-            rows.append((store, record["call_id"], record["seq"], site, desk, *[record[c] for c in CALL_COLUMNS[5:]]))
+            figures = record.get("analytics")
+            values = [record[c] for c in CALL_COLUMNS[5:-1]]
+            rows.append((store, record["call_id"], record["seq"], site, desk, *values, _jsonb(figures)))
         if rows:
             await conn.execute(_INCOMING)
             async with conn.cursor() as cur:

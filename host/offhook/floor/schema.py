@@ -82,6 +82,8 @@ RECORD_FIELDS: dict[str, tuple[type, ...]] = {
 # Optional (a desk before metrics store version 4 leaves it out): the call's conversation analytics,
 # an object of figures (numbers or null, "quality" one level down) or null when no pipeline metered it.
 ANALYTICS_MAX_KEYS = 64
+ANALYTICS_MAX_KEY = 64  # characters of a figure's name
+ANALYTICS_MAX_VALUE = 1e9  # no figure comes near (seconds of a call, dB, counts): PostgreSQL reads each as float8
 
 
 class SchemaError(ValueError):
@@ -221,10 +223,15 @@ def _check_analytics(figures: Any, depth: int = 0) -> None:
     if not isinstance(figures, dict) or len(figures) > ANALYTICS_MAX_KEYS:
         raise SchemaError("malformed records message (analytics)")
     for key, value in figures.items():
+        if len(key) > ANALYTICS_MAX_KEY:
+            raise SchemaError("malformed records message (analytics)")
         if key == "quality" and depth == 0:
             _check_analytics(value, 1)
         elif value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or abs(value) > ANALYTICS_MAX_VALUE
         ):
             raise SchemaError("malformed records message (analytics)")
 
