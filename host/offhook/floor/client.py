@@ -417,11 +417,21 @@ class FloorClient:
             if self.on_update is not None:
                 await client.subscribe(feed.topic(S.UPDATE), qos=1)
             self._queue = asyncio.Queue()
-            again = (feed.inventory, feed.state, feed.settings, self.last_update_status, *feed.alerts)
-            for publish in (feed.presence(True, session), *again):
-                if publish is not None:
+            await self._send(client, feed.presence(True, session))
+            # The latest of each kind, and the alerts held. Until `connected` is set an event only
+            # updates the feed, so what changed while these were on their way (the unit connected:
+            # a new inventory) goes in the next round; `connected` is set with nothing left.
+            sent: list[Publish] = []
+            while due := [
+                publish
+                for publish in (feed.inventory, feed.state, feed.settings, self.last_update_status, *feed.alerts)
+                if publish is not None and publish not in sent
+            ]:
+                for publish in due:
                     await self._send(client, publish)
-            feed.alerts.clear()
+                    sent.append(publish)
+                    if publish in feed.alerts:
+                        feed.alerts.remove(publish)
             self.connected.set()
             log.info("floor: connected to %s:%d as %s", self.broker.host, self.broker.port, feed.desk)
             await together(self._publisher(client), self._outbox_loop(client), self._acks(client))
