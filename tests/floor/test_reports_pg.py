@@ -61,8 +61,36 @@ def fill(recorder: CallRecorder, agent: str, tz: str, rng: random.Random, calls:
         if kind in ("transferred", "escalated"):
             getattr(recorder, kind)(call, wall=wall + t, mono=mono + t)
         recorder.hung_up(call, wall=wall + t, mono=mono + t)
+        if rng.random() < 0.7:  # the audio pipeline metered it (else the call has no figures: null)
+            recorder.analytics(call, figures(rng, t))
         t += rng.uniform(0, 120)
         recorder.wrap_up_ended(call, wall=wall + t, mono=mono + t)
+
+
+def figures(rng: random.Random, connected_s: float) -> dict[str, Any]:
+    """A call's analytics as the pipeline returns them; some figures missing (null), as for a call
+    without a customer turn to respond to."""
+
+    def maybe(value: float) -> float | None:
+        return None if rng.random() < 0.15 else value
+
+    share = rng.uniform(0.1, 0.9)
+    return {
+        "connected_s": connected_s,
+        "agent_share": share,
+        "customer_share": 1 - share,
+        "overtalk_count": rng.randrange(6),
+        "overtalk_s": rng.uniform(0, 20),
+        "dead_air_count": rng.randrange(4),
+        "dead_air_s": rng.uniform(0, 30),
+        "response_median_s": maybe(rng.uniform(0.2, 3)),
+        "talking_while_muted_s": maybe(rng.uniform(0, 5)),
+        "quality": {
+            "noise_floor_dbfs": rng.uniform(-80, -40),
+            "clipping_pct": maybe(rng.uniform(0, 2)),
+            "echo_reduction_db": maybe(rng.uniform(10, 40)),
+        },
+    }
 
 
 def flat(report: R.Report) -> list[list[Any]]:
@@ -113,6 +141,13 @@ def test_floor_reports_equal_the_desks_reports(db: str, mqtt: Mosquitto, tmp_pat
                         await task
 
     run(scenario(), 60)
+    # Central kept every call's analytics, nulls as nulls (migration 6).
+    metered = sum(
+        s.conn.execute("SELECT count(*) FROM calls WHERE analytics IS NOT NULL").fetchone()[0] for s in stores
+    )
+    assert metered > 100 and sql_rows(db, "SELECT count(analytics) FROM calls")[0][0] == metered
+    assert 0 < sql_rows(db, "SELECT count(analytics #> '{quality,clipping_pct}') FROM calls"
+                        " WHERE analytics #>> '{quality,clipping_pct}' IS NULL")[0][0] < metered  # fmt: skip
     # Partitioned by month: October's calls are in October's partition, none in the default one.
     assert sql_rows(db, "SELECT count(*) FROM calls_2026_10")[0][0] == total
     assert sql_rows(db, "SELECT count(*) FROM calls_default")[0][0] == 0
@@ -137,6 +172,12 @@ def test_floor_reports_equal_the_desks_reports(db: str, mqtt: Mosquitto, tmp_pat
                     source.close()
             floor = reports_pg.build(conn, reports_pg.FloorQuery(query.since, query.until, query.agent, query.by))
             assert flat(floor) == flat(desks), query
+            # The analytics columns carry figures (the comparison above is not of empty columns alone).
+            analytics = floor.total.flat()
+            if floor.total.calls:
+                assert analytics["analytics_calls"] > 0 and analytics["response_median_s_mean"] is not None, query
+            else:
+                assert analytics["analytics_calls"] == 0 and analytics["agent_share_mean"] is None, query
             assert floor.period() == desks.period(), query
             # The same warnings; the stores in id order (PostgreSQL has no order of files given).
             assert [_unordered(w) for w in floor.warnings] == [_unordered(w) for w in desks.warnings], query

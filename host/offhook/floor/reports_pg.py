@@ -12,7 +12,8 @@ What differs from one desk's report: PostgreSQL aggregates (one scan, ``GROUPING
 groups and the total at once); Python only shapes the few result rows. The floor adds groupings
 the desk has no data for, and pairs of them: ``--by site``, ``team`` (the desk's team now, from
 its presence), ``month``, and one of agent/team/site with one of day/hour/month
-(``--by team,day``). Charts (``--chart``) read SQLite stores only.
+(``--by team,day``). Charts (``--chart``) read SQLite stores only. Conversation analytics are
+report.py's too: means over the calls with figures (``calls.analytics``), a figure's nulls skipped.
 """
 
 from __future__ import annotations
@@ -69,6 +70,23 @@ _HANDLED_SQL = "c.outcome IN (" + ", ".join(f"'{o}'" for o in HANDLED_OUTCOMES) 
 _MS = {name: f"round(coalesce(c.{name}_s, 0) * 1000)" for name in ("ring", "talk", "hold", "wrap")}
 
 
+def _figure_sql(name: str) -> str:
+    """One analytics figure ("quality.clipping_pct": a nested one) as float8; a JSON null is SQL NULL."""
+    return f"(c.analytics #>> '{{{name.replace('.', ',')}}}')::float8"
+
+
+# Conversation analytics as report.py's _analytics_sums has them: the calls with figures (migration 6),
+# then each of ANALYTICS_MEANS' sum and count of values (sum() and count() skip NULLs: never a zero).
+_ANALYTICS_SQL = [
+    "count(*) FILTER (WHERE c.analytics IS NOT NULL)",
+    *(
+        part
+        for name in R.ANALYTICS_MEANS
+        for part in (f"coalesce(sum({_figure_sql(name)}), 0)", f"count({_figure_sql(name)})")
+    ),
+]
+
+
 def sql(query: FloorQuery) -> tuple[str, list[Any], int]:
     """The report's one statement, its parameters, and how many key columns lead each row."""
     by = parse_by(query.by)
@@ -96,6 +114,7 @@ def sql(query: FloorQuery) -> tuple[str, list[Any], int]:
     sums += [f"sum(c.{n}) FILTER (WHERE {_HANDLED_SQL})" for n in ("holds", "long_holds")]
     columns = [f"{k} AS k{i}" for i, k in enumerate(keys)]
     columns += [f"count(*) FILTER (WHERE {_HANDLED_SQL})", *outcomes, *spreads, *sums]
+    columns += _ANALYTICS_SQL
     columns += ["min(c.local_day)", "max(c.local_day)"]
     join = " LEFT JOIN desks d ON d.site = c.site AND d.desk = c.desk" if "team" in by else ""
     group = f" GROUP BY GROUPING SETS (({', '.join(f'k{i}' for i in range(len(keys)))}), ())" if keys else ""
@@ -176,4 +195,8 @@ def _figures(names: list[str], rows: list[tuple[Any, ...]]) -> Any:
         spreads.append([means, medians, p90s])
     at = base + 8
     totals = np.array([[float(v or 0) for v in r[at : at + 5]] for r in rows] or [[0.0] * 5] * n, dtype=np.float64)
-    return R._Figures(names, counts.reshape(n, len(OUTCOMES)), sizes, spreads, totals.reshape(n, 5))
+    figures = R._Figures(names, counts.reshape(n, len(OUTCOMES)), sizes, spreads, totals.reshape(n, 5))
+    at += 5
+    width = len(_ANALYTICS_SQL)
+    figures.analytics = np.array([[float(v) for v in r[at : at + width]] for r in rows] or [[0.0] * width] * n)
+    return figures
