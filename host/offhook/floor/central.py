@@ -41,7 +41,9 @@ log = logging.getLogger("offhook.central")
 
 FLUSH_S = 0.05
 FLUSH_AT = 5000  # records or states pending: write now
-MAX_BACKOFF_S = 5.0
+# Database reconnects at most this far apart: live state must be true within 2 s of the
+# database's return, and one connection attempt a second per central costs it nothing.
+DB_BACKOFF_S = 1.0
 COUNTED = ("malformed", "oversize", "unknown_schema", "unknown_topic", "refused_store", "acl_denied", "auth_refused")
 
 
@@ -186,7 +188,7 @@ class Central:
         self._acks.put_nowait(Publish(S.topic(site, desk, S.UPDATE), payload, retain=True))
 
     async def run(self) -> None:
-        conn = await self._connect_db(first=True)
+        conn = await self._connect_db()
         await conn.close()
         async with asyncio.TaskGroup() as group:
             group.create_task(self._mqtt_loop())
@@ -198,7 +200,7 @@ class Central:
             for service in self.services:
                 group.create_task(service())
 
-    async def _connect_db(self, first: bool = False) -> psycopg.AsyncConnection[Any]:
+    async def _connect_db(self) -> psycopg.AsyncConnection[Any]:
         backoff = 0.2
         while not self.closed:
             try:
@@ -208,7 +210,7 @@ class Central:
             except psycopg.OperationalError as exc:
                 log.warning("central: database unavailable (%s); retrying in %.1f s", _one_line(exc), backoff)
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_S if not first else 2.0)
+            backoff = min(backoff * 2, DB_BACKOFF_S)
         raise asyncio.CancelledError
 
     async def _mqtt_loop(self) -> None:
