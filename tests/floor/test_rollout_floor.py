@@ -13,7 +13,6 @@ from typing import Any
 
 import aiomqtt
 import psycopg
-import pytest
 
 from offhook import bundle as B
 from offhook import config
@@ -33,9 +32,6 @@ from tests.floor.webrig import web_for
 NAMES = ["desk-01", "desk-02", "desk-03"]
 
 
-# Out of `make test` until fixed: 3 runs in 16, central stores no inventory row for one of the
-# three desks before the rollout starts (an inventory-ingest race not yet found).
-@pytest.mark.slow
 def test_a_canary_of_one_then_the_rest_over_real_daemons(
     db: str,
     mqtt: Mosquitto,
