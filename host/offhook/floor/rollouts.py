@@ -381,20 +381,34 @@ def pins(conn: Any) -> dict[str, str]:
     return {team: version for team, version in conn.execute("SELECT team, version FROM team_pins").fetchall()}
 
 
+ROLLOUTS_SQL = "SELECT name, state, created_at FROM rollouts ORDER BY created_at DESC, name"
+UNITS_SQL = "SELECT rollout, desk, phase, percent, reason FROM rollout_units ORDER BY rollout, desk"
+
+
 def status(conn: Any) -> list[dict[str, Any]]:
     """Every rollout with its progress and each desk's phase, newest first."""
+    return views(conn.execute(ROLLOUTS_SQL).fetchall(), conn.execute(UNITS_SQL).fetchall())
+
+
+def views(rollouts: list[tuple[Any, ...]], units: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The rows of ROLLOUTS_SQL and UNITS_SQL as each rollout's progress (the CLI's status and central's
+    IT page). A unit's ``stage`` is the stage it was sent in (1-based; 0: a catch-up after the last);
+    a stage member not sent yet (offline, or outside its maintenance window) shows as ``waiting``."""
+    reported: dict[str, dict[str, dict[str, Any]]] = {}
+    for rollout_name, desk, phase, percent, reason in units:
+        reported.setdefault(rollout_name, {})[desk] = {"phase": phase, "percent": percent, "reason": reason}
     out = []
-    for name, state, created in conn.execute("SELECT name, state, created_at FROM rollouts ORDER BY created_at DESC"):
+    for name, state, created in rollouts:
         rollout = Rollout.from_json(state)
-        units = {
-            desk: {"phase": phase, "percent": percent, "reason": reason}
-            for desk, phase, percent, reason in conn.execute(
-                "SELECT desk, phase, percent, reason FROM rollout_units WHERE rollout = %s ORDER BY desk", (name,)
-            ).fetchall()
-        }
+        stage_of = {desk: index for index, stage in enumerate(rollout.stages, 1) for desk in stage}
+        mine = reported.get(name, {})
         for desk in rollout.dispatched:
-            units.setdefault(desk, {"phase": "sent", "percent": 0, "reason": ""})
-        done = sum(1 for unit in units.values() if unit["phase"] in ("confirmed", "up to date"))
+            mine.setdefault(desk, {"phase": "sent", "percent": 0, "reason": ""})
+        if rollout.status not in ("aborted", "complete"):
+            for desk in stage_of:
+                mine.setdefault(desk, {"phase": "waiting", "percent": 0, "reason": ""})
+        unit_views = {desk: {**mine[desk], "stage": stage_of.get(desk, 0)} for desk in sorted(mine)}
+        done = sum(1 for unit in unit_views.values() if unit["phase"] in ("confirmed", "up to date"))
         spec = rollout.spec
         out.append(
             {
@@ -407,8 +421,8 @@ def status(conn: Any) -> list[dict[str, Any]]:
                 "stage": len(rollout.stages),
                 "targeted": rollout.total,
                 "done": done,
-                "failed": sum(1 for unit in units.values() if unit["phase"] in BAD),
-                "units": units,
+                "failed": sum(1 for unit in unit_views.values() if unit["phase"] in BAD),
+                "units": unit_views,
                 "skipped": rollout.skipped,
                 "created": created.isoformat(),
             }

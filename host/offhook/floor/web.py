@@ -15,6 +15,8 @@
   firmware that the daemon and the unit each check against the fleet key, board and version before
   use, and it is named only by its sha256, which a desk learns from its own ``update`` topic (the
   broker's ACL lets only central write it and only that desk read it).
+- The rollouts page (IT) is pushed too, from PostgreSQL, where the rollouts live (floor/rollout_web.py:
+  ``/rollouts``, ``/api/rollouts``, ``/ws/rollouts``).
 - No token or session id reaches a log: the access log has no headers, and tokens never travel in
   URLs (the login page posts it).
 
@@ -41,6 +43,7 @@ from aiohttp import WSCloseCode, web
 
 from offhook.floor import auth, pgstore, policy, rollouts
 from offhook.floor import wallboard as W
+from offhook.floor.rollout_web import RolloutBoard
 from offhook.settings import PolicyError
 
 log = logging.getLogger("offhook.central.web")
@@ -58,7 +61,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 # Pages and who may open them; the files under pages/ a page loads need no role.
-PAGE_ROLES = {"wallboard": "live", "inventory": "inventory", "settings": "inventory"}
+PAGE_ROLES = {"wallboard": "live", "inventory": "inventory", "settings": "inventory", "rollouts": "inventory"}
 INVENTORY_SQL = """
 SELECT d.site, d.desk, coalesce(i.serial, '') AS serial, coalesce(d.team, s.team, '') AS team,
     coalesce(a.agent, '') AS agent, coalesce(i.board, '') AS board, coalesce(i.firmware, '') AS firmware,
@@ -127,6 +130,7 @@ class FloorWeb:
         figures_every_s: float = 2.0,
         ping_s: float = 5.0,
         recheck_s: float = 5.0,
+        rollouts_every_s: float = 1.0,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.dsn = dsn
@@ -145,6 +149,16 @@ class FloorWeb:
         self._agents_due = 0.0
         # Optional probe (benchmarks): called with each tile message as it is queued.
         self.on_push: Callable[[str], None] | None = None
+        # The rollouts page (IT): each rollout and each unit's phase, pushed as they change.
+        self.rollout_board = RolloutBoard(
+            self._query,
+            self._require,
+            lambda ids: self._auth(lambda conn: auth.still_valid(conn, ids)),
+            every_s=rollouts_every_s,
+            ping_s=ping_s,
+            recheck_s=recheck_s,
+            wall=wall,
+        )
 
     # ------------------------------------------------------------ from central's ingest
 
@@ -182,6 +196,9 @@ class FloorWeb:
         app.router.add_get("/api/inventory", self._inventory)
         app.router.add_get("/ws/wallboard", self._wallboard_ws)
         app.router.add_get("/bundles/{sha256}", rollouts.bundle_handler(self.dsn))
+        app.router.add_get("/rollouts", self._page("rollouts"))
+        app.router.add_get("/api/rollouts", self.rollout_board.api)
+        app.router.add_get("/ws/rollouts", self.rollout_board.ws)
         return app
 
     async def run(self) -> None:
@@ -202,6 +219,7 @@ class FloorWeb:
                 group.create_task(self._figures_loop())
                 group.create_task(self._ping_loop())
                 group.create_task(self._recheck_loop())
+                group.create_task(self.rollout_board.run())
         finally:
             for page in list(self.pages):
                 page.post(None)
