@@ -22,6 +22,7 @@ from offhook import settings
 from offhook.daemon.desk import Command, Desk, Effect, Notice, Record, Timers, UnitState
 from offhook.daemon.memory import DeskMemory
 from offhook.daemon.routing import Discover, NoUnit, Route, choose_unit, route
+from offhook.daemon.unitsettings import UnitSettings
 from offhook.daemon.updates import UpdateRelay, fleet_key
 from offhook.metrics.moments import Moment
 from offhook.settings import Policy
@@ -157,6 +158,8 @@ class Daemon:
         self.memory.restore(self.desk)
         # Firmware for the unit, through this daemon's own session, only while the desk is idle.
         self.updates = UpdateRelay(self, lambda: self.desk.idle, self._broadcast, fleet_key(), self._unit_updated)
+        # The unit's part of central's settings, through this daemon's own session (CONFIG_GET/SET).
+        self.unit_settings = UnitSettings(self, lambda: self.desk.idle, self._report_settings)
 
     # ------------------------------------------------------------ running
 
@@ -170,6 +173,7 @@ class Daemon:
             asyncio.create_task(self._softphone_loop(), name="softphone"),
             asyncio.create_task(self._tick_loop(), name="ticker"),
             asyncio.create_task(self.updates.run(), name="updates"),
+            asyncio.create_task(self.unit_settings.run(), name="unit-settings"),
         ]
         try:
             await asyncio.gather(*self._tasks)
@@ -253,6 +257,7 @@ class Daemon:
             try:
                 await self._send_full_state(session)
                 self.unit_connected.set()
+                self.unit_settings.connected()  # it gets the settings in effect
                 # A task group: when one part ends the session, the others are cancelled with it.
                 async with asyncio.TaskGroup() as group:
                     group.create_task(session.run())  # hands what the unit sends to _from_unit
@@ -336,6 +341,7 @@ class Daemon:
     async def _from_unit(self, message: Message) -> None:
         """What the unit sent, in order (the session's handler, run by session.run())."""
         self.updates.on_message(message)  # an update in flight hears the unit first
+        self.unit_settings.on_message(message)  # the answer to its CONFIG_GET/SET
         if isinstance(message, ButtonEvent):
             await self.press(message.button, message.gesture)
         elif isinstance(message, HidLeds):  # what a HID softphone set on the unit's LED outputs
@@ -344,6 +350,7 @@ class Daemon:
             self.unit = message
             if self.session is not None:
                 await self._send_full_state(self.session)
+            self.unit_settings.connected()
         else:  # CONFIG, UPDATE_STATUS...: nothing for the daemon; LOG and NACK are logged
             log_frame(message, self.unit.serial if self.unit else self.unit_path)
 
@@ -353,6 +360,7 @@ class Daemon:
             self.unit = self.session.info
             self._broadcast({"event": "unit", "connected": True, "serial": self.unit.serial})
             await self._send_full_state(self.session)
+            self.unit_settings.connected()
 
     async def _send_full_state(self, session: UnitLink) -> None:
         """The whole STATE, unless the softphone's calls are not known yet: then nothing, and the
@@ -382,8 +390,11 @@ class Daemon:
         self._apply_policy_when_idle()
 
     def _apply_policy_when_idle(self) -> None:
+        if not self.desk.idle:
+            return
+        self.unit_settings.now_idle()
         policy = self._pending_policy
-        if policy is None or not self.desk.idle:
+        if policy is None:
             return
         self._pending_policy = None
         values = settings.effective(policy, self.local_settings)
@@ -391,6 +402,7 @@ class Daemon:
         self.desk.timers = timers_from(self.config)
         self.desk.supervisor = self.config["softphone"]["supervisor"]
         self.policy_version, self.effective_settings = policy.version, values
+        self.unit_settings.use(policy)  # checked on the unit, and sent when it differs
         for key, chosen in values.items():
             section, name = settings.POLICY_KEYS[key]
             if chosen.locked and name in self.local_settings.get(section, {}):
@@ -398,10 +410,14 @@ class Daemon:
                     "settings: %s is locked by the %s: its value overrides the local config", key, chosen.source
                 )
         log.info("settings: version %d in effect", policy.version)
+        self._report_settings()
+
+    def _report_settings(self) -> None:
         self._broadcast({"event": "settings", **self.settings_report()})
 
     def settings_report(self) -> dict[str, Any]:
-        """The effective settings, their sources and the policy version, for the floor and the API."""
+        """The effective settings, their sources and the policy version, for the floor and the API;
+        ``unit``: the unit's settings and the state of their last check on the unit."""
         return {
             "version": self.policy_version,
             "pending": self._pending_policy.version if self._pending_policy is not None else None,
@@ -409,6 +425,7 @@ class Daemon:
                 key: {"value": chosen.value, "source": chosen.source, "locked": chosen.locked}
                 for key, chosen in self.effective_settings.items()
             },
+            "unit": self.unit_settings.report(),
         }
 
     # ------------------------------------------------------------ effects

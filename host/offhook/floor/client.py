@@ -16,7 +16,8 @@ Two sans-IO cores and one IO shell:
 - Floor-wide settings: central's policy for this desk (retained) is checked whole with
   ``settings.check_policy`` and handed to the daemon (``Daemon.set_policy``, applied when idle). A
   bad or forged one is refused and reported; the last good one stays. The desk's effective
-  settings are published (retained) whenever they change.
+  settings (the unit's part included: the daemon sends those to its unit) are published
+  (retained) whenever they change.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from offhook import linkproto as L
 from offhook import settings
 from offhook.floor import schema as S
 from offhook.metrics import privacy
@@ -347,7 +347,6 @@ class FloorClient:
         # effective settings come from (Daemon.settings_report); without them policies are ignored.
         self.on_policy: Callable[[settings.Policy], None] | None = None
         self.settings_source: Callable[[], dict[str, Any]] | None = None
-        self.unit_settings: UnitSettings | None = None  # the unit's part, when attached to a daemon
         # Staged rollouts: where central's checked update goes (DeskUpdates.on_update); without it
         # the desk does not subscribe to its update topic. The last status is sent again on reconnect.
         self.on_update: Callable[[dict[str, Any]], None] | None = None
@@ -571,109 +570,6 @@ def inventory_of(daemon: Any) -> dict[str, Any]:
     }
 
 
-UNIT_ANSWER_S = 5.0
-
-
-class UnitSettings:
-    """The unit's part of the policy in effect, sent to the unit with CONFIG_SET when the daemon
-    applies the policy (idle) and whenever the unit (re)connects; verified by the unit's CONFIG
-    answer (its whole config after the change), or refused by its NACK. State for the report."""
-
-    def __init__(self, daemon: Any, changed: Callable[[], None]) -> None:
-        self.daemon = daemon
-        self.changed = changed
-        self.offers: dict[int, settings.Policy] = {}  # handed to the daemon, maybe not applied yet
-        self.policy: settings.Policy | None = None  # the one in effect
-        self.state: dict[str, Any] = {"version": 0, "state": "none", "error": None}
-        self._answer: asyncio.Future[L.Frame] | None = None
-        self._seq = -1
-        self._tapped: Any = None
-        self._task: asyncio.Task[None] | None = None
-
-    def offer(self, policy: settings.Policy) -> None:
-        self.offers = {v: p for v, p in self.offers.items() if v > policy.version - 4}
-        self.offers[policy.version] = policy
-
-    def applied(self, version: int) -> None:
-        policy = self.offers.get(version)
-        if policy is not None and policy is not self.policy:
-            self.policy = policy
-            self.push()
-
-    def push(self) -> None:
-        if self.policy is None:
-            return  # no policy from central ever: the unit keeps its own config
-        if self._task is not None:
-            self._task.cancel()
-        self._task = asyncio.create_task(self._push(self.policy), name="unit-settings")
-
-    def report(self) -> dict[str, Any]:
-        """The state of the last push, and the unit's settings in effect with their sources."""
-        effective = settings.unit_effective(self.policy)
-        values = {key: {"value": e.value, "source": e.source, "locked": e.locked} for key, e in effective.items()}
-        return {**self.state, "effective": values}
-
-    def _tap(self, session: Any) -> None:
-        """See the unit's CONFIG and NACK frames before the daemon logs them."""
-        if self._tapped is session:
-            return
-        original = session.handler
-
-        def handler(message: Any) -> Any:
-            waiting = isinstance(message, L.Frame) and self._answer is not None and not self._answer.done()
-            if waiting and (message.type == L.CONFIG or (message.type == L.NACK and _nack_seq(message) == self._seq)):
-                self._answer.set_result(message)  # type: ignore[union-attr]
-            return original(message)
-
-        session.handler = handler
-        self._tapped = session
-
-    async def _push(self, policy: settings.Policy) -> None:
-        values = {key: chosen.value for key, chosen in settings.unit_effective(policy).items()}
-        with contextlib.suppress(TimeoutError):  # a unit that just said HELLO: the daemon sends its STATE first
-            await asyncio.wait_for(self.daemon.unit_connected.wait(), UNIT_ANSWER_S)
-        session = self.daemon.session
-        if session is None or not self.daemon.unit_connected.is_set():
-            self._set(policy.version, "no unit", None)  # sent when a unit connects
-            return
-        self._tap(session)
-        self._answer = asyncio.get_running_loop().create_future()
-        try:
-            self._seq = await session.send(L.CONFIG_SET, L.encode_json(values))
-            frame = await asyncio.wait_for(self._answer, UNIT_ANSWER_S)
-        except (TimeoutError, ConnectionError) as exc:
-            self._set(policy.version, "failed", f"no answer from the unit ({exc or 'timeout'})")
-            return
-        finally:
-            self._answer = None
-        if frame.type == L.NACK:
-            _, _, reason = L.decode_nack(frame.payload)
-            self._set(policy.version, "refused", reason)
-            return
-        try:
-            shown = L.decode_json(frame.payload).get("config", {})
-        except (ValueError, AttributeError):
-            shown = {}
-        wrong = sorted(key for key, value in values.items() if shown.get(key) != value)
-        if wrong:
-            self._set(policy.version, "failed", f"the unit reports other values for {', '.join(wrong)}")
-        else:
-            self._set(policy.version, "verified", None)
-
-    def _set(self, version: int, state: str, error: str | None) -> None:
-        self.state = {"version": version, "state": state, "error": error}
-        level = logging.INFO if error is None else logging.WARNING
-        log.log(level, "settings: unit settings of version %d %s%s", version, state, f": {error}" if error else "")
-        self.changed()
-
-
-def _nack_seq(frame: L.Frame) -> int:
-    try:
-        return int(L.decode_nack(frame.payload)[0])
-    except ValueError:
-        return -1
-
-
 def attach(daemon: Any, floor: dict[str, Any], recorder: CallRecorder, **kwargs: Any) -> FloorClient:
     """Subscribe a floor client to ``daemon.listeners`` and run it as a task (``client.task``)."""
     client = FloorClient(
@@ -687,25 +583,14 @@ def attach(daemon: Any, floor: dict[str, Any], recorder: CallRecorder, **kwargs:
     )
 
     def listener(message: dict[str, Any]) -> None:
-        kind = message.get("event")
-        unit = inventory_of(daemon) if kind == "unit" and message.get("connected") else None
-        if kind == "settings":
-            unit_settings.applied(int(message.get("version") or 0))
-            message = {**message, "unit": unit_settings.report()}
-        elif unit is not None:
-            unit_settings.push()  # a unit (re)connected: it gets the settings in effect
+        unit = inventory_of(daemon) if message.get("event") == "unit" and message.get("connected") else None
         client.event(message, unit)
 
-    unit_settings = UnitSettings(daemon, client.report_settings)
-
-    def on_policy(policy: settings.Policy) -> None:
-        unit_settings.offer(policy)
-        daemon.set_policy(policy)  # a "settings" event follows when it is applied (when idle)
-
-    client.on_policy = on_policy
-    client.settings_source = lambda: {**daemon.settings_report(), "unit": unit_settings.report()}
+    # The daemon applies a policy when idle, its unit settings through its own session; each
+    # change (and the unit's answer) comes back as a "settings" event with the unit's part in it.
+    client.on_policy = daemon.set_policy
+    client.settings_source = daemon.settings_report
     client.feed.settings_report(client.settings_source())
-    client.unit_settings = unit_settings
     daemon.listeners.append(listener)
     if floor.get("central_url"):  # staged rollouts: central's updates to the daemon's update relay
         from offhook.floor.desk_updates import DeskUpdates
