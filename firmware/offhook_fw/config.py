@@ -14,12 +14,12 @@ from linkproto import BUTTON_NAMES
 
 NO_BUTTON = "none"
 
-# key: (default, low, high) for integers.
+# key: (low, high) for integers (their defaults are in DEFAULTS).
 _INTS = {
-    "debounce_ms": (20, 5, 100),
-    "long_press_ms": (800, 300, 3000),
-    "double_press_ms": (300, 150, 800),
-    "brightness": (80, 1, 100),  # percent of full LED brightness
+    "debounce_ms": (5, 100),
+    "long_press_ms": (300, 3000),
+    "double_press_ms": (150, 800),
+    "brightness": (1, 100),  # percent of full LED brightness
 }
 # button_map[i] is the logical button wired to input K(i+1); double_press lists the
 # buttons that wait for a second press (only those: waiting delays their short press).
@@ -49,7 +49,7 @@ def copy(config):
 def _check(key, value):
     """None if ``value`` is acceptable for ``key``, else the reason."""
     if key in _INTS:
-        low, high = _INTS[key][1], _INTS[key][2]
+        low, high = _INTS[key]
         if not isinstance(value, int) or isinstance(value, bool):
             return "%s must be an integer" % key
         if not low <= value <= high:
@@ -63,6 +63,8 @@ def _check(key, value):
                 return "button_map: unknown button %r" % (name,)
             if name != NO_BUTTON and value.count(name) > 1:
                 return "button_map: %s on more than one input" % name
+        if BUTTON_NAMES[0] not in value:  # hook: without it no call is answered or ended from the unit
+            return "button_map leaves hook unmapped"
         return None
     if key == "double_press":
         if not isinstance(value, list):

@@ -30,7 +30,6 @@ POLICY_KEYS: dict[str, tuple[str, str]] = {
     "consult_timeout_s": ("softphone", "consult_timeout_s"),
     "supervisor": ("softphone", "supervisor"),
 }
-HOOK = "hook"  # a button map must keep it: without hook an agent cannot answer or hang up from the unit
 
 
 @cache
@@ -80,15 +79,14 @@ class Effective:
 
 
 def check_unit_value(key: str, value: Any, where: str = "policy") -> Any:
-    """A unit setting checked by the firmware's validator (and the hook rule); PolicyError otherwise."""
+    """A unit setting checked by the firmware's own validator (a button map must keep hook, say);
+    PolicyError otherwise."""
     fw = firmware_config()
     if isinstance(value, float) and not math.isfinite(value):
         raise PolicyError(f"{where}: unit.{key} = {value} is not a finite number")
     _, reason = fw.validate({key: value}, fw.defaults())
     if reason:
         raise PolicyError(f"{where}: unit.{key}: {reason}")
-    if key == "button_map" and HOOK not in value:
-        raise PolicyError(f"{where}: unit.button_map leaves hook unmapped")
     return list(value) if isinstance(value, list) else value
 
 

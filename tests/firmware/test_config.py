@@ -81,6 +81,10 @@ REFUSED = {
         "button_map: hook on more than one input",
     ),
     "short map": ({"button_map": ["hook"]}, "button_map must list 7 button names (one per input)"),
+    "hook unmapped": (
+        {"button_map": ["none", "mute", "hold", "escalate", "state", "vol_up", "vol_down"]},
+        "button_map leaves hook unmapped",
+    ),
 }
 
 

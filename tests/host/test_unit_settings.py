@@ -24,7 +24,7 @@ def test_the_unit_keys_are_the_firmwares_own_schema() -> None:
         ({"brightness": 0}, "brightness=0 out of range 1..100"),
         ({"brightness": math.nan}, "unit.brightness = nan is not a finite number"),
         ({"debounce_ms": 1.5}, "debounce_ms must be an integer"),
-        ({"button_map": ["none", *L.BUTTON_NAMES[1:]]}, "unit.button_map leaves hook unmapped"),
+        ({"button_map": ["none", *L.BUTTON_NAMES[1:]]}, "unit.button_map: button_map leaves hook unmapped"),
         ({"button_map": ["hook", "hook", *L.BUTTON_NAMES[2:]]}, "hook on more than one input"),
         ({"double_press": ["coffee"]}, "unknown button 'coffee'"),
     ],
