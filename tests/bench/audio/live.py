@@ -23,7 +23,7 @@ import numpy as np
 from scipy.signal import fftconvolve, resample_poly
 
 from offhook.audio.pulse import MIC_SINK, MIC_SOURCE, PulseTestServer, alsa_config, default_pcms
-from offhook.audio.realtime import Realtime, RealtimeConfig
+from offhook.audio.realtime import Realtime, RealtimeConfig, RecordingConfig
 from tests.bench.audio import scenes
 
 RATE = 48000
@@ -71,7 +71,14 @@ def _duplex_lag(pa, out_index: int, in_index: int, signal: np.ndarray) -> int | 
     return _lag(signal, rec)
 
 
-def measure(seconds: float, backend: str = "pulse", queue_ms: float = 20.0) -> dict[str, float]:
+def measure(
+    seconds: float,
+    backend: str = "pulse",
+    queue_ms: float = 20.0,
+    recording: RecordingConfig | None = None,
+    lag_pairs: int = LAG_PAIRS,
+) -> dict[str, float]:
+    """One soak; with ``recording`` the soak is one recorded call (tests/bench/bench_recording.py)."""
     server = PulseTestServer(
         sinks=("room", "offhook_far", MIC_SINK),
         sources={"headset_mic": "room.monitor", MIC_SOURCE: f"{MIC_SINK}.monitor"},
@@ -90,8 +97,10 @@ def measure(seconds: float, backend: str = "pulse", queue_ms: float = 20.0) -> d
         os.environ["ALSA_CONFIG_PATH"] = str(workdir / "alsa.conf")
         engine = Realtime(RealtimeConfig(mic_device="headset_mic", speaker_device="room", setup_devices=False,
                                          control_socket=workdir / "audio.sock", backend=backend,
-                                         playback_queue_ms=queue_ms))  # fmt: skip
+                                         playback_queue_ms=queue_ms, recording=recording))  # fmt: skip
         engine.start()
+        if engine.recorders is not None:
+            engine.recorders.event("bench-call", "connect")
         import pyaudio
 
         pa = pyaudio.PyAudio()
@@ -132,7 +141,7 @@ def measure(seconds: float, backend: str = "pulse", queue_ms: float = 20.0) -> d
         # Latency last, with the pipeline settled (drift buffers at their target).
         throughs: list[int] = []
         baselines: list[int] = []
-        for _ in range(LAG_PAIRS):
+        for _ in range(lag_pairs):
             for device, lags in (("bench_softphone_mic", throughs), ("bench_headset_mic", baselines)):
                 lag = _duplex_lag(pa, index["bench_room"], index[device], talker)
                 if lag is not None:
@@ -169,6 +178,8 @@ def measure(seconds: float, backend: str = "pulse", queue_ms: float = 20.0) -> d
             "ref_relocks": float(stats.ref_relocks),
             "mic_dropped": float(stats.mic_dropped),
             "ref_catch_ups": float(stats.ref_catch_ups),
+            # engine.stop() sealed the recording, so its writer's CPU is counted.
+            "writer_cpu_s": engine.recorders.writer_cpu_s if engine.recorders is not None else 0.0,
         }
     finally:
         server.stop()
