@@ -24,6 +24,58 @@ from offhook.floor import schema as S
 
 log = logging.getLogger("offhook.central")
 
+# call_rollups' rows from the calls matching {where}: the same figures reports_pg.sql() takes from
+# the calls themselves. A timing is whole ms as there (round(coalesce(x, 0) * 1000)); each handled
+# call's is in <name>_ms as a big-endian int4, or in <name>_wide as a float8 when it does not fit one
+# (no real call's does), in ascending order. ROLLUP_OUTCOMES are store.OUTCOMES, ROLLUP_HANDLED
+# store.HANDLED_OUTCOMES.
+ROLLUP_OUTCOMES = ("answered", "missed", "abandoned", "transferred", "escalated")
+ROLLUP_HANDLED = ("answered", "transferred", "escalated")
+TIMINGS = ("ring", "talk", "hold", "wrap")
+# report.ANALYTICS_MEANS when the rollups were made (tests/floor/test_rollups.py compares them): each
+# one's sum and count of values, in this order, follow the calls with figures in ``analytics``.
+ROLLUP_ANALYTICS = (
+    "agent_share",
+    "overtalk_count",
+    "overtalk_s",
+    "dead_air_count",
+    "dead_air_s",
+    "response_median_s",
+    "talking_while_muted_s",
+    "quality.noise_floor_dbfs",
+    "quality.clipping_pct",
+    "quality.echo_reduction_db",
+)
+_FIGURE = "(c.analytics #>> '{{{}}}')::float8"
+_INT4 = "abs({v}) < 2147483648"
+ROLLUP_SELECT = (
+    "SELECT local_day, store_id, site, desk, agent, "
+    + ", ".join(f"count(*) FILTER (WHERE outcome = '{o}')" for o in ROLLUP_OUTCOMES)
+    + ", count(*) FILTER (WHERE h), "
+    + ", ".join(f"coalesce(sum({t}) FILTER (WHERE h), 0)" for t in TIMINGS)
+    + ", coalesce(sum(holds) FILTER (WHERE h), 0), coalesce(sum(long_holds) FILTER (WHERE h), 0), "
+    + ", ".join(
+        f"string_agg(int4send({t}::int4), ''::bytea ORDER BY {t}) FILTER (WHERE h AND {_INT4.format(v=t)})"
+        for t in TIMINGS
+    )
+    + ", "
+    + ", ".join(
+        f"string_agg(float8send({t}), ''::bytea ORDER BY {t}) FILTER (WHERE h AND NOT {_INT4.format(v=t)})"
+        for t in TIMINGS
+    )
+    + ", ARRAY[count(*) FILTER (WHERE analytics IS NOT NULL)::float8, "
+    + ", ".join(f"coalesce(sum(a{i}), 0), count(a{i})" for i in range(len(ROLLUP_ANALYTICS)))
+    + "]"
+    + " FROM (SELECT c.local_day, c.store_id, c.site, c.desk, c.agent, c.outcome, c.holds, c.long_holds,"
+    + " c.analytics, "
+    + ", ".join(f"{_FIGURE.format(name.replace('.', ','))} AS a{i}" for i, name in enumerate(ROLLUP_ANALYTICS))
+    + ","
+    + " c.outcome IN ("
+    + ", ".join(f"'{o}'" for o in ROLLUP_HANDLED)
+    + ") AS h, "
+    + ", ".join(f"round(coalesce(c.{t}_s, 0) * 1000) AS {t}" for t in TIMINGS)
+    + " FROM calls c WHERE {where}) c GROUP BY local_day, store_id, site, desk, agent"
+)
 # version -> SQL. Add, never edit: a database migrates forward at central's start.
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -238,8 +290,45 @@ CREATE TABLE team_pins (
     6: """
 ALTER TABLE calls ADD COLUMN analytics jsonb;
 """,
+    # Reports' rollups (floor/reports_pg.py): one row per store, day and agent, rebuilt from that
+    # store-day's calls in the transaction that changes any of them (write()), so it always equals
+    # the calls it sums; the timings of handled calls are kept whole for exact medians and p90s.
+    7: """
+CREATE TABLE call_rollups (
+    local_day   date NOT NULL,
+    store_id    text NOT NULL,
+    site        text NOT NULL,
+    desk        text NOT NULL,
+    agent       text NOT NULL,
+    answered    integer NOT NULL,
+    missed      integer NOT NULL,
+    abandoned   integer NOT NULL,
+    transferred integer NOT NULL,
+    escalated   integer NOT NULL,
+    handled     integer NOT NULL,
+    ring_sum    double precision NOT NULL,
+    talk_sum    double precision NOT NULL,
+    hold_sum    double precision NOT NULL,
+    wrap_sum    double precision NOT NULL,
+    holds       bigint NOT NULL,
+    long_holds  bigint NOT NULL,
+    ring_ms     bytea,
+    talk_ms     bytea,
+    hold_ms     bytea,
+    wrap_ms     bytea,
+    ring_wide   bytea,
+    talk_wide   bytea,
+    hold_wide   bytea,
+    wrap_wide   bytea,
+    analytics   double precision[] NOT NULL,
+    PRIMARY KEY (local_day, store_id, site, desk, agent)
+);
+CREATE INDEX call_rollups_store ON call_rollups (store_id, local_day);
+"""
+    + f"INSERT INTO call_rollups {ROLLUP_SELECT.replace('{where}', 'true')};",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+
 _KEYS = ("seq", "call_id")
 CALL_COLUMNS = (
     "store_id",
@@ -370,7 +459,19 @@ SELECT {", ".join(CALL_COLUMNS)} FROM incoming_calls
 ON CONFLICT (store_id, call_id, local_day) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in CALL_COLUMNS[2:])},
     committed_at = now()
 WHERE calls.seq < EXCLUDED.seq
+RETURNING store_id, site, desk, local_day
 """
+# The rollups of the store-days whose calls changed, rebuilt whole from those calls: a replay changes
+# no call (the upsert returns none), a newer version or a late record rebuilds its own day.
+_ROLLUPS_DELETE = """
+DELETE FROM call_rollups r USING unnest(%s::text[], %s::date[]) AS t(store_id, local_day)
+WHERE r.store_id = t.store_id AND r.local_day = t.local_day
+"""
+_ROLLUPS_INSERT = "INSERT INTO call_rollups " + ROLLUP_SELECT.replace(
+    "{where}",
+    "(c.store_id, c.site, c.desk, c.local_day) IN"
+    " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::date[]))",
+)
 
 
 _PARTITIONS: set[tuple[str, int, str, str]] = set()  # (host, port, database, partition) seen to exist
@@ -413,6 +514,24 @@ async def ensure_partitions(conn: psycopg.AsyncConnection[Any], days: set[str]) 
         _PARTITIONS.add(key)
 
 
+async def refresh_rollups(cur: psycopg.AsyncCursor[Any], changed: list[tuple[Any, ...]]) -> None:
+    """Rebuild the rollups of these (store, site, desk, day)s from their calls, in the caller's
+    transaction (the calls' own): a call is in its day's rollup exactly once, as it is in calls."""
+    days = sorted({(str(store), str(site), str(desk), day) for store, site, desk, day in changed})
+    if not days:
+        return
+    stores, sites, desks, dates = (list(column) for column in zip(*days, strict=True))
+    await cur.execute(_ROLLUPS_DELETE, (stores, dates))
+    await cur.execute(_ROLLUPS_INSERT, (stores, sites, desks, dates))
+
+
+def rebuild_rollups(conn: psycopg.Connection[Any]) -> None:
+    """Every rollup again from the calls (for calls written by other means than write(), as the
+    benchmark's SQL fill); the caller commits."""
+    conn.execute("DELETE FROM call_rollups")
+    conn.execute("INSERT INTO call_rollups " + ROLLUP_SELECT.replace("{where}", "true"))
+
+
 async def write(conn: psycopg.AsyncConnection[Any], batch: Batch, instance: str) -> Written:
     """Write one batch in one transaction; the acks to publish once it has committed."""
     refused = 0
@@ -449,6 +568,7 @@ async def write(conn: psycopg.AsyncConnection[Any], batch: Batch, instance: str)
                     for row in rows:
                         await copy.write_row(row)
                 await cur.execute(_CALLS_UPSERT)
+                await refresh_rollups(cur, await cur.fetchall())
         uptos: dict[str, int] = {}
         for site, desk, store, upto in batch.batches:
             if owners.get(store) == (site, desk):

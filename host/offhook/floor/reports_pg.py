@@ -18,12 +18,14 @@ report.py's too: means over the calls with figures (``calls.analytics``), a figu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import psycopg
 
+from offhook.floor import pgstore
 from offhook.metrics import report as R
 from offhook.metrics.store import HANDLED_OUTCOMES, OUTCOMES, MetricsError
 
@@ -48,7 +50,11 @@ def parse_by(text: str | None) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class FloorQuery(R.ReportQuery):
-    """A ReportQuery whose ``by`` may also be a floor grouping (site, team, month, or a pair)."""
+    """A ReportQuery whose ``by`` may also be a floor grouping (site, team, month, or a pair), and
+    which may keep to one site or one team (the desk's team now)."""
+
+    site: str | None = None
+    team: str | None = None
 
     def __post_init__(self) -> None:
         parse_by(self.by)
@@ -91,17 +97,7 @@ def sql(query: FloorQuery) -> tuple[str, list[Any], int]:
     """The report's one statement, its parameters, and how many key columns lead each row."""
     by = parse_by(query.by)
     keys = [expr for name in by for expr in _KEY_SQL[name]]
-    where: list[str] = ["true"]
-    params: list[Any] = []
-    if query.since:
-        where.append("c.local_day >= %s")
-        params.append(query.since)
-    if query.until:
-        where.append("c.local_day <= %s")
-        params.append(query.until)
-    if query.agent is not None:
-        where.append("c.agent = %s")
-        params.append(query.agent)
+    where, params = _where(query)
     outcomes = [f"count(*) FILTER (WHERE c.outcome = '{o}')" for o in OUTCOMES]
     spreads = []
     for name in ("ring", "talk", "hold", "wrap"):
@@ -116,26 +112,140 @@ def sql(query: FloorQuery) -> tuple[str, list[Any], int]:
     columns += [f"count(*) FILTER (WHERE {_HANDLED_SQL})", *outcomes, *spreads, *sums]
     columns += _ANALYTICS_SQL
     columns += ["min(c.local_day)", "max(c.local_day)"]
-    join = " LEFT JOIN desks d ON d.site = c.site AND d.desk = c.desk" if "team" in by else ""
-    group = f" GROUP BY GROUPING SETS (({', '.join(f'k{i}' for i in range(len(keys)))}), ())" if keys else ""
-    text = f"SELECT {', '.join(columns)} FROM calls c{join} WHERE {' AND '.join(where)}{group}"
+    text = f"SELECT {', '.join(columns)} FROM calls c{_join(query)} WHERE {' AND '.join(where)}{_group(keys)}"
     return text, params, len(keys)
 
 
-def build(conn: psycopg.Connection[Any], query: FloorQuery) -> R.Report:
-    text, params, width = sql(query)
-    rows = conn.execute(text, params).fetchall()
+def _where(query: FloorQuery) -> tuple[list[str], list[Any]]:
+    """The query's filters over ``c`` (calls or call_rollups: the same names) and ``d`` (desks)."""
+    where: list[str] = ["true"]
+    params: list[Any] = []
+    for clause, value in (
+        ("c.local_day >= %s", query.since),
+        ("c.local_day <= %s", query.until),
+        ("c.agent = %s", query.agent),
+        ("c.site = %s", query.site),
+        ("coalesce(d.team, '') = %s", query.team),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    return where, params
+
+
+def _join(query: FloorQuery) -> str:
+    team = "team" in parse_by(query.by) or query.team is not None
+    return " LEFT JOIN desks d ON d.site = c.site AND d.desk = c.desk" if team else ""
+
+
+def _group(keys: list[str]) -> str:
+    return f" GROUP BY GROUPING SETS (({', '.join(f'k{i}' for i in range(len(keys)))}), ())" if keys else ""
+
+
+# ---------------------------------------------------------------- from the rollups
+#
+# call_rollups (pgstore, migration 7) holds per store, day and agent what sql() takes from the calls:
+# counts, sums and every handled call's timing in whole ms. The counts and sums are added in SQL;
+# the medians and 90th percentiles are taken in numpy from the timings of each group's rows, by
+# PostgreSQL's own percentile_cont rule (below), so every figure equals sql()'s. By hour reads the
+# calls (a rollup's grain is the day).
+_P = (0.5, 0.9)
+_ROLLUP_SUMS = (
+    ["coalesce(sum(c.handled), 0)", *(f"coalesce(sum(c.{o}), 0)" for o in OUTCOMES)]
+    + [f"sum(c.{t}_sum)" for t in pgstore.TIMINGS]
+    + ["sum(c.holds)", "sum(c.long_holds)", "min(c.local_day)", "max(c.local_day)"]
+)
+
+
+def _percentiles(values: np.ndarray) -> list[float] | None:
+    """percentile_cont(ARRAY[0.5, 0.9]) as PostgreSQL computes it (orderedsetaggs.c): the rows at
+    floor and ceil of p * (n - 1), lo + (hi - lo) * fraction; None over no rows."""
+    n = len(values)
+    if n == 0:
+        return None
+    ranks = [(math.floor(p * (n - 1)), math.ceil(p * (n - 1)), p * (n - 1) - math.floor(p * (n - 1))) for p in _P]
+    picked = np.partition(values, sorted({r for lo, hi, _ in ranks for r in (lo, hi)}))
+    out = []
+    for lo, hi, fraction in ranks:
+        low = float(picked[lo])
+        out.append(low + (float(picked[hi]) - low) * fraction if hi > lo else low)
+    return out
+
+
+def _timings(parts: list[tuple[bytes | None, bytes | None]]) -> np.ndarray:
+    narrow = np.frombuffer(b"".join(p[0] for p in parts if p[0]), dtype=">i4").astype(np.float64)
+    wide = [p[1] for p in parts if p[1]]
+    return np.concatenate([narrow, np.frombuffer(b"".join(wide), dtype=">f8")]) if wide else narrow
+
+
+def rollup_rows(conn: psycopg.Connection[Any], query: FloorQuery) -> tuple[list[tuple[Any, ...]], int]:
+    """sql()'s result rows (keys, figures), built from call_rollups."""
     by = parse_by(query.by)
+    if "hour" in by:
+        raise MetricsError("a rollup has no hours")
+    keys = [expr for name in by for expr in _KEY_SQL[name]]
+    width = len(keys)
+    where, params = _where(query)
+    key_columns = [f"{k} AS k{i}" for i, k in enumerate(keys)]
+    source = f" FROM call_rollups c{_join(query)} WHERE {' AND '.join(where)}"
+    sums = conn.execute(f"SELECT {', '.join(key_columns + _ROLLUP_SUMS)}{source}{_group(keys)}", params).fetchall()
+    parts = ", ".join(f"c.{t}_ms, c.{t}_wide" for t in pgstore.TIMINGS)
+    timings: dict[tuple[Any, ...], list[list[tuple[bytes | None, bytes | None]]]] = {}
+    analytics: dict[tuple[Any, ...], np.ndarray] = {}
+    total_timings: list[list[tuple[bytes | None, bytes | None]]] = [[] for _ in pgstore.TIMINGS]
+    total_analytics = np.zeros(len(_ANALYTICS_SQL))
+    for row in conn.execute(f"SELECT {', '.join([*keys, parts, 'c.analytics'])}{source}", params):
+        key = tuple(row[:width])
+        mine = timings.setdefault(key, [[] for _ in pgstore.TIMINGS])
+        figures = np.asarray(row[-1], dtype=np.float64)
+        analytics[key] = analytics.get(key, 0) + figures
+        total_analytics += figures
+        for i in range(len(pgstore.TIMINGS)):
+            pair = (row[width + 2 * i], row[width + 2 * i + 1])
+            mine[i].append(pair)
+            total_timings[i].append(pair)
+    out = []
+    for row in sums:
+        is_total = all(v is None for v in row[:width])
+        key = tuple(row[:width])
+        parts_of = total_timings if is_total else timings.get(key, [[] for _ in pgstore.TIMINGS])
+        summed = total_analytics if is_total else analytics.get(key)
+        handled, counts, timing_sums = (
+            row[width],
+            row[width + 1 : width + 1 + len(OUTCOMES)],
+            row[width + 6 : width + 10],
+        )
+        spreads: list[Any] = []
+        for i in range(len(pgstore.TIMINGS)):
+            mean = float(timing_sums[i]) / int(handled) if handled else None
+            spreads += [mean, _percentiles(_timings(parts_of[i]))]
+        holds, long_holds, first, last = row[width + 10 : width + 14]
+        talk_hold_wrap = [timing_sums[1], timing_sums[2], timing_sums[3]] if handled else [None, None, None]
+        extra = list(summed) if summed is not None else [0.0] * len(_ANALYTICS_SQL)
+        out.append((*key, handled, *counts, *spreads, *talk_hold_wrap, holds, long_holds, *extra, first, last))
+    return out, width
+
+
+def build(conn: psycopg.Connection[Any], query: FloorQuery, *, rollups: bool = True) -> R.Report:
+    """The report, from call_rollups where the grouping allows (not by hour), else from the calls."""
+    by = parse_by(query.by)
+    if rollups and "hour" not in by:
+        rows, width = rollup_rows(conn, query)
+    else:
+        text, params, width = sql(query)
+        rows = conn.execute(text, params).fetchall()
     total_row = next((row for row in rows if width == 0 or all(v is None for v in row[:width])), None)
     groups = [row for row in rows if row is not total_row and (row[0] is not None or width == 0)]
+    groups.sort(key=lambda row: tuple(row[:width]))  # an agent's stores in id order, whatever the plan
     stores_of: dict[str, list[str]] = {}
     if "agent" in by:
         for row in groups:
             if row[1] not in stores_of.setdefault(row[0], []):
                 stores_of[row[0]].append(row[1])
     elif query.agent is not None:
+        table = "call_rollups" if rollups else "calls"
         stores = conn.execute(
-            "SELECT DISTINCT store_id FROM calls WHERE agent = %s ORDER BY 1", (query.agent,)
+            f"SELECT DISTINCT store_id FROM {table} WHERE agent = %s ORDER BY 1", (query.agent,)
         ).fetchall()
         stores_of[query.agent] = [s for (s,) in stores]
     labels, warnings = R._agent_labels(stores_of, query)
@@ -198,5 +308,6 @@ def _figures(names: list[str], rows: list[tuple[Any, ...]]) -> Any:
     figures = R._Figures(names, counts.reshape(n, len(OUTCOMES)), sizes, spreads, totals.reshape(n, 5))
     at += 5
     width = len(_ANALYTICS_SQL)
-    figures.analytics = np.array([[float(v) for v in r[at : at + width]] for r in rows] or [[0.0] * width] * n)
+    analytics = np.array([[float(v) for v in r[at : at + width]] for r in rows] or [[0.0] * width] * n)
+    figures.analytics = analytics.reshape(n, width)  # no groups: still two dimensions
     return figures
