@@ -275,7 +275,7 @@ def test_unit_settings_reach_the_unit_verified_and_change_its_behaviour(
     async def scenario() -> None:
         page = RecordingPage()
         desk = RealDesk(mqtt, "desk-04", "complaints", tmp_path, {}, page)
-        async with CentralTask(mqtt, db):
+        async with CentralTask(mqtt, db) as central:
             try:
                 await desk.start()
                 assert desk.daemon is not None and desk.client is not None
@@ -321,6 +321,16 @@ def test_unit_settings_reach_the_unit_verified_and_change_its_behaviour(
                 line = next(line for line in shown.stdout.splitlines() if line.split()[:1] == ["brightness"])
                 assert line.split()[1:3] == ["10", "desk"]
                 assert f"unit settings of version {version}: verified" in shown.stdout
+
+                # A forged policy (a map that leaves hook unmapped, a higher version) is refused at the
+                # desk: the daemon and the unit keep the last good settings.
+                no_hook = ["none", "mute", "hold", "escalate", "state", "vol_up", "vol_down"]
+                forged = {"version": version + 100, "layers": {"desk": {"button_map": no_hook}}, "locks": {}}
+                topic = S.topic(SITE, "desk-04", S.POLICY)
+                central._acks.put_nowait(floor_client.Publish(topic, S.encode(forged), retain=True))
+                await until(lambda: desk.client is not None and desk.client.counters["policy_refused"] == 1, 10)
+                assert "unit.button_map: button_map leaves hook unmapped" in str(desk.client.feed.refused)
+                assert desk.daemon.policy_version == version and unit_state.state["version"] == version
 
                 # A unit that connects again (or a replacement) gets the settings in effect again.
                 pushes = caplog.text.count(f"unit settings of version {version} verified")
