@@ -172,57 +172,37 @@ def _percentiles(values: np.ndarray) -> list[float] | None:
     return out
 
 
-def _timings(parts: list[tuple[bytes | None, bytes | None]]) -> np.ndarray:
-    narrow = np.frombuffer(b"".join(p[0] for p in parts if p[0]), dtype=">i4").astype(np.float64)
-    wide = [p[1] for p in parts if p[1]]
-    return np.concatenate([narrow, np.frombuffer(b"".join(wide), dtype=">f8")]) if wide else narrow
+def _timings(narrow: bytes | None, wide: bytes | None) -> np.ndarray:
+    """The timings (ms) packed in a rollup: big-endian int4s, then float8s for the few that are not."""
+    values = np.frombuffer(narrow or b"", dtype=">i4").astype(np.float64)
+    return np.concatenate([values, np.frombuffer(wide, dtype=">f8")]) if wide else values
 
 
 def rollup_rows(conn: psycopg.Connection[Any], query: FloorQuery) -> tuple[list[tuple[Any, ...]], int]:
-    """sql()'s result rows (keys, figures), built from call_rollups."""
+    """sql()'s result rows (keys, figures), built from call_rollups: one statement, each group's
+    timings concatenated by PostgreSQL, its percentiles here."""
     by = parse_by(query.by)
     if "hour" in by:
         raise MetricsError("a rollup has no hours")
     keys = [expr for name in by for expr in _KEY_SQL[name]]
     width = len(keys)
     where, params = _where(query)
-    key_columns = [f"{k} AS k{i}" for i, k in enumerate(keys)]
-    source = f" FROM call_rollups c{_join(query)} WHERE {' AND '.join(where)}"
-    sums = conn.execute(f"SELECT {', '.join(key_columns + _ROLLUP_SUMS)}{source}{_group(keys)}", params).fetchall()
-    parts = ", ".join(f"c.{t}_ms, c.{t}_wide" for t in pgstore.TIMINGS)
-    timings: dict[tuple[Any, ...], list[list[tuple[bytes | None, bytes | None]]]] = {}
-    analytics: dict[tuple[Any, ...], np.ndarray] = {}
-    total_timings: list[list[tuple[bytes | None, bytes | None]]] = [[] for _ in pgstore.TIMINGS]
-    total_analytics = np.zeros(len(_ANALYTICS_SQL))
-    for row in conn.execute(f"SELECT {', '.join([*keys, parts, 'c.analytics'])}{source}", params):
-        key = tuple(row[:width])
-        mine = timings.setdefault(key, [[] for _ in pgstore.TIMINGS])
-        figures = np.asarray(row[-1], dtype=np.float64)
-        analytics[key] = analytics.get(key, 0) + figures
-        total_analytics += figures
-        for i in range(len(pgstore.TIMINGS)):
-            pair = (row[width + 2 * i], row[width + 2 * i + 1])
-            mine[i].append(pair)
-            total_timings[i].append(pair)
+    columns = [f"{k} AS k{i}" for i, k in enumerate(keys)] + _ROLLUP_SUMS
+    columns += [f"string_agg(c.{t}_{kind}, ''::bytea)" for t in pgstore.TIMINGS for kind in ("ms", "wide")]
+    columns += [f"coalesce(sum(c.analytics[{i + 1}]), 0)" for i in range(len(_ANALYTICS_SQL))]
+    text = f"SELECT {', '.join(columns)} FROM call_rollups c{_join(query)} WHERE {' AND '.join(where)}{_group(keys)}"
     out = []
-    for row in sums:
-        is_total = all(v is None for v in row[:width])
-        key = tuple(row[:width])
-        parts_of = total_timings if is_total else timings.get(key, [[] for _ in pgstore.TIMINGS])
-        summed = total_analytics if is_total else analytics.get(key)
-        handled, counts, timing_sums = (
-            row[width],
-            row[width + 1 : width + 1 + len(OUTCOMES)],
-            row[width + 6 : width + 10],
-        )
+    for row in conn.execute(text, params):
+        key, figures = tuple(row[:width]), row[width:]
+        handled, counts, timing_sums = figures[0], figures[1 : 1 + len(OUTCOMES)], figures[6:10]
+        holds, long_holds, first, last = figures[10:14]
         spreads: list[Any] = []
         for i in range(len(pgstore.TIMINGS)):
             mean = float(timing_sums[i]) / int(handled) if handled else None
-            spreads += [mean, _percentiles(_timings(parts_of[i]))]
-        holds, long_holds, first, last = row[width + 10 : width + 14]
-        talk_hold_wrap = [timing_sums[1], timing_sums[2], timing_sums[3]] if handled else [None, None, None]
-        extra = list(summed) if summed is not None else [0.0] * len(_ANALYTICS_SQL)
-        out.append((*key, handled, *counts, *spreads, *talk_hold_wrap, holds, long_holds, *extra, first, last))
+            spreads += [mean, _percentiles(_timings(figures[14 + 2 * i], figures[15 + 2 * i]))]
+        talk_hold_wrap = timing_sums[1:4] if handled else (None, None, None)
+        analytics = figures[22 : 22 + len(_ANALYTICS_SQL)]
+        out.append((*key, handled, *counts, *spreads, *talk_hold_wrap, holds, long_holds, *analytics, first, last))
     return out, width
 
 
