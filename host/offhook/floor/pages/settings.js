@@ -1,6 +1,9 @@
 "use strict";
 // The IT settings view: a desk's effective settings with their source layer (GET /api/settings?desk=),
 // every layer's values, and set/unset of one key in one layer (POST /api/settings; checked by central).
+// The desk shown is read again every few seconds: a change shows as effective once the desk applied it.
+
+let shown = "";  // the desk whose settings are on the page
 
 function rowOf(cells) {
   const tr = document.createElement("tr");
@@ -30,6 +33,7 @@ async function ask(path, options) {
 }
 
 async function showDesk(desk) {
+  shown = desk;
   const view = await ask(`/api/settings?desk=${encodeURIComponent(desk)}`);
   if (!view) return;
   const report = view.report;
@@ -88,4 +92,5 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("unset").addEventListener("click", () => change(true));
   loadLayers();
   setInterval(loadLayers, 10000);
+  setInterval(() => { if (shown) showDesk(shown); }, 3000);
 });
