@@ -38,6 +38,20 @@ def _cpu_ticks() -> tuple[int, int]:
     return fields[7], sum(fields)
 
 
+def _thread_ticks() -> dict[int, tuple[str, int]]:
+    """This process's threads: name and CPU jiffies (user + system) each."""
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(task.name)] = (name, int(fields[11]) + int(fields[12]))
+    return out
+
+
 def _lag(played: np.ndarray, recorded: np.ndarray) -> int | None:
     if len(recorded) < len(played):  # the duplex stream failed (ALSA poll errors under load)
         return None
@@ -126,6 +140,7 @@ def measure(
         wall = time.monotonic()
         load_start = os.getloadavg()[0]
         steal_start, total_start = _cpu_ticks()
+        threads_start = _thread_ticks()
         for proc in procs:
             try:
                 # pacat plays slower than real time when the server itself falls behind (load).
@@ -137,6 +152,11 @@ def measure(
         cpu = time.process_time() - started
         load_end = os.getloadavg()[0]
         steal_end, total_end = _cpu_ticks()
+        threads = {
+            tid: (name, ticks - threads_start.get(tid, (name, 0))[1]) for tid, (name, ticks) in _thread_ticks().items()
+        }
+        # libpulse's threaded mainloop runs every stream's callbacks and the chain: the real-time path.
+        audio_ticks = sum(ticks for name, ticks in threads.values() if name == "threaded-ml")
         stats = engine.snapshot()
         # Latency last, with the pipeline settled (drift buffers at their target).
         throughs: list[int] = []
@@ -162,6 +182,7 @@ def measure(
             "xruns": float(stats.stream_xruns + stats.buffer_underruns + stats.buffer_overruns - xruns0),
             "seconds": seconds,
             "cpu_share": cpu / wall,
+            "audio_thread_cpu_share": audio_ticks / os.sysconf("SC_CLK_TCK") / wall,
             "soak_wall_s": wall,
             "load_start": load_start,
             "load_end": load_end,
