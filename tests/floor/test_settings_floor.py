@@ -338,6 +338,15 @@ def test_unit_settings_reach_the_unit_verified_and_change_its_behaviour(
                 await until(lambda: desk.daemon is not None and not desk.daemon.unit_connected.is_set(), 10)
                 await desk.unit.replug()
                 await until(lambda: caplog.text.count(f"unit settings of version {version} verified") > pushes, 20)
+
+                # A unit key unset at central: once the desk is idle the unit is back on the firmware's default.
+                desk.call("closed", "c9@pbx")
+                result = await asyncio.to_thread(cli, db, "unset", "--desk", "desk-04", "brightness")
+                assert result.returncode == 0, result.stderr
+                default = {"value": 80, "source": "default", "locked": False}
+                await until(lambda: unit_state.report()["effective"]["brightness"] == default, 15)
+                await until(lambda: unit_state.state["state"] == "verified", 15)
+                assert await brightest(desk.unit) > after
             finally:
                 await desk.stop()
 

@@ -95,7 +95,7 @@ def set_values(conn: psycopg.Connection[Any], layer: str, target: str, values: d
 
 def unset(conn: psycopg.Connection[Any], layer: str, target: str, keys: list[str]) -> tuple[int, int]:
     """Remove keys from a layer: (how many were set, the version; unchanged when none was)."""
-    unknown = [key for key in keys if key not in settings.POLICY_KEYS]
+    unknown = [key for key in keys if key not in settings.POLICY_KEYS and key not in settings.UNIT_KEYS]
     if unknown:
         raise PolicyError(f"policy: unknown key {unknown[0]!r}")
     with conn.transaction():
