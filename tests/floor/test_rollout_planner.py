@@ -166,3 +166,22 @@ def test_bad_specs_are_refused() -> None:
     for bad in ({"canary": 0}, {"wave_percent": 0}, {"soak_s": -1}, {"max_failed_percent": 101}):
         with pytest.raises(RolloutError):
             spec(**bad)
+
+
+def test_the_view_of_a_rollout_names_each_units_stage_and_phase() -> None:
+    from offhook.floor.rollouts import views
+
+    r = Rollout(spec(canary=2, window=(60, 120)))
+    r.stages, r.dispatched, r.total = [["hq/desk-00", "hq/desk-01"]], {"hq/desk-00", "hq/desk-02"}, 3
+    created = datetime(2026, 12, 7, tzinfo=UTC)
+    reported = [("r1", "hq/desk-00", "receiving", 40, ""), ("other", "hq/desk-00", "confirmed", 100, "")]
+    (view,) = views([("r1", r.as_json(), created)], reported)
+    assert view["units"] == {
+        "hq/desk-00": {"phase": "receiving", "percent": 40, "reason": "", "stage": 1},
+        "hq/desk-01": {"phase": "waiting", "percent": 0, "reason": "", "stage": 1},  # its window is closed
+        "hq/desk-02": {"phase": "sent", "percent": 0, "reason": "", "stage": 0},  # a catch-up
+    }
+    assert (view["done"], view["targeted"], view["stage"]) == (0, 3, 1)
+    r.abort()
+    (view,) = views([("r1", r.as_json(), created)], reported)
+    assert sorted(view["units"]) == ["hq/desk-00", "hq/desk-02"], "an aborted rollout waits for nobody"
