@@ -238,3 +238,100 @@ def test_the_inventory_page_sorts_and_filters_for_it_only(db: str, mqtt: Mosquit
                     await desk.stop()
 
     run(scenario(), 90)
+
+
+def test_names_and_the_inventory_are_pushed_as_desks_change(
+    db: str, mqtt: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent's name reaches the tile as the desk's call record reaches central, and a desk that comes
+    online shows its last agent at once (not at the next periodic read of every name, switched off
+    here); the inventory page is pushed every change over its WebSocket and never asks again."""
+    require_chromium(CHROMIUM)
+    from playwright.async_api import async_playwright, expect
+
+    from offhook.floor import web as web_module
+
+    monkeypatch.setattr(web_module, "AGENTS_EVERY_S", 3600.0)  # only the start's read of every name
+
+    async def scenario() -> None:
+        task = CentralTask(mqtt, db)
+        web = web_for(task.central, mqtt, db)
+        async with task:
+            await asyncio.wait_for(web.ready.wait(), 10)
+            # desk-03's agent took a call five days ago (older than the periodic read looks).
+            query(
+                db,
+                "INSERT INTO calls (store_id, call_id, seq, site, desk, agent, tz, direction, outcome, ring_wall,"
+                " local_start, local_day, holds, long_holds) VALUES ('old-store', 'old@pbx', 1, 'hq', 'desk-03',"
+                " 'zoe', 'UTC', 'inbound', 'answered', extract(epoch FROM now()) - 5 * 86400, '', current_date - 5,"
+                " 0, 0) RETURNING 1",
+            )
+            supervisor = make_token(db, auth.SUPERVISOR, "floor lead")
+            it = make_token(db, auth.IT, "it desk")
+            desks = {name: SinkDesk(mqtt, name, tmp_path) for name in ("desk-01", "desk-02", "desk-03")}
+            unit = {"serial": "0ff0514d00000001", "board": "pico2", "firmware": "1.9.2", "slot": "a"}
+            unit |= {"health": "ok", "transport": "hid"}
+            try:
+                async with async_playwright() as pw:
+                    browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+                    base = f"https://localhost:{web.port}"
+                    pages = []
+                    for token, home in ((supervisor, "wallboard"), (it, "inventory")):
+                        page = await (await browser.new_context(ignore_https_errors=True)).new_page()
+                        await page.goto(f"{base}/login?next=/{home}")
+                        await page.fill("#token", token)
+                        await page.click("button[type=submit]")
+                        await page.wait_for_url(re.compile(f"/{home}$"))
+                        pages.append(page)
+                    board, inventory = pages
+                    asked: list[str] = []
+                    inventory.on("request", lambda request: asked.append(request.url))
+                    await expect(inventory.locator("#live")).to_have_text("Live", timeout=5000)
+                    rows = inventory.locator("#units tbody tr")
+                    await expect(rows).to_have_count(0)
+
+                    available = {"event": "state", "agent": "available", "call": "idle", "calls": []}
+                    desks["desk-01"].start()
+                    desks["desk-01"].client.event(available)
+                    desks["desk-01"].client.event({"event": "unit", "connected": True}, unit)
+                    tile = board.locator('[data-id="hq/desk-01"]')
+                    await expect(tile.locator(".status")).to_have_text("Available", timeout=10000)
+                    await expect(tile.locator(".agent")).to_have_text("")  # no call yet: no name anywhere
+                    row = inventory.locator('tr[data-id="hq/desk-01"]')
+                    await expect(row.locator('td[data-key="firmware"]')).to_have_text("1.9.2", timeout=10000)
+                    await expect(row.locator('td[data-key="online"]')).to_have_text("online")
+
+                    # Its first call: the record names the tile and the inventory row.
+                    desks["desk-01"].call()
+                    await expect(tile.locator(".agent")).to_have_text("agent-desk-01", timeout=10000)
+                    await expect(row.locator('td[data-key="agent"]')).to_have_text("agent-desk-01", timeout=10000)
+                    # desk-03 comes online: its last agent (five days ago) shows at once.
+                    desks["desk-03"].start()
+                    desks["desk-03"].client.event(available)
+                    other = board.locator('[data-id="hq/desk-03"]')
+                    await expect(other.locator(".status")).to_have_text("Available", timeout=10000)
+                    await expect(other.locator(".agent")).to_have_text("zoe", timeout=10000)
+
+                    # The unit is updated and another desk's unit plugged in: both pushed to the page.
+                    desks["desk-01"].client.event({"event": "unit", "connected": True}, unit | {"firmware": "1.10.0"})
+                    await expect(row.locator('td[data-key="firmware"]')).to_have_text("1.10.0", timeout=10000)
+                    desks["desk-02"].start()
+                    desks["desk-02"].client.event(
+                        {"event": "unit", "connected": True}, unit | {"serial": "0ff0514d00000002"}
+                    )
+                    await expect(rows).to_have_count(3, timeout=10000)  # desk-03: presence, no unit yet
+                    await expect(inventory.locator('tr[data-id="hq/desk-02"] td[data-key="serial"]')).to_have_text(
+                        "0ff0514d00000002"
+                    )
+                    await desks["desk-02"].client.close()  # the daemon stopping: it says offline
+                    desks["desk-02"].task = None
+                    desk02 = inventory.locator('tr[data-id="hq/desk-02"] td[data-key="online"]')
+                    await expect(desk02).to_have_text("offline", timeout=15000)
+                    assert not [url for url in asked if "/api/inventory" in url], asked  # pushed, never polled
+                    await browser.close()
+            finally:
+                for desk in desks.values():
+                    if desk.task is not None:
+                        await desk.stop()
+
+    run(scenario(), 120)

@@ -58,7 +58,8 @@ class Ingest:
         self.counters: collections.Counter[str] = collections.Counter({name: 0 for name in COUNTED})
         self.clock = clock
         self._logged: dict[str, tuple[float, int, int]] = {}  # reason: (minute start, lines, unlogged)
-        # The wallboard (web.py): each accepted state and presence body, as (kind, site, desk, body).
+        # The wallboard and inventory (web.py): each accepted state, presence, inventory and records body,
+        # as (kind, site, desk, body).
         self.on_live: Callable[[str, str, str, dict[str, Any]], None] | None = None
         # Floor-wide settings (policy.py): each desk's effective-settings report, as (site, desk, body).
         self.on_settings: Callable[[str, str, dict[str, Any]], None] | None = None
@@ -107,6 +108,8 @@ class Ingest:
                     batch.records[(store, record["call_id"])] = (where.site, where.desk, record)
             batch.batches.append((where.site, where.desk, store, body["records"][-1]["seq"]))
             self.counters["records_received"] += len(body["records"])
+            if self.on_live is not None:  # the wallboard learns the desk's agent name at once
+                self.on_live(where.kind, where.site, where.desk, body)
         elif where.kind == S.ALERTS:
             batch.alerts.append((where.site, where.desk, body))
         elif where.kind == S.SETTINGS:
@@ -120,7 +123,7 @@ class Ingest:
             old_body = table.get(key)
             if old_body is None or (old_body["run"], old_body["seq"]) < (body["run"], body["seq"]):
                 table[key] = body
-            if self.on_live is not None and where.kind != S.INVENTORY:
+            if self.on_live is not None:
                 self.on_live(where.kind, where.site, where.desk, body)
 
     def pending(self) -> int:

@@ -7,6 +7,8 @@ serves every page. Timers are not ticked here: a tile carries the desk's own wal
 ``hold_since``, ``call_since``) and every message carries central's ``now``, so a page counts
 seconds from its clock corrected by that offset.
 
+IT's inventory is kept the same way (:class:`Inventory`) and pushed to its page as ``unit`` messages.
+
 Ordering is the floor's: a message applies only if its desk's (run, seq) is above what the tile
 has (docs/floor.md), so retained messages replayed after a central restart never go backwards.
 The state message carries no call id, so the call's start (``call_since``) is the first answer
@@ -31,6 +33,7 @@ class Tile:
     desk: str
     team: str = ""
     agent: str = ""  # the agent's name from the desk's latest call record ("" before its first call)
+    agent_wall: float = float("-inf")  # that call's ring time: an older record never renames the tile
     status: str = "offline"
     since: float | None = None
     hold_since: float | None = None
@@ -62,6 +65,9 @@ class Board:
     hold_reminder_s: float = HOLD_REMINDER_S
     tiles: dict[tuple[str, str], Tile] = field(default_factory=dict)
     figures: list[dict[str, Any]] = field(default_factory=list)
+    # Desks that came online (or showed a state) without a name: the caller looks their latest call
+    # record up at once (take_unnamed), rather than at its next periodic read of every name.
+    unnamed: set[tuple[str, str]] = field(default_factory=set)
 
     def _tile(self, site: str, desk: str) -> Tile:
         tile = self.tiles.get((site, desk))
@@ -78,13 +84,15 @@ class Board:
                 return None
             tile.presence_order = order
             tile.online = bool(body["online"])
+            if tile.online and not tile.agent:
+                self.unnamed.add((site, desk))
             tile.team = str(body.get("team") or tile.team)
             if not tile.online:
                 tile.ts = float(body["ts"])
             return tile.view()
         if kind != "state" or order <= tile.state_order:
             return None
-        before = tile.status
+        before, first = tile.status, tile.state_order == (-1, -1)
         tile.state_order = order
         tile.status = str(body["status"])
         tile.team = str(body.get("team") or tile.team)
@@ -97,17 +105,38 @@ class Board:
             tile.call_since = tile.since
         if not tile.online and tile.presence_order == (-1, -1):
             tile.online = True  # state without presence yet (the presence message may follow): it is up
+        if not tile.agent and first:
+            self.unnamed.add((site, desk))
         return tile.view()
 
-    def name_agents(self, names: dict[tuple[str, str], str]) -> list[dict[str, Any]]:
-        """Agents' names (from call records); the tiles that changed."""
-        changed = []
-        for key, name in names.items():
-            tile = self._tile(*key)
-            if tile.agent != name:
-                tile.agent = name
-                changed.append(tile.view())
-        return changed
+    def learn_agent(self, site: str, desk: str, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """A desk's checked call records as central receives them: the agent of the latest call (by
+        its ring time) names the tile at once; the changed tile's view, or None."""
+        if not records:
+            return None
+        latest = max(records, key=lambda record: float(record["ring_wall"]))
+        return self._name((site, desk), str(latest["agent"]), float(latest["ring_wall"]))
+
+    def name_agents(self, names: dict[tuple[str, str], tuple[str, float]]) -> list[dict[str, Any]]:
+        """Agents' names from PostgreSQL, each with its call's ring time; the tiles that changed."""
+        changed = [self._name(key, name, float(wall)) for key, (name, wall) in names.items()]
+        return [view for view in changed if view is not None]
+
+    def take_unnamed(self) -> list[tuple[str, str]]:
+        """The desks to look a name up for now (each once until it shows up without one again)."""
+        keys = sorted(key for key in self.unnamed if not self.tiles[key].agent)  # one try per coming online
+        self.unnamed.clear()
+        return keys
+
+    def _name(self, key: tuple[str, str], name: str, wall: float) -> dict[str, Any] | None:
+        tile = self._tile(*key)
+        if wall < tile.agent_wall:
+            return None  # a replayed older call: its agent may have left the desk since
+        tile.agent_wall = wall
+        if tile.agent == name:
+            return None
+        tile.agent = name
+        return tile.view()
 
     def snapshot(self, now: float) -> dict[str, Any]:
         return {
@@ -118,6 +147,92 @@ class Board:
             "tiles": [tile.view() for _, tile in sorted(self.tiles.items())],
             "figures": self.figures,
         }
+
+
+UNIT_FIELDS = ("serial", "board", "firmware", "slot", "health", "transport", "connected")
+
+
+@dataclass
+class Inventory:
+    """IT's inventory, live (sans-IO): each unit's row as web.py's INVENTORY_SQL gives it, seeded from
+    PostgreSQL and then kept from the presence, inventory, state and records messages central
+    accepts, with the same (run, seq) guard as the tiles. :meth:`apply` returns the changed row,
+    which web.py pushes to every open inventory page (``unit``), so the page never polls. A unit is
+    listed once its desk said presence or inventory, as in the SQL; ``last_seen`` is central's
+    clock when it last heard from the desk."""
+
+    units: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    listed: set[tuple[str, str]] = field(default_factory=set)
+    orders: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
+    agent_walls: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def seed(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            key = (str(row["site"]), str(row["desk"]))
+            self.units[key] = dict(row)
+            self.listed.add(key)
+
+    def _row(self, site: str, desk: str) -> dict[str, Any]:
+        row = self.units.get((site, desk))
+        if row is None:
+            row = self.units[(site, desk)] = {
+                "site": site,
+                "desk": desk,
+                "serial": "",
+                "team": "",
+                "agent": "",
+                "board": "",
+                "firmware": "",
+                "slot": "",
+                "health": "",
+                "transport": "",
+                "connected": False,
+                "online": False,
+                "last_seen": None,
+            }
+        return row
+
+    def apply(self, kind: str, site: str, desk: str, body: dict[str, Any], now: float) -> dict[str, Any] | None:
+        """A checked presence, inventory, state or records body; the unit's changed row, or None."""
+        key = (site, desk)
+        if kind == "records":
+            if not body.get("records"):
+                return None
+            latest = max(body["records"], key=lambda record: float(record["ring_wall"]))
+            if float(latest["ring_wall"]) < self.agent_walls.get(key, float("-inf")):
+                return None
+            self.agent_walls[key] = float(latest["ring_wall"])
+            row = self._row(site, desk)
+            if row["agent"] == latest["agent"]:
+                return None
+            row["agent"] = str(latest["agent"])
+            return dict(row) if key in self.listed else None
+        if kind not in ("presence", "inventory", "state"):
+            return None
+        order = (int(body["run"]), int(body["seq"]))
+        if order <= self.orders.get((kind, site, desk), (-1, -1)):
+            return None
+        self.orders[(kind, site, desk)] = order
+        row = self._row(site, desk)
+        if kind == "presence":
+            row["online"] = bool(body["online"])
+            row["team"] = str(body.get("team") or "")
+            self.listed.add(key)
+        elif kind == "inventory":
+            row.update({name: body[name] for name in UNIT_FIELDS})
+            self.listed.add(key)
+        elif ("presence", site, desk) not in self.orders and body.get("team"):
+            row["team"] = str(body["team"])  # the desk's presence, when known, says its team
+        row["last_seen"] = now
+        return dict(row) if key in self.listed else None
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        rows = [dict(self.units[key]) for key in sorted(self.listed)]
+        return {"type": "snapshot", "protocol": PROTOCOL, "now": now, "units": rows}
+
+
+def unit_message(row: dict[str, Any], now: float) -> str:
+    return dumps({"type": "unit", "now": now, "unit": row})
 
 
 def tile_message(view: dict[str, Any], now: float) -> str:
@@ -157,10 +272,17 @@ WHERE c.local_day BETWEEN current_date - 1 AND current_date + 1
 GROUP BY 1, 2 ORDER BY 1, 2
 """
 
-# The latest agent name of each desk that took a call since yesterday (the state message carries none).
+# The latest agent name of each desk that took a call since yesterday, with that call's ring time (the
+# state message carries no name; names also come from records as they arrive, Board.learn_agent).
 AGENTS_SQL = """
-SELECT DISTINCT ON (site, desk) site, desk, agent FROM calls
+SELECT DISTINCT ON (site, desk) site, desk, agent, ring_wall FROM calls
 WHERE local_day >= current_date - 1 ORDER BY site, desk, ring_wall DESC
+"""
+# The same for a few desks that came online without a name, over the last 30 days.
+AGENTS_OF_SQL = """
+SELECT DISTINCT ON (c.site, c.desk) c.site, c.desk, c.agent, c.ring_wall
+FROM calls c JOIN unnest(%s::text[], %s::text[]) AS u(site, desk) ON c.site = u.site AND c.desk = u.desk
+WHERE c.local_day >= current_date - 30 ORDER BY c.site, c.desk, c.ring_wall DESC
 """
 
 LIVE_SQL = """

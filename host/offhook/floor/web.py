@@ -6,7 +6,12 @@
   or ``Authorization: Bearer <token>`` for scripts. Refused: no token, a wrong one, a revoked one.
 - The wallboard is pushed: central's ingest calls :meth:`FloorWeb.live` with each accepted state and
   presence message; the changed tile is serialised once and queued to every open WebSocket. Today's
-  figures come from PostgreSQL every ``figures_every_s`` and are pushed only when they change.
+  figures come from PostgreSQL every ``figures_every_s`` and are pushed only when they change. An
+  agent's name comes with the desk's call records as central receives them; a desk that comes
+  online without one has its latest call's looked up at once (every name is read again each
+  ``AGENTS_EVERY_S`` too).
+- IT's inventory is pushed the same way (``/ws/inventory``: ``snapshot``, then ``unit`` as each
+  desk's presence, unit, state or records change it, and ``ping``), from wallboard.Inventory.
 - A WebSocket whose token is revoked is closed (4401) within ``recheck_s``; a page then goes back
   to its login. A slow page whose queue overflows is closed too (1013): it reconnects and gets a
   fresh snapshot, so it is never silently behind.
@@ -50,7 +55,8 @@ log = logging.getLogger("offhook.central.web")
 
 PAGES = Path(__file__).with_name("pages")
 COOKIE = "__Host-offhook"
-AGENTS_EVERY_S = 30.0  # how often the agents' names are read from their latest call records
+AGENTS_EVERY_S = 30.0  # how often every agent's name is read again from the latest call records
+NAME_SOON_S = 0.1  # desks coming online together have their names looked up in one query
 QUEUE_MAX = 5000  # messages waiting for one page: past it the page is closed and reconnects
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
@@ -143,6 +149,9 @@ class FloorWeb:
         self.recheck_s = recheck_s
         self.wall = wall
         self.pages: set[Page] = set()
+        self.inventory = W.Inventory()
+        self.it_pages: set[Page] = set()  # open inventory pages
+        self._naming: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
         self._db: psycopg.AsyncConnection[Any] | None = None
         self._db_lock = asyncio.Lock()
@@ -163,17 +172,43 @@ class FloorWeb:
     # ------------------------------------------------------------ from central's ingest
 
     def live(self, kind: str, site: str, desk: str, body: dict[str, Any]) -> None:
-        view = self.board.apply(kind, site, desk, body)
+        """Each accepted state, presence, inventory and records body: the tile and the inventory row
+        it changes are pushed at once; a desk that came online without a name has it looked up."""
+        now = self.wall()
+        view = None
+        if kind == "records":
+            view = self.board.learn_agent(site, desk, body["records"])
+        elif kind in ("state", "presence"):
+            view = self.board.apply(kind, site, desk, body)
         if view is not None:
-            self._push(W.tile_message(view, self.wall()))
+            self._push(W.tile_message(view, now))
+        unit = self.inventory.apply(kind, site, desk, body, now)
+        if unit is not None:
+            self._push(W.unit_message(unit, now), self.it_pages)
+        if self.board.unnamed and self._naming is None and self.ready.is_set():
+            self._naming = asyncio.get_running_loop().create_task(self._name_soon())
 
-    def _push(self, text: str) -> None:
-        if self.on_push is not None:
+    async def _name_soon(self) -> None:
+        try:
+            await asyncio.sleep(NAME_SOON_S)
+            keys = self.board.take_unnamed()
+            if keys:
+                rows = await self._query(W.AGENTS_OF_SQL, ([site for site, _ in keys], [desk for _, desk in keys]))
+                for view in self.board.name_agents({(s, d): (a, w) for s, d, a, w in rows}):
+                    self._push(W.tile_message(view, self.wall()))
+        except psycopg.Error as exc:
+            log.warning("central web: agents' names not read (%s)", " ".join(str(exc).split())[:200])
+        finally:
+            self._naming = None
+
+    def _push(self, text: str, pages: set[Page] | None = None) -> None:
+        pages = self.pages if pages is None else pages
+        if self.on_push is not None and pages is self.pages:
             self.on_push(text)
-        for page in list(self.pages):
+        for page in list(pages):
             if not page.post(text):
-                log.warning("wallboard of %s fell behind; closing it (it reconnects)", page.who.name)
-                self.pages.discard(page)
+                log.warning("page of %s fell behind; closing it (it reconnects)", page.who.name)
+                pages.discard(page)
                 page.queue = asyncio.Queue(1)
                 page.post(None)
 
@@ -195,6 +230,7 @@ class FloorWeb:
         app.router.add_get("/api/live", self._live)
         app.router.add_get("/api/inventory", self._inventory)
         app.router.add_get("/ws/wallboard", self._wallboard_ws)
+        app.router.add_get("/ws/inventory", self._inventory_ws)
         app.router.add_get("/bundles/{sha256}", rollouts.bundle_handler(self.dsn))
         app.router.add_get("/rollouts", self._page("rollouts"))
         app.router.add_get("/api/rollouts", self.rollout_board.api)
@@ -221,7 +257,7 @@ class FloorWeb:
                 group.create_task(self._recheck_loop())
                 group.create_task(self.rollout_board.run())
         finally:
-            for page in list(self.pages):
+            for page in [*self.pages, *self.it_pages]:
                 page.post(None)
             await runner.cleanup()
             if self._db is not None:
@@ -269,6 +305,8 @@ class FloorWeb:
                 finally:
                     await conn.close()
                 W.load_live(self.board, await self._query(W.LIVE_SQL))
+                units = await self._query(INVENTORY_SQL)
+                self.inventory.seed([dict(zip(INVENTORY_FIELDS, row, strict=True)) for row in units])
                 await self._refresh_figures()
                 return
             except psycopg.OperationalError as exc:
@@ -281,7 +319,8 @@ class FloorWeb:
         now = time.monotonic()
         if now >= self._agents_due:  # names change at a shift's start, not every second: a cheaper period
             self._agents_due = now + AGENTS_EVERY_S
-            for view in self.board.name_agents({(s, d): a for s, d, a in await self._query(W.AGENTS_SQL)}):
+            names = {(s, d): (a, w) for s, d, a, w in await self._query(W.AGENTS_SQL)}
+            for view in self.board.name_agents(names):
                 self._push(W.tile_message(view, self.wall()))
         if figures != self.board.figures:
             self.board.figures = figures
@@ -298,23 +337,27 @@ class FloorWeb:
     async def _ping_loop(self) -> None:
         while True:
             await asyncio.sleep(self.ping_s)
-            self._push(W.dumps({"type": "ping", "now": self.wall()}))
+            ping = W.dumps({"type": "ping", "now": self.wall()})
+            self._push(ping)
+            self._push(ping, self.it_pages)
 
     async def _recheck_loop(self) -> None:
         """Close the WebSockets of revoked tokens."""
         while True:
             await asyncio.sleep(self.recheck_s)
-            ids = sorted({page.who.token_id for page in self.pages})
+            ids = sorted({page.who.token_id for page in [*self.pages, *self.it_pages]})
             if not ids:
                 continue
             try:
                 valid = await self._auth(lambda conn, ids=ids: auth.still_valid(conn, ids))  # type: ignore[misc]
             except psycopg.Error:
                 continue
-            for page in list(self.pages):
-                if page.who.token_id not in valid:
-                    log.info("wallboard of %s closed: its token was revoked", page.who.name)
-                    self.pages.discard(page)
+            for pages in (self.pages, self.it_pages):
+                for page in list(pages):
+                    if page.who.token_id in valid:
+                        continue
+                    log.info("page of %s closed: its token was revoked", page.who.name)
+                    pages.discard(page)
                     page.post(None)  # its sender closes it, after what was queued
                     page.close_code = 4401
 
@@ -447,17 +490,27 @@ class FloorWeb:
 
     async def _wallboard_ws(self, request: web.Request) -> web.StreamResponse:
         who = await self._require(request, "live")
+        return await self._socket(request, who, self.pages, lambda: self.board.snapshot(self.wall()))
+
+    async def _inventory_ws(self, request: web.Request) -> web.StreamResponse:
+        """IT's inventory, pushed: ``snapshot`` (every unit), then ``unit`` as each changes, ``ping``."""
+        who = await self._require(request, "inventory")
+        return await self._socket(request, who, self.it_pages, lambda: self.inventory.snapshot(self.wall()))
+
+    async def _socket(
+        self, request: web.Request, who: auth.Principal, pages: set[Page], snapshot: Callable[[], dict[str, Any]]
+    ) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=None, max_msg_size=4096, compress=False)
         await ws.prepare(request)
         page = Page(ws, who)
-        page.post(W.dumps(self.board.snapshot(self.wall())))
-        self.pages.add(page)
+        page.post(W.dumps(snapshot()))
+        pages.add(page)
         sender = asyncio.create_task(self._send(page))
         try:
             async for _ in ws:  # the page sends nothing that matters; reading notices its close
                 pass
         finally:
-            self.pages.discard(page)
+            pages.discard(page)
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
