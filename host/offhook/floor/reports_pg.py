@@ -174,13 +174,17 @@ def _percentiles(values: np.ndarray) -> list[float] | None:
 
 def _timings(narrow: bytes | None, wide: bytes | None) -> np.ndarray:
     """The timings (ms) packed in a rollup: big-endian int4s, then float8s for the few that are not."""
-    values = np.frombuffer(narrow or b"", dtype=">i4").astype(np.float64)
-    return np.concatenate([values, np.frombuffer(wide, dtype=">f8")]) if wide else values
+    values = np.frombuffer(narrow or b"", dtype=">i4").astype(np.int32)
+    return np.concatenate([values.astype(np.float64), np.frombuffer(wide, dtype=">f8")]) if wide else values
+
+
+ROLLUP_WORK_MEM = "64MB"  # a month of a site's rollups sorts in memory
 
 
 def rollup_rows(conn: psycopg.Connection[Any], query: FloorQuery) -> tuple[list[tuple[Any, ...]], int]:
     """sql()'s result rows (keys, figures), built from call_rollups: one statement, each group's
-    timings concatenated by PostgreSQL, its percentiles here."""
+    timings concatenated by PostgreSQL (read in binary), its percentiles here; the total row is the
+    groups' sums and all their timings."""
     by = parse_by(query.by)
     if "hour" in by:
         raise MetricsError("a rollup has no hours")
@@ -190,20 +194,42 @@ def rollup_rows(conn: psycopg.Connection[Any], query: FloorQuery) -> tuple[list[
     columns = [f"{k} AS k{i}" for i, k in enumerate(keys)] + _ROLLUP_SUMS
     columns += [f"string_agg(c.{t}_{kind}, ''::bytea)" for t in pgstore.TIMINGS for kind in ("ms", "wide")]
     columns += [f"coalesce(sum(c.analytics[{i + 1}]), 0)" for i in range(len(_ANALYTICS_SQL))]
-    text = f"SELECT {', '.join(columns)} FROM call_rollups c{_join(query)} WHERE {' AND '.join(where)}{_group(keys)}"
+    group = f" GROUP BY {', '.join(f'k{i}' for i in range(width))}" if keys else ""
+    text = f"SELECT {', '.join(columns)} FROM call_rollups c{_join(query)} WHERE {' AND '.join(where)}{group}"
+    conn.execute("SELECT set_config('work_mem', %s, true)", (ROLLUP_WORK_MEM,))
+    with conn.cursor(binary=True) as cur:
+        found = [(tuple(row[:width]), row[width:]) for row in cur.execute(text, params)]
+    if width == 0:
+        return [_rollup_row((), figures, None) for _, figures in found], 0
     out = []
-    for row in conn.execute(text, params):
-        key, figures = tuple(row[:width]), row[width:]
-        handled, counts, timing_sums = figures[0], figures[1 : 1 + len(OUTCOMES)], figures[6:10]
-        holds, long_holds, first, last = figures[10:14]
-        spreads: list[Any] = []
-        for i in range(len(pgstore.TIMINGS)):
-            mean = float(timing_sums[i]) / int(handled) if handled else None
-            spreads += [mean, _percentiles(_timings(figures[14 + 2 * i], figures[15 + 2 * i]))]
-        talk_hold_wrap = timing_sums[1:4] if handled else (None, None, None)
-        analytics = figures[22 : 22 + len(_ANALYTICS_SQL)]
-        out.append((*key, handled, *counts, *spreads, *talk_hold_wrap, holds, long_holds, *analytics, first, last))
+    everything: list[list[np.ndarray]] = [[] for _ in pgstore.TIMINGS]
+    for key, figures in found:
+        timings = [_timings(figures[14 + 2 * i], figures[15 + 2 * i]) for i in range(len(pgstore.TIMINGS))]
+        for mine, values in zip(everything, timings, strict=True):
+            mine.append(values)
+        out.append(_rollup_row(key, figures, timings))
+    total: list[Any] = [sum(figures[n] for _, figures in found) for n in range(12)]
+    days = [figures[n] for _, figures in found for n in (12, 13)]
+    total += [min(days), max(days)] if days else [None, None]
+    total += [None] * 8
+    total += [sum(figures[22 + n] for _, figures in found) for n in range(len(_ANALYTICS_SQL))]
+    timings = [np.concatenate(parts) if parts else np.zeros(0, np.int32) for parts in everything]
+    out.append(_rollup_row((None,) * width, total, timings))
     return out, width
+
+
+def _rollup_row(key: tuple[Any, ...], figures: Any, timings: list[np.ndarray] | None) -> tuple[Any, ...]:
+    """sql()'s row from a rollup statement's (its timings unpacked, or packed in ``figures``)."""
+    if timings is None:
+        timings = [_timings(figures[14 + 2 * i], figures[15 + 2 * i]) for i in range(len(pgstore.TIMINGS))]
+    handled, counts, timing_sums = figures[0], figures[1 : 1 + len(OUTCOMES)], figures[6:10]
+    holds, long_holds, first, last = figures[10:14]
+    spreads: list[Any] = []
+    for i, values in enumerate(timings):
+        spreads += [float(timing_sums[i]) / int(handled) if handled else None, _percentiles(values)]
+    talk_hold_wrap = timing_sums[1:4] if handled else (None, None, None)
+    analytics = figures[22 : 22 + len(_ANALYTICS_SQL)]
+    return (*key, handled, *counts, *spreads, *talk_hold_wrap, holds, long_holds, *analytics, first, last)
 
 
 def build(conn: psycopg.Connection[Any], query: FloorQuery, *, rollups: bool = True) -> R.Report:
