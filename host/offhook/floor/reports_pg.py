@@ -8,8 +8,12 @@ by their number; the missed rate is (missed + abandoned) / all calls; holds and 
 summed over handled calls. An agent is its name within its store, as when the desks' SQLite
 stores are given to one report; groups come out in the same order, with the same names.
 
-What differs from one desk's report: PostgreSQL aggregates (one scan, ``GROUPING SETS`` for the
-groups and the total at once); Python only shapes the few result rows. The floor adds groupings
+What differs from one desk's report: PostgreSQL aggregates. By default (not by hour) a report
+reads ``call_rollups`` (pgstore, migration 7: per store, day and agent, kept in the ingest's own
+transaction): PostgreSQL adds the counts and sums and concatenates each group's packed timings,
+Python takes the medians and 90th percentiles from them by percentile_cont's own rule; the figures
+equal those of :func:`sql` over the calls (tests/floor/test_rollups.py), which ``rollups=False``
+and by hour use (one scan, ``GROUPING SETS`` for the groups and the total at once). The floor adds groupings
 the desk has no data for, and pairs of them: ``--by site``, ``team`` (the desk's team now, from
 its presence), ``month``, and one of agent/team/site with one of day/hour/month
 (``--by team,day``). Charts (``--chart``) read SQLite stores only. Conversation analytics are
