@@ -1,6 +1,7 @@
 """The daemon carries the unit's part of central's settings to the unit it owns (the real firmware on
 the MicroPython VM), over its own session: read first, sent only when it differs and only while the
-desk is idle, verified by the unit's CONFIG answer. A button map without hook that got past the
+desk is idle (a policy, or a unit that comes back with other settings), verified by the unit's
+CONFIG answer. A button map without hook that got past the
 desk's own check is refused by the unit itself, and nothing changes."""
 
 from __future__ import annotations
@@ -75,6 +76,20 @@ def test_unit_settings_are_read_sent_when_idle_verified_and_a_map_without_hook_i
             await unit.replug()
             await until(lambda: len([r for r in reports if r["state"] == "verified"]) > verified, 20)
             assert on_flash.stat().st_mtime_ns == written
+
+            # One that comes back mid-call with other settings (a replacement, say) is written only
+            # once the desk is idle again.
+            await unit.unplug()
+            await until(lambda: not daemon.unit_connected.is_set(), 10)
+            on_flash.write_text(json.dumps({**flash(), "brightness": 55}))
+            softphone.report({"event": "incoming", "call": "c2@pbx", "peer": "+4930555000111"})
+            await until(lambda: not daemon.desk.idle, 5)
+            await unit.replug()
+            await until(lambda: state.state["state"] == "waiting", 20)
+            assert state.state["version"] == 2 and flash()["brightness"] == 55
+            softphone.report({"event": "closed", "call": "c2@pbx"})
+            await until(lambda: state.state["state"] == "verified", 15)
+            assert flash()["brightness"] == 30
 
             # A policy the desk's check would refuse, handed over anyway: the unit refuses it itself.
             no_hook = ["none", "mute", "hold", "escalate", "state", "vol_up", "vol_down"]
