@@ -259,7 +259,8 @@ def _crash_copy(tmp_path, recipient, talkers, seconds: int = 16):
     for i in range(seconds * 100):
         part = slice((i % frames) * FRAME, (i % frames + 1) * FRAME)
         rec.push(agent[part], customer[part])
-    while not rec._queue.empty():
+    deadline = time.monotonic() + 30
+    while rec.samples < seconds * 100 * FRAME and time.monotonic() < deadline:  # the writer took it all
         time.sleep(0.01)
     time.sleep(0.1)
     crashed = tmp_path / "crashed.ogg.age"

@@ -10,7 +10,8 @@ A write that fails (full disk, directory gone, read-only) stops the recording: a
 made at the start is released so the age stream's last chunk and the sidecar still fit, the
 recording is marked ``stopped`` and ``on_failure`` is called once (the daemon raises the alert);
 the call goes on untouched. A crash loses what is not sealed yet: ``AgeStream.buffered`` bytes
-(at most 64 KiB of Opus) plus libsndfile's unflushed page; see docs/recording.md.
+(at most 64 KiB of Opus), libsndfile's unflushed page and the audio held back from the encoder
+(the guard and up to one batch); see docs/recording.md.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ QUEUE_FRAMES = 500  # 5 s of 10 ms frames: the writer may stall that long before
 # silent span decodes at or below -50 dBFS. That much speech either side of it is lost.
 PAUSE_GUARD_S = 0.06
 RESUME_GUARD_S = 0.02
+# The writer wakes at most this often and encodes what gathered in one go: one thread switch and
+# one encoder call per 100 ms instead of per 10 ms frame (bench_recording: the real-time thread's
+# CPU with recording on beside off). A crash loses this much more (docs/recording.md).
+BATCH_S = 0.1
 SIDECAR_EVERY_S = 10  # the sidecar's duration is brought up to date this often
 RESERVE_BYTES = 256 * 1024  # released on a full disk: room for the final chunk and the sidecar
 # (agent, customer, samples, silence owed before it, paused); audio None: silence (paused, on hold).
@@ -123,7 +128,9 @@ class Recorder:
         self.frames_dropped = 0  # samples lost to a full queue (written as silence)
         self._closing = False
         self._guard = round(PAUSE_GUARD_S * samplerate)
-        self._held = np.zeros((0, 2), np.float32)  # the last PAUSE_GUARD_S, not yet encoded
+        self._batch = round(BATCH_S * samplerate)
+        # Not yet encoded: the last PAUSE_GUARD_S, and before it up to BATCH_S waiting for the encoder.
+        self._held = np.zeros((0, 2), np.float32)
         self._quiet = 0  # samples still to silence after a resume
         self._silent = False  # the last frame was silence (paused, held, consulting)
 
@@ -213,16 +220,26 @@ class Recorder:
     def _run(self) -> None:
         started = time.thread_time()
         try:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    break
-                if self.failed:
-                    continue
-                try:
-                    self._encode(item)
-                except OSError as exc:
-                    self._stop_on_error(exc)
+            done = False
+            while not done:
+                items = [self._queue.get()]
+                if items[0] is not None and not self._closing:
+                    time.sleep(BATCH_S)  # let a batch gather: the audio thread's put wakes nobody meanwhile
+                while items[-1] is not None:
+                    try:
+                        items.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                for item in items:
+                    if item is None:
+                        done = True
+                        break
+                    if self.failed:
+                        continue
+                    try:
+                        self._encode(item)
+                    except OSError as exc:
+                        self._stop_on_error(exc)
             if not self.failed:
                 try:
                     self._finish("complete")
@@ -243,7 +260,7 @@ class Recorder:
         if silent != self._silent:  # pause, hold or consult begins or ends: guard the edge
             self._silent = silent
             if silent:
-                self._held[:] = 0
+                self._held[-self._guard :] = 0  # the guard before the silent span
             else:
                 self._quiet = round(RESUME_GUARD_S * self.samplerate)
         if agent is None or customer is None:
@@ -274,7 +291,7 @@ class Recorder:
             self._save_meta()  # after a crash the sidecar still says how long the call ran
         self._held = np.concatenate((self._held, frames))
         ready = len(self._held) - self._guard
-        if ready > 0:
+        if ready >= self._batch:
             self._encoder.write(self._held[:ready])
             self._held = self._held[ready:]
             self._write(self._stream.push(self._sink.take()))
