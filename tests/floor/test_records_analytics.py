@@ -111,6 +111,12 @@ def test_a_malformed_analytics_field_refuses_its_message_whole(db: str, caplog: 
 
 
 def test_analytics_figures_out_of_range_or_with_long_keys_are_refused() -> None:
-    for bad in ({"agent_share": 1e300}, {"overtalk_count": 10**30}, {"k" * 65: 1.0}, {"quality": {"x" * 65: 1}}):
+    for bad in ({"agent_share": 1e300}, {"overtalk_count": 10**30}, {"k" * 65: 1.0}, {"quality": {"x" * 65: 1}},
+                {"overtalk_count": 10**400}, {"quality": {"clipping_pct": -(10**400)}}):  # fmt: skip
         with pytest.raises(S.SchemaError, match=r"^malformed records message \(analytics\)$"):
             S.decode(S.RECORDS, body(analytics=bad))
+    for bad_json in (b"NaN", b"Infinity", b"-Infinity", b"1e400"):  # not JSON, or not finite
+        payload = body(analytics=0).replace(b'"analytics": 0', b'"analytics": {"agent_share": ' + bad_json + b"}")
+        assert b"agent_share" in payload
+        with pytest.raises(S.SchemaError, match=r"^malformed records message \((not JSON|analytics)\)$"):
+            S.decode(S.RECORDS, payload)

@@ -230,8 +230,7 @@ def _check_analytics(figures: Any, depth: int = 0) -> None:
         elif value is not None and (
             isinstance(value, bool)
             or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or abs(value) > ANALYTICS_MAX_VALUE
+            or not abs(value) <= ANALYTICS_MAX_VALUE  # exact for any int (no float conversion), False for NaN
         ):
             raise SchemaError("malformed records message (analytics)")
 
