@@ -7,7 +7,9 @@ batch cut short before its commit (central stopped), and a desk moving to anothe
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import subprocess
 from datetime import date, timedelta
 from typing import Any
 
@@ -19,6 +21,8 @@ from hypothesis import strategies as st
 from offhook.floor import pgstore, reports_pg
 from offhook.metrics import report as R
 from offhook.metrics.store import HANDLED_OUTCOMES, OUTCOMES
+from tests.floor.rig import REPO_ROOT
+from tests.floor.webrig import OFFHOOK
 
 STORES = [  # store, site, desk: desk-01 has had two stores (a reinstall), both still report
     ("store-a", "hq", "desk-01"),
@@ -213,3 +217,28 @@ def test_migration_7_rolls_up_the_calls_already_there(db: str) -> None:
     asyncio.run(_write(db, [], None))
     with psycopg.connect(db, autocommit=True) as conn:
         assert conn.execute("SELECT * FROM call_rollups ORDER BY 1, 2, 3, 4, 5").fetchall() == before
+
+
+def test_the_command_line_keeps_to_a_site_or_a_team(db: str) -> None:
+    """`offhook report --db postgresql://… --team/--site` (a read-only session, from the rollups)
+    prints the report from the calls; without the floor's database the options are refused."""
+    desks = Desks(random.Random(3))
+    asyncio.run(_write(db, [desks.batch() for _ in range(4)], None))
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("INSERT INTO desks (site, desk, team) VALUES ('hq', 'desk-01', 'blue'), ('hq', 'desk-02', 'red')")
+    url = "postgresql://offhook@127.0.0.1:" + db.split("port=")[1].split()[0] + "/" + db.split("dbname=")[1]
+    for option, value in (("--team", "blue"), ("--site", "east")):
+        done = subprocess.run(
+            [*OFFHOOK, "report", "--db", url, option, value, "--by", "agent,day", "--format", "json"],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+        )
+        assert done.returncode == 0, done.stderr
+        query = reports_pg.FloorQuery(by="agent,day", **{option[2:]: value})
+        with psycopg.connect(db) as conn:
+            raw = reports_pg.build(conn, query, rollups=False)
+        assert json.loads(done.stdout) == json.loads(json.dumps(raw.as_json())), option
+        assert raw.total.calls > 0
+    refused = subprocess.run([*OFFHOOK, "report", "--team", "blue"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert refused.returncode == 2 and "--team need the floor's database" in refused.stderr

@@ -59,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="day|hour|agent",
         help="one row per local day, local hour or agent; over PostgreSQL also site, team, month and pairs (team,day)",
     )
+    report.add_argument("--site", metavar="NAME", help="over PostgreSQL: only this site's calls")
+    report.add_argument("--team", metavar="NAME", help="over PostgreSQL: only this team's desks (their team now)")
     report.add_argument("--format", default="table", metavar="table|csv|json", help="output format (default: table)")
     report.add_argument(
         "--chart",
@@ -161,6 +163,8 @@ def _report(args: argparse.Namespace) -> int:
 
     if any(isinstance(db, str) for db in args.db):
         return _floor_report(args)
+    if args.site is not None or args.team is not None:
+        raise UsageError("--site and --team need the floor's database (--db postgresql://…)")
     if args.by is not None and args.by not in report_module.BY_CHOICES:
         raise UsageError(f"--by must be day, hour or agent, not {args.by!r}")
     if args.format not in FORMATS:
@@ -578,7 +582,8 @@ def _floor_report(args: argparse.Namespace) -> int:
     if args.format not in FORMATS:
         raise UsageError(f"--format must be table, csv or json, not {args.format!r}")
     try:
-        query = reports_pg.FloorQuery(_date("--since", args.since), _date("--until", args.until), args.agent, args.by)
+        since, until = _date("--since", args.since), _date("--until", args.until)
+        query = reports_pg.FloorQuery(since, until, args.agent, args.by, site=args.site, team=args.team)
     except MetricsError as exc:
         raise UsageError(str(exc)) from None
     try:
