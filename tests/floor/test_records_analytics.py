@@ -18,7 +18,8 @@ from offhook.floor.central import Ingest
 
 def body(**extra: Any) -> bytes:
     record = {key: None for key in S.RECORD_FIELDS} | {"seq": 1, "call_id": "c", "agent": "a", "tz": "UTC"}
-    record |= {"direction": "inbound", "outcome": "answered", "ring_wall": 1.0, "local_start": "x", "local_day": "x"}
+    record |= {"direction": "inbound", "outcome": "answered", "ring_wall": 1.0, "local_day": "2026-10-24",
+               "local_start": "2026-10-24T08:00:00+00:00"}  # fmt: skip
     record |= {"holds": 0, "long_holds": 0, **extra}
     return json.dumps({"v": 1, "store": "s", "after": 0, "records": [record]}).encode()
 
@@ -45,8 +46,7 @@ def message(*records: dict[str, Any], store: str = "store-a", after: int = 0) ->
 
 
 def record(seq: int, call: str, **extra: Any) -> dict[str, Any]:
-    return json.loads(body(seq=seq, call_id=call, local_day="2026-10-24", local_start="2026-10-24T08:00:00+00:00",
-                           number="h1:abc", **extra))["records"][0]  # fmt: skip
+    return json.loads(body(seq=seq, call_id=call, number="h1:abc", **extra))["records"][0]
 
 
 def ingest_and_write(db: str, *payloads: bytes, ingest: Any = None) -> Any:
@@ -110,9 +110,11 @@ def test_a_malformed_analytics_field_refuses_its_message_whole(db: str, caplog: 
     assert [r[:2] for r in rows(db)] == [("a", 1), ("b", 2), ("c", 3)]
 
 
-def test_analytics_figures_out_of_range_or_with_long_keys_are_refused() -> None:
-    for bad in ({"agent_share": 1e300}, {"overtalk_count": 10**30}, {"k" * 65: 1.0}, {"quality": {"x" * 65: 1}},
-                {"overtalk_count": 10**400}, {"quality": {"clipping_pct": -(10**400)}}):  # fmt: skip
+def test_analytics_figures_out_of_range_or_badly_named_are_refused() -> None:
+    bad_keys = [{"k" * 65: 1.0}, {"quality": {"x" * 65: 1}}, {"a\u0000": 1}, {"share\n": 1}, {"": 1}]
+    huge = [{"agent_share": 1e300}, {"overtalk_count": 10**30}, {"overtalk_count": 10**400},
+            {"quality": {"clipping_pct": -(10**400)}}]  # fmt: skip
+    for bad in bad_keys + huge:
         with pytest.raises(S.SchemaError, match=r"^malformed records message \(analytics\)$"):
             S.decode(S.RECORDS, body(analytics=bad))
     for bad_json in (b"NaN", b"Infinity", b"-Infinity", b"1e400"):  # not JSON, or not finite

@@ -39,7 +39,8 @@ def test_topics_and_payloads_are_checked() -> None:
 
 def test_a_record_with_a_plain_number_or_out_of_order_is_refused() -> None:
     record = {key: None for key in S.RECORD_FIELDS} | {"seq": 1, "call_id": "c", "agent": "a", "tz": "UTC"}
-    record |= {"direction": "inbound", "outcome": "missed", "ring_wall": 1.0, "local_start": "x", "local_day": "x"}
+    record |= {"direction": "inbound", "outcome": "missed", "ring_wall": 1.0, "local_day": "2026-03-10"}
+    record |= {"local_start": "2026-03-10T09:00:00+01:00"}  # as the desk writes them (schema checks both)
     record |= {"holds": 0, "long_holds": 0}
     good = {"v": 1, "store": "s", "after": 0, "records": [record]}
     assert S.decode(S.RECORDS, json.dumps(good).encode())["records"][0]["seq"] == 1

@@ -17,6 +17,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 VERSION = 1
@@ -82,8 +83,13 @@ RECORD_FIELDS: dict[str, tuple[type, ...]] = {
 # Optional (a desk before metrics store version 4 leaves it out): the call's conversation analytics,
 # an object of figures (numbers or null, "quality" one level down) or null when no pipeline metered it.
 ANALYTICS_MAX_KEYS = 64
-ANALYTICS_MAX_KEY = 64  # characters of a figure's name
+FIGURE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")  # a figure's name (CallFigures' field names)
 ANALYTICS_MAX_VALUE = 1e9  # no figure comes near (seconds of a call, dB, counts): PostgreSQL reads each as float8
+# What central's columns hold (pgstore): a record outside them would fail the whole batch's write.
+MAX_INT4, MAX_INT8 = 2**31 - 1, 2**63 - 1
+LOCAL_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# The desk's isoformat(timespec="seconds"), with its offset (seconds in it only in old zones' history).
+LOCAL_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[+-][0-9]{2}:[0-9]{2}(:[0-9]{2})?")
 
 
 class SchemaError(ValueError):
@@ -150,6 +156,8 @@ def _need(body: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) ->
         raise SchemaError(f"malformed {what} message ({key})")
     if isinstance(value, str) and len(value) > 256:
         raise SchemaError(f"malformed {what} message ({key} too long)")
+    if isinstance(value, str) and "\x00" in value:  # PostgreSQL's text cannot hold it
+        raise SchemaError(f"malformed {what} message ({key})")
     return value
 
 
@@ -214,7 +222,26 @@ def _check_records(body: dict[str, Any]) -> None:
         number = record["number"]
         if number is not None and not number.startswith("h1:"):
             raise SchemaError("records message carries a customer number that is not a keyed hash")
+        _check_columns(record)
         last = record["seq"]
+
+
+def _check_columns(record: dict[str, Any]) -> None:
+    """What the types alone let through and central's columns would not take (pgstore's calls)."""
+    if not 0 < record["seq"] <= MAX_INT8:
+        raise SchemaError("malformed records message (seq)")
+    for key in ("holds", "long_holds"):
+        if not 0 <= record[key] <= MAX_INT4:
+            raise SchemaError(f"malformed records message ({key})")
+    day = record["local_day"]
+    try:
+        valid_day = bool(LOCAL_DAY.fullmatch(day)) and date.fromisoformat(day) is not None
+    except ValueError:
+        valid_day = False
+    if not valid_day:
+        raise SchemaError("malformed records message (local_day)")
+    if not LOCAL_START.fullmatch(record["local_start"]):
+        raise SchemaError("malformed records message (local_start)")
 
 
 def _check_analytics(figures: Any, depth: int = 0) -> None:
@@ -223,7 +250,7 @@ def _check_analytics(figures: Any, depth: int = 0) -> None:
     if not isinstance(figures, dict) or len(figures) > ANALYTICS_MAX_KEYS:
         raise SchemaError("malformed records message (analytics)")
     for key, value in figures.items():
-        if len(key) > ANALYTICS_MAX_KEY:
+        if not FIGURE_NAME.fullmatch(key):
             raise SchemaError("malformed records message (analytics)")
         if key == "quality" and depth == 0:
             _check_analytics(value, 1)
