@@ -13,6 +13,11 @@
 // stdout (JSON lines): {"ready": true} | {"link": HEX} bytes from the unit
 //                      {"leds": [duty, ...]} when a PWM duty changes | {"log": TEXT}
 // The process exits when stdin closes, so it never outlives its parent.
+//
+// Nothing polls: the board's link and the simulated PWM tell this runner when the firmware wrote
+// (LINK.write, machine.on_duty), and it reads them once that task of the firmware has yielded
+// (setImmediate), so an idle unit costs only the firmware's own timers, and bytes and lamps leave
+// as soon as the firmware wrote them.
 import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
 import { createInterface } from "node:readline";
 import fs from "node:fs";
@@ -21,8 +26,6 @@ import path from "node:path";
 const [flashDir, serialHex, heapArg, heldArg] = process.argv.slice(2);
 const filesDir = path.join(flashDir, "files");
 const journalPath = path.join(flashDir, "journal.jsonl");
-const LINK_POLL_MS = 2;
-const LED_POLL_MS = 4; // well under the firmware's 20 ms LED frame, so timings are the firmware's
 
 let journalEntries = 0;
 let cutAfter = Infinity;
@@ -108,6 +111,21 @@ FS.rmdir = (p) => {
 };
 
 // ------------------------------------------------------------------ firmware
+// Set by the firmware's writes (see the setup below), read once it yields: the link's bytes, the LEDs.
+let linkDue = false;
+let ledsDue = false;
+globalThis.offhookLinkWritten = () => {
+  if (!linkDue) {
+    linkDue = true;
+    setImmediate(flushLink);
+  }
+};
+globalThis.offhookLedsChanged = () => {
+  if (!ledsDue) {
+    ledsDue = true;
+    setImmediate(flushLeds);
+  }
+};
 mp.runPython(`
 import sys
 if '/lib' not in sys.path: sys.path.insert(0, '/lib')
@@ -115,7 +133,15 @@ if '/' not in sys.path: sys.path.insert(0, '/')
 import binascii, machine
 machine.UNIQUE_ID = binascii.unhexlify('${serialHex}')
 from boards import sim as _sim_board
+import js
 _LED_PINS = (10, 11, 12, 13, 14, 15, 16)
+def _sim_written(write=_sim_board.LINK.write, wake=js.offhookLinkWritten):
+    def written(data):
+        write(data)
+        wake()
+    return written
+_sim_board.LINK.write = _sim_written()
+machine.on_duty = js.offhookLedsChanged
 def _sim_link_out():
     return binascii.hexlify(_sim_board.LINK.host_read()).decode()
 def _sim_link_in(hexdata):
@@ -144,18 +170,22 @@ running.catch((err) => {
 
 const py = (code) => mp.runPython(code);
 const globals = mp.globals;
+const linkOut = globals.get("_sim_link_out");
+const readLeds = globals.get("_sim_leds");
 let lastLeds = "";
-setInterval(() => {
-  const out = globals.get("_sim_link_out")();
+function flushLink() {
+  linkDue = false;
+  const out = linkOut();
   if (out) emit({ link: out });
-}, LINK_POLL_MS);
-setInterval(() => {
-  const leds = globals.get("_sim_leds")();
+}
+function flushLeds() {
+  ledsDue = false;
+  const leds = readLeds();
   if (leds !== lastLeds) {
     lastLeds = leds;
     emit({ leds: leds.split(",").map(Number) });
   }
-}, LED_POLL_MS);
+}
 
 const input = createInterface({ input: process.stdin, crlfDelay: Infinity });
 input.on("line", (line) => {
