@@ -158,6 +158,8 @@ def _need(body: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) ->
         raise SchemaError(f"malformed {what} message ({key} too long)")
     if isinstance(value, str) and "\x00" in value:  # PostgreSQL's text cannot hold it
         raise SchemaError(f"malformed {what} message ({key})")
+    if isinstance(value, int) and not -MAX_INT8 <= value <= MAX_INT8:  # central's bigint columns
+        raise SchemaError(f"malformed {what} message ({key})")
     return value
 
 
@@ -191,7 +193,8 @@ def _check_state(body: dict[str, Any]) -> None:
     _need(body, "call", (str,), STATE)
     _need(body, "since", _NUM, STATE)
     _need(body, "hold_since", _OPT_NUM, STATE)
-    _need(body, "calls", (int,), STATE)
+    if not 0 <= _need(body, "calls", (int,), STATE) <= MAX_INT4:
+        raise SchemaError("malformed state message (calls)")
     _need(body, "ts", _NUM, STATE)
 
 
