@@ -169,6 +169,8 @@ class Inventory:
     def seed(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             key = (str(row["site"]), str(row["desk"]))
+            if key in self.listed:
+                continue  # a message since central started is newer than PostgreSQL's row
             self.units[key] = dict(row)
             self.listed.add(key)
 
