@@ -479,6 +479,7 @@ class RolloutService:
     the cancel, when it is back). ``publish(topic, body)`` is central's publisher."""
 
     def __init__(self, dsn: str, publish: Any, poll_s: float = POLL_S, clock: Any = None) -> None:
+        import asyncio
         import time
 
         self.dsn = dsn
@@ -488,6 +489,14 @@ class RolloutService:
         self.reports: dict[tuple[str, str], dict[str, Any]] = {}  # (site/desk, rollout): checked body
         self.tz: dict[str, str] = {}  # each desk's time zone, as its reports say
         self.closed = False
+        self.woken = asyncio.Event()  # a desk's update ended: its stage may have ended with it
+        self.due: float | None = None  # the soonest a soak ends (clock time), as of the last round
+
+    def wait_s(self) -> float:
+        """How long ``run`` sleeps before its next round: ``poll_s``, or less when a soak ends sooner."""
+        if self.due is None:
+            return self.poll_s
+        return min(self.poll_s, max(0.0, self.due - self.clock()))
 
     def report(self, site: str, desk: str, body: dict[str, Any]) -> None:
         """A desk's update_status; a malformed one is dropped with one line."""
@@ -499,6 +508,8 @@ class RolloutService:
             logging.getLogger("offhook.central").warning("central: refused a message from %s/%s: %s", site, desk, exc)
             return
         self.reports[(f"{site}/{desk}", checked["rollout"])] = checked
+        if checked["phase"] in ENDED:
+            self.woken.set()
         if checked["tz"]:
             self.tz[f"{site}/{desk}"] = checked["tz"]
 
@@ -522,9 +533,12 @@ class RolloutService:
                     with contextlib.suppress(Exception):
                         await conn.close()
                 conn = None
-            await asyncio.sleep(self.poll_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.woken.wait(), self.wait_s())
 
     async def round(self, conn: Any) -> None:
+        self.woken.clear()
+        self.due = None
         reports, self.reports = self.reports, {}
         try:
             for (desk, rollout), body in sorted(reports.items()):
@@ -571,6 +585,9 @@ class RolloutService:
             }
             before = rollout.as_json()
             actions = rollout.tick(floor, phases, self.clock())
+            if rollout.status == "running" and rollout.stage_ended is not None:
+                due = rollout.stage_ended + rollout.spec.soak_s
+                self.due = due if self.due is None else min(self.due, due)
             if rollout.as_json() != before:
                 await conn.execute(
                     "UPDATE rollouts SET state = %s, updated_at = now() WHERE name = %s",
