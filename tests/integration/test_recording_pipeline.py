@@ -157,7 +157,7 @@ def test_a_real_call_with_speech_is_recorded_intelligibly_with_its_pause(
             await caller.hangup(next(iter(caller.calls)))
             while daemon.desk.calls:
                 await asyncio.sleep(0.05)
-            await until(lambda: any(rec_dir.glob("*" + M.SUFFIX)) and not engine.recorders._calls, 10)  # type: ignore[union-attr]
+            await until(lambda: any(M.read(p).status != "recording" for p in rec_dir.glob("*" + M.SUFFIX)), 10)
             await caller.stop()
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)

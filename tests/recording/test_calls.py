@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import soundfile as sf
 from offhook.recording import meta as M
 from offhook.recording import store
 from offhook.recording.calls import CallRecorders, purge_due
+from offhook.recording.writer import Recorder
 from tests.recording.conftest import FRAME, RATE
 
 
@@ -62,6 +65,36 @@ def test_close_seals_every_recording(tmp_path, keys):
     calls.close()
     assert sorted(r["call"] for r in replies if r["recording"] == "off") == ["a", "b"]
     assert all(M.read(p).status == "complete" for p in tmp_path.glob("*.json"))
+
+
+def test_close_waits_for_a_call_that_ended_and_is_still_being_sealed(tmp_path, keys):
+    """The pipeline stopping just after a call ended (its writer still sealing the file) must
+    not return before the file is sealed: the process may exit right after."""
+    release = threading.Event()
+
+    class SlowSeal(Recorder):
+        def _finish(self, status: str) -> None:
+            release.wait(10)
+            super()._finish(status)
+
+    replies: list[dict] = []
+    calls = CallRecorders(tmp_path, keys[0], "ann", replies.append, make=SlowSeal)
+    calls.event("c1", "connect")
+    ender = threading.Thread(target=calls.event, args=("c1", "end"))
+    ender.start()
+    while calls._calls:  # the end took the call out and is waiting for the writer
+        time.sleep(0.01)
+    closer = threading.Thread(target=calls.close)
+    closer.start()
+    closer.join(0.5)
+    assert closer.is_alive()  # still waiting for c1's seal
+    release.set()
+    closer.join(10)
+    ender.join(10)
+    assert not closer.is_alive()
+    (sidecar,) = tmp_path.glob("*.json")
+    assert M.read(sidecar).status == "complete"
+    assert [r["recording"] for r in replies] == ["on", "off"]  # one off, not one per close
 
 
 def test_purge_once_a_day():

@@ -44,6 +44,7 @@ class CallRecorders:
         self._make = make
         self._lock = threading.Lock()
         self._calls: dict[str, tuple[Recorder, str]] = {}  # Call-ID -> recorder, talk/hold/consult
+        self._ending: set[Recorder] = set()  # ended calls whose writer is still sealing the file
         self.writer_cpu_s = 0.0  # of recordings closed so far
 
     def event(self, call_id: str, event: str) -> None:
@@ -60,10 +61,13 @@ class CallRecorders:
         if entry is None:
             return
         if event == "end":
+            recorder = entry[0]
             with self._lock:
                 self._calls.pop(call_id, None)
-            recorder = entry[0]
+                self._ending.add(recorder)
             meta = recorder.close()  # waits for the writer: on the control thread, never the audio one
+            with self._lock:
+                self._ending.discard(recorder)
             self.writer_cpu_s += recorder.writer_cpu_s
             if not recorder.failed:
                 self._reply(call_id, "off", file=recorder.audio_path.name, status=meta.status)
@@ -116,11 +120,16 @@ class CallRecorders:
                 recorder.push_silence(len(agent))
 
     def close(self) -> None:
-        """The pipeline stops: every recording is sealed (its call goes on without one)."""
+        """The pipeline stops: every recording is sealed (its call goes on without one), those of
+        calls that ended just before included: this waits for their writers too."""
         with self._lock:
             calls = list(self._calls)
         for call_id in calls:
             self.event(call_id, "end")
+        with self._lock:
+            ending = list(self._ending)
+        for recorder in ending:
+            recorder.close()  # a second close only waits for the writer
 
     def _reply(self, call_id: str, state: str, **extra: Any) -> None:
         self._on_reply({"call": call_id, "recording": state, **extra})

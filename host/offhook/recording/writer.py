@@ -203,15 +203,18 @@ class Recorder:
             self._dropped += item[2]
 
     def close(self, timeout: float = 10.0) -> M.Meta:
-        """End the recording: the writer drains the queue, seals the last chunk, writes the sidecar."""
+        """End the recording: the writer drains the queue, seals the last chunk, writes the sidecar.
+        A second call (another thread) only waits for the writer."""
         if self._thread is not None:
-            self._closing = True
-            self._dropped, owed = 0, self._dropped
-            for item in ((None, None, 0, owed, False), None):
-                try:
-                    self._queue.put(item, timeout=timeout)
-                except queue.Full:  # the writer is stuck (a hung disk): give up on it, never on the call
-                    break
+            with self._lock:
+                first, self._closing = not self._closing, True
+            if first:
+                self._dropped, owed = 0, self._dropped
+                for item in ((None, None, 0, owed, False), None):
+                    try:
+                        self._queue.put(item, timeout=timeout)
+                    except queue.Full:  # the writer is stuck (a hung disk): give up on it, never on the call
+                        break
             self._thread.join(timeout)
         return self.meta
 
