@@ -200,6 +200,8 @@ def measure(
             "mic_dropped": float(stats.mic_dropped),
             "ref_catch_ups": float(stats.ref_catch_ups),
             # engine.stop() sealed the recording, so its writer's CPU is counted.
+            "through_lags_ms": [x * 1000 / RATE for x in throughs],  # type: ignore[dict-item]
+            "baseline_lags_ms": [x * 1000 / RATE for x in baselines],  # type: ignore[dict-item]
             "writer_cpu_s": engine.recorders.writer_cpu_s if engine.recorders is not None else 0.0,
         }
     finally:
