@@ -169,6 +169,7 @@ class Central:
         self.committed = 0
         self._unwritten: pgstore.Batch | None = None
         self._acks: asyncio.Queue[Publish] = asyncio.Queue()
+        self._unsent: list[Publish] = []  # taken from _acks, not confirmed when the connection went
         self._wake = asyncio.Event()
         self._last_counters: dict[str, int] = {}
         self.closed = False
@@ -245,9 +246,24 @@ class Central:
                 self._wake.set()
 
     async def _send_acks(self, client: aiomqtt.Client) -> None:
+        """Central's messages (acks, policies, updates) in order. All those waiting go out together:
+        paho sends them in the order given and each PUBACK is awaited beside the others', never one
+        round trip after another (a rollout's wave is hundreds of updates at once). What a lost
+        connection left unconfirmed is sent first in the next session."""
         while True:
-            ack = await self._acks.get()
-            await client.publish(ack.topic, ack.payload, qos=ack.qos, retain=ack.retain)
+            if not self._unsent:
+                self._unsent.append(await self._acks.get())
+            batch, self._unsent = self._unsent, []
+            while not self._acks.empty():
+                batch.append(self._acks.get_nowait())
+            results = await asyncio.gather(
+                *(client.publish(ack.topic, ack.payload, qos=ack.qos, retain=ack.retain) for ack in batch),
+                return_exceptions=True,
+            )
+            failed = [(ack, result) for ack, result in zip(batch, results, strict=True) if result is not None]
+            if failed:
+                self._unsent = [ack for ack, _ in failed]
+                raise failed[0][1]
 
     async def _writer(self) -> None:
         conn = await self._connect_db()
