@@ -45,7 +45,7 @@ from offhook.unitlink import UnitInfo
 from tests.bench.bench_floor import _cpu_s, _raise_file_limit
 from tests.bench.figures import Figure, percentile
 from tests.fleet import keyring, simfleet
-from tests.floor.rig import SITE, Mosquitto, Postgres, postgres_server, query
+from tests.floor.rig import SITE, Mosquitto, Postgres, postgres_server, query, until
 from tests.floor.webrig import CentralWebProcess, client_ssl
 
 DESKS = int(os.environ.get("ROLLOUT_BENCH_DESKS", "1000"))
@@ -92,24 +92,24 @@ class SimulatedFlash:
         loop = asyncio.get_running_loop()
         start, total, at = loop.time(), len(self.bundle), 0.0
 
-        async def until(share: float) -> None:
+        async def reach(share: float) -> None:
             await asyncio.sleep(max(0.0, start + share * FLASH_S - loop.time()))
 
         self.phase = Phase.SENDING
         self.progress(0, "sending")
         marks = [*range(CHUNK * 16, total, CHUNK * 16), total]
         for n, offset in enumerate(marks, 1):
-            await until(self.SPLIT[0][1] * n / len(marks))
+            await reach(self.SPLIT[0][1] * n / len(marks))
             self.progress(offset, "sending")
         at = self.SPLIT[0][1]
         for (text, share), phase in zip(self.SPLIT[1:], (Phase.COMMIT, Phase.REBOOTING, Phase.CONFIRMING), strict=True):
             self.phase = phase
             self.progress(total, text)
             if phase is Phase.REBOOTING:
-                await until(at + share / 2)
+                await reach(at + share / 2)
                 self.desk.came_back(self.want)
             at += share
-            await until(at)
+            await reach(at)
         self.phase = Phase.CONFIRMED
         self.progress(total, "ok")
 
@@ -267,8 +267,6 @@ async def _orchestration(workdir: Path, pg: Postgres, count: int) -> dict[str, A
         for desk in desks:
             desk.start()
         try:
-            from tests.floor.rig import until
-
             inventory = "SELECT count(*) FROM inventory WHERE connected AND board = 'sim' AND firmware = %s"
             await until(lambda: (query(dsn, inventory, OLD) or [(0,)])[0][0] == count, 120, every=0.5)
         except TimeoutError:
@@ -373,7 +371,6 @@ async def _real_units(workdir: Path, pg: Postgres, count: int) -> dict[str, Any]
     from offhook.metrics.sink import MetricsSink
     from offhook.softphone.web import WebSoftphone
     from offhook.transport.serial import SerialTransport
-    from tests.floor.rig import until
 
     names = [f"desk-{n:02d}" for n in range(count)]
     mqtt = Mosquitto(names, log_refusals=False)
