@@ -51,7 +51,7 @@ async def _idle_unit_cpu(workdir: Path) -> float:
 
 def _verify_on_vm() -> float:
     """Mean ms of bundle.verify (one pow(s, 65537, n) with a 3072-bit n, plus SHA-256) on the VM."""
-    from offhook.firmware import BUNDLE_SOURCE, LINKPROTO_DEVICE_PATH, LINKPROTO_SOURCE
+    from offhook.firmware import LINKPROTO_DEVICE_PATH, LINKPROTO_SOURCE, SHARED
     from offhook.vm import MicroPythonVM
 
     manifest = build.peek_manifest(simfleet.sim_bundle())
@@ -59,7 +59,7 @@ def _verify_on_vm() -> float:
     sig = build.keys.sign(keyring.key(0), raw)
     with MicroPythonVM() as vm:
         vm.put(LINKPROTO_DEVICE_PATH, LINKPROTO_SOURCE.read_bytes())
-        vm.put("/lib/bundle.py", BUNDLE_SOURCE.read_bytes())
+        vm.put("/lib/bundle.py", SHARED["/lib/bundle.py"].read_bytes())
         vm.put("/m.bin", raw)
         vm.put("/s.bin", sig)
         code = (
