@@ -15,7 +15,7 @@
 // The process exits when stdin closes, so it never outlives its parent.
 //
 // Nothing polls: the board's link and the simulated PWM tell this runner when the firmware wrote
-// (LINK.write, machine.on_duty), and it reads them once that task of the firmware has yielded
+// (LINK.write, machine.handler), and it reads them once that task of the firmware has yielded
 // (setImmediate), so an idle unit costs only the firmware's own timers, and bytes and lamps leave
 // as soon as the firmware wrote them.
 import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
@@ -141,7 +141,7 @@ def _sim_written(write=_sim_board.LINK.write, wake=js.offhookLinkWritten):
         wake()
     return written
 _sim_board.LINK.write = _sim_written()
-machine.on_duty = js.offhookLedsChanged
+machine.handler = js.offhookLedsChanged
 def _sim_link_out():
     return binascii.hexlify(_sim_board.LINK.host_read()).decode()
 def _sim_link_in(hexdata):
