@@ -245,3 +245,49 @@ def test_the_command_line_keeps_to_a_site_or_a_team(db: str) -> None:
         assert raw.total.calls > 0
     refused = subprocess.run([*OFFHOOK, "report", "--team", "blue"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert refused.returncode == 2 and "--team need the floor's database" in refused.stderr
+
+
+def test_two_centrals_writing_the_same_days_keep_the_rollups_whole(db: str) -> None:
+    """Two instances share the records (MQTT shared subscription), so both may write one store's
+    calls at once. pgstore.write locks each store's outbox row first, so its rollups are rebuilt by
+    one transaction at a time; without that lock both would insert the first rollup rows of a day
+    and one would fail on the key. Anything a crossing write raises must be what central retries
+    (central.RETRIED); then the rollups are exactly what the calls sum to."""
+    from offhook.floor.central import RETRIED
+
+    rng = random.Random(7)
+    desks = Desks(rng)
+    retried: list[str] = []
+
+    async def instance(batches: list[pgstore.Batch]) -> None:
+        conn = await pgstore.connect(db)
+        try:
+            for batch in batches:
+                while True:
+                    try:
+                        await pgstore.write(conn, batch, "test")
+                        break
+                    except RETRIED as exc:
+                        retried.append(type(exc).__name__)
+        finally:
+            await conn.close()
+
+    async def both() -> None:
+        conn = await pgstore.connect(db)
+        await pgstore.migrate(conn)
+        await conn.close()
+        await asyncio.gather(instance([desks.batch() for _ in range(3)]), instance([desks.batch() for _ in range(3)]))
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        for _ in range(15):  # each round starts with no rollup rows: both may insert the first ones
+            if conn.execute("SELECT to_regclass('calls')").fetchone() != (None,):
+                conn.execute("TRUNCATE calls, call_rollups, outbox_cursors, desks")
+            desks.sent.clear()
+            asyncio.run(both())
+        kept = conn.execute("SELECT * FROM call_rollups ORDER BY 1, 2, 3, 4, 5").fetchall()
+        again = conn.execute(
+            f"SELECT * FROM ({pgstore.ROLLUP_SELECT.replace('{where}', 'true')}) r ORDER BY 1, 2, 3, 4, 5"
+        ).fetchall()
+        assert [row[:-1] for row in kept] == [row[:-1] for row in again]
+        assert conn.execute("SELECT count(*) FROM calls").fetchone() == (len(desks.sent),)
+    print(f"\nwrites retried: {len(retried)} ({', '.join(sorted(set(retried))) or 'none'})")

@@ -44,6 +44,8 @@ FLUSH_AT = 5000  # records or states pending: write now
 # Database reconnects at most this far apart: live state must be true within 2 s of the
 # database's return, and one connection attempt a second per central costs it nothing.
 DB_BACKOFF_S = 1.0
+# Errors of a write that another central instance's write crossed: the batch is written again.
+RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 COUNTED = ("malformed", "oversize", "unknown_schema", "unknown_topic", "refused_store", "acl_denied", "auth_refused")
 
 
@@ -279,7 +281,7 @@ class Central:
                 continue
             try:
                 written = await self._write(conn, batch)
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+            except RETRIED as exc:
                 log.info("central: write retried (%s)", _one_line(exc))  # another instance wrote the same rows
                 self._unwritten = batch
                 continue
