@@ -26,7 +26,8 @@ from typing import Any
 import psycopg
 from aiohttp import WSCloseCode, web
 
-from offhook.floor import auth, rollouts
+from offhook.floor import auth, pagesocket, rollouts
+from offhook.floor.pagesocket import Page
 
 log = logging.getLogger("offhook.central.web")
 
@@ -37,29 +38,6 @@ QUEUE_MAX = 1000
 
 def dumps(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"), sort_keys=True)
-
-
-class Watcher:
-    """One open rollouts page: its queue and the token it acts for."""
-
-    def __init__(self, ws: web.WebSocketResponse, who: auth.Principal) -> None:
-        self.ws = ws
-        self.who = who
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_MAX)
-        self.close_code = int(WSCloseCode.TRY_AGAIN_LATER)
-
-    def post(self, text: str | None) -> bool:
-        try:
-            self.queue.put_nowait(text)
-            return True
-        except asyncio.QueueFull:
-            return False
-
-    def close(self, code: int) -> None:
-        self.close_code = code
-        while not self.queue.empty():  # what was queued is dropped: it reconnects to a fresh snapshot
-            self.queue.get_nowait()
-        self.post(None)  # the same queue: its sender may be waiting on it
 
 
 class RolloutBoard:
@@ -86,7 +64,7 @@ class RolloutBoard:
         self.ping_s = ping_s
         self.recheck_s = recheck_s
         self.wall = wall
-        self.watchers: set[Watcher] = set()
+        self.watchers: set[Page] = set()
         self.last: dict[str, str] = {}  # rollout name: its view as last pushed (JSON)
         self._opened = asyncio.Event()
 
@@ -161,31 +139,9 @@ class RolloutBoard:
         views = await self.read()
         ws = web.WebSocketResponse(heartbeat=None, max_msg_size=4096, compress=False)
         await ws.prepare(request)
-        watcher = Watcher(ws, who)
+        watcher = Page(ws, who, QUEUE_MAX)
         watcher.post(dumps({"type": "snapshot", "now": self.wall(), "rollouts": views}))
         if not self.watchers:  # nobody else to tell: what this page has is what was last pushed
             self.last = {view["name"]: dumps(view) for view in views}
-        self.watchers.add(watcher)
         self._opened.set()
-        sender = asyncio.create_task(self._send(watcher))
-        try:
-            async for _ in ws:  # the page sends nothing that matters; reading notices its close
-                pass
-        finally:
-            self.watchers.discard(watcher)
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
-        return ws
-
-    async def _send(self, watcher: Watcher) -> None:
-        while True:
-            text = await watcher.queue.get()
-            if text is None:
-                code = watcher.close_code
-                await watcher.ws.close(code=code, message=b"reconnect" if code < 4000 else b"revoked")
-                return
-            try:
-                await watcher.ws.send_str(text)
-            except (ConnectionError, RuntimeError):
-                return
+        return await pagesocket.serve(watcher, self.watchers)

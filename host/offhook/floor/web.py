@@ -46,8 +46,9 @@ from typing import Any
 import psycopg
 from aiohttp import WSCloseCode, web
 
-from offhook.floor import auth, pgstore, policy, rollouts
+from offhook.floor import auth, pagesocket, pgstore, policy, rollouts
 from offhook.floor import wallboard as W
+from offhook.floor.pagesocket import Page
 from offhook.floor.rollout_web import RolloutBoard
 from offhook.settings import PolicyError
 
@@ -105,23 +106,6 @@ def server_ssl(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(cert_file), str(key_file))
     return context
-
-
-class Page:
-    """One open wallboard: its queue and the token it acts for."""
-
-    def __init__(self, ws: web.WebSocketResponse, who: auth.Principal) -> None:
-        self.ws = ws
-        self.who = who
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_MAX)
-        self.close_code = int(WSCloseCode.TRY_AGAIN_LATER)  # 4401 when its token was revoked
-
-    def post(self, text: str | None) -> bool:
-        try:
-            self.queue.put_nowait(text)
-            return True
-        except asyncio.QueueFull:
-            return False
 
 
 class FloorWeb:
@@ -209,8 +193,7 @@ class FloorWeb:
             if not page.post(text):
                 log.warning("page of %s fell behind; closing it (it reconnects)", page.who.name)
                 pages.discard(page)
-                page.queue = asyncio.Queue(1)
-                page.post(None)
+                page.close(int(WSCloseCode.TRY_AGAIN_LATER))
 
     # ------------------------------------------------------------ running
 
@@ -502,32 +485,9 @@ class FloorWeb:
     ) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=None, max_msg_size=4096, compress=False)
         await ws.prepare(request)
-        page = Page(ws, who)
+        page = Page(ws, who, QUEUE_MAX)
         page.post(W.dumps(snapshot()))
-        pages.add(page)
-        sender = asyncio.create_task(self._send(page))
-        try:
-            async for _ in ws:  # the page sends nothing that matters; reading notices its close
-                pass
-        finally:
-            pages.discard(page)
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
-        return ws
-
-    async def _send(self, page: Page) -> None:
-        while True:
-            text = await page.queue.get()
-            if text is None:
-                await page.ws.close(
-                    code=page.close_code, message=b"reconnect" if page.close_code < 4000 else b"revoked"
-                )
-                return
-            try:
-                await page.ws.send_str(text)
-            except (ConnectionError, RuntimeError):
-                return
+        return await pagesocket.serve(page, pages)
 
 
 def _home(role: str) -> str:
