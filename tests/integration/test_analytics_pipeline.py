@@ -38,7 +38,6 @@ import pytest
 
 from offhook import config
 from offhook.audio.control import AudioChannel
-from offhook.audio.pulse import MIC_SINK, MIC_SOURCE, PulseTestServer, alsa_config, default_pcms
 from offhook.audio.realtime import Realtime, RealtimeConfig
 from offhook.daemon.service import Daemon
 from offhook.metrics.sink import MetricsSink
@@ -47,6 +46,7 @@ from offhook.sim.unit import SimulatedUnit
 from offhook.softphone.baresip import BaresipAdapter
 from offhook.softphone.baresip_process import BaresipInstance
 from offhook.softphone.base import EventKind
+from tests.integration.pipeline_rig import pulse_for_softphone
 
 RATE = 48000
 TALK_S = 10.0
@@ -82,16 +82,7 @@ def test_a_calls_record_carries_its_analytics_and_nulls_without_the_pipeline(
     # Real parts or a failure, never a skip (make test installs both).
     assert shutil.which("pulseaudio") and shutil.which("paplay"), "needs pulseaudio and pulseaudio-utils"
     assert Path("/usr/lib/baresip/modules/alsa.so").exists(), "needs baresip's alsa module"
-    server = PulseTestServer(
-        sinks=("room", "ear", "offhook_far", MIC_SINK),  # the headset's earpiece: not heard in the room
-        sources={"headset_mic": "room.monitor", MIC_SOURCE: f"{MIC_SINK}.monitor"},
-    ).start()
-    for key in ("PULSE_RUNTIME_PATH", "PULSE_STATE_PATH", "PULSE_SERVER", "PULSE_COOKIE", "HOME"):
-        monkeypatch.setenv(key, server.env[key])
-    alsa = tmp_path / "alsa.conf"
-    pcms = {**default_pcms("headset_mic", "ear"), "softphone_mic": MIC_SOURCE, "softphone_speaker": "offhook_far"}
-    alsa.write_text(alsa_config(pcms))
-    monkeypatch.setenv("ALSA_CONFIG_PATH", str(alsa))
+    server = pulse_for_softphone(tmp_path, monkeypatch, speaker="ear", extra_sinks=("ear",))
     control = tmp_path / "audio.sock"
     engine = Realtime(
         RealtimeConfig(mic_device="headset_mic", speaker_device="ear", gate=False, setup_devices=False,

@@ -23,13 +23,13 @@ import pytest
 
 from offhook import config
 from offhook.audio.control import request_mute
-from offhook.audio.pulse import MIC_SINK, MIC_SOURCE, PulseTestServer, alsa_config, default_pcms
 from offhook.audio.realtime import Realtime, RealtimeConfig
 from offhook.daemon.service import Daemon
 from offhook.sim.unit import SimulatedUnit
 from offhook.softphone.baresip import BaresipAdapter
 from offhook.softphone.baresip_process import BaresipInstance
 from offhook.softphone.base import EventKind
+from tests.integration.pipeline_rig import pulse_for_softphone
 
 pytest.importorskip("pyaudio")
 pytestmark = pytest.mark.skipif(
@@ -45,16 +45,7 @@ def windows_rms(x: np.ndarray, size: int) -> list[float]:
 
 
 def test_mute_press_silences_the_agent_at_the_far_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    server = PulseTestServer(
-        sinks=("room", "offhook_far", MIC_SINK),
-        sources={"headset_mic": "room.monitor", MIC_SOURCE: f"{MIC_SINK}.monitor"},
-    ).start()
-    for key in ("PULSE_RUNTIME_PATH", "PULSE_STATE_PATH", "PULSE_SERVER", "PULSE_COOKIE", "HOME"):
-        monkeypatch.setenv(key, server.env[key])
-    alsa = tmp_path / "alsa.conf"
-    pcms = {**default_pcms("headset_mic", "room"), "softphone_mic": MIC_SOURCE, "softphone_speaker": "offhook_far"}
-    alsa.write_text(alsa_config(pcms))
-    monkeypatch.setenv("ALSA_CONFIG_PATH", str(alsa))
+    server = pulse_for_softphone(tmp_path, monkeypatch)
     control = tmp_path / "audio.sock"
     engine = Realtime(
         RealtimeConfig(mic_device="headset_mic", speaker_device="room", gate=False, setup_devices=False,

@@ -26,7 +26,6 @@ from scipy.signal import resample_poly
 from offhook import config
 from offhook.actions import Action
 from offhook.audio.control import AudioChannel
-from offhook.audio.pulse import MIC_SINK, MIC_SOURCE, PulseTestServer, alsa_config, default_pcms
 from offhook.audio.realtime import Realtime, RealtimeConfig, RecordingConfig
 from offhook.daemon.service import Daemon
 from offhook.recording import meta as M
@@ -37,6 +36,7 @@ from offhook.softphone.baresip import BaresipAdapter
 from offhook.softphone.baresip_process import BaresipInstance
 from offhook.softphone.base import EventKind
 from tests.bench.audio import scenes
+from tests.integration.pipeline_rig import pulse_for_softphone
 from tests.recording.speech import aligned_stoi, conversation
 
 RATE = 48000
@@ -73,16 +73,7 @@ def test_a_real_call_with_speech_is_recorded_intelligibly_with_its_pause(
     customer_8k = np.concatenate((resample_poly(customer_talk, 1, 2), np.zeros(60 * 8000)))
     customer_voice = write_wav(tmp_path / "customer.wav", customer_8k, 8000)
     agent_48k = resample_poly(agent_talk, 3, 1)
-    server = PulseTestServer(
-        sinks=("room", "offhook_far", MIC_SINK),
-        sources={"headset_mic": "room.monitor", MIC_SOURCE: f"{MIC_SINK}.monitor"},
-    ).start()
-    for k in ("PULSE_RUNTIME_PATH", "PULSE_STATE_PATH", "PULSE_SERVER", "PULSE_COOKIE", "HOME"):
-        monkeypatch.setenv(k, server.env[k])
-    alsa = tmp_path / "alsa.conf"
-    pcms = {**default_pcms("headset_mic", "room"), "softphone_mic": MIC_SOURCE, "softphone_speaker": "offhook_far"}
-    alsa.write_text(alsa_config(pcms))
-    monkeypatch.setenv("ALSA_CONFIG_PATH", str(alsa))
+    server = pulse_for_softphone(tmp_path, monkeypatch)
     control = tmp_path / "audio.sock"
     engine = Realtime(
         RealtimeConfig(mic_device="headset_mic", speaker_device="room", gate=False, setup_devices=False,
