@@ -1,5 +1,5 @@
 """One open live page's WebSocket (the wallboard, the inventory, the rollouts): a bounded queue of
-what is pushed to it, and the sender that writes the queue out and then closes the socket with the
+what is pushed to it, and the loop that writes the queue out and then closes the socket with the
 page's close code (1013 "reconnect", or 4401 when its token was revoked)."""
 
 from __future__ import annotations
@@ -38,28 +38,39 @@ class Page:
 
 
 async def serve(page: Page, pages: set[Page]) -> web.WebSocketResponse:
-    """Keep ``page`` in ``pages`` while its socket is open, its sender writing what is posted."""
+    """Keep ``page`` in ``pages`` while its socket is open, writing out what is posted to it.
+
+    Reading runs in a task of its own that is stopped before a close: aiohttp's close() from
+    another task than the reader's drops the connection without waiting for the page's reply, and
+    the browser's side then sees 1006 instead of the close code (4401 for a revoked token)."""
     pages.add(page)
-    sender = asyncio.create_task(_send(page))
+    reading = asyncio.create_task(_until_closed(page.ws))
     try:
-        async for _ in page.ws:  # the page sends nothing that matters; reading notices its close
-            pass
+        while True:
+            posted = asyncio.ensure_future(page.queue.get())
+            await asyncio.wait((posted, reading), return_when=asyncio.FIRST_COMPLETED)
+            if not posted.done():  # the page went away
+                posted.cancel()
+                return page.ws
+            text = posted.result()
+            if text is None:
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reading
+                code = page.close_code
+                await page.ws.close(code=code, message=b"reconnect" if code < 4000 else b"revoked")
+                return page.ws
+            try:
+                await page.ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                return page.ws
     finally:
         pages.discard(page)
-        sender.cancel()
+        reading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await sender
-    return page.ws
+            await reading
 
 
-async def _send(page: Page) -> None:
-    while True:
-        text = await page.queue.get()
-        if text is None:
-            code = page.close_code
-            await page.ws.close(code=code, message=b"reconnect" if code < 4000 else b"revoked")
-            return
-        try:
-            await page.ws.send_str(text)
-        except (ConnectionError, RuntimeError):
-            return
+async def _until_closed(ws: web.WebSocketResponse) -> None:
+    async for _ in ws:  # the page sends nothing that matters; reading notices its close
+        pass
