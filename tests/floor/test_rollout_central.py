@@ -68,10 +68,11 @@ def test_a_canary_of_one_then_the_rest_and_a_pinned_team_skipped(db: str) -> Non
             await service.round(conn)
             now[0] += 29
             await service.round(conn)
-            assert len(sent) == 1, "soaking"
+            # Soaking: the next stage only fetches the bundle ahead, once.
+            assert [(t, b.get("prefetch")) for t, b in sent[1:]] == [("hq/d2", True), ("hq/d3", True)]
             now[0] += 2
             await service.round(conn)
-            assert [t for t, _ in sent] == ["hq/d1", "hq/d2", "hq/d3"], "the rest; red is pinned"
+            assert [t for t, b in sent if "prefetch" not in b] == ["hq/d1", "hq/d2", "hq/d3"], "the rest; red is pinned"
             for desk in ("d2", "d3"):
                 service.report("hq", desk, {"rollout": "r1", "phase": "confirmed", "percent": 100})
             service.report("hq", "d9", {"rollout": "r1", "phase": "bogus"})  # dropped
@@ -146,3 +147,49 @@ def test_the_bundle_by_its_sha256_with_range_and_a_resumed_download(db: str, tmp
     asyncio.run(scenario())
     assert R.byte_range("bytes=10-19", 100) == (10, 20)
     assert R.byte_range("bytes=100-", 100) is None
+
+
+def test_a_desk_fetches_ahead_and_its_update_then_asks_central_for_nothing(db: str, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from offhook.daemon.updates import UpdateRelay
+    from offhook.floor.desk_updates import DeskUpdates
+
+    data = keyring.signed(version="1.2.0")
+    _floor(db, data)
+    sha = B.sha256_hex(data)
+    asked: list[str] = []
+
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        asked.append(request.path)
+        return await handler(request)
+
+    async def scenario() -> bytes:
+        app = web.Application(middlewares=[count])
+        app.router.add_get("/bundles/{sha256}", R.bundle_handler(db))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            owner = SimpleNamespace(unit=None, session=None)
+            relay = UpdateRelay(owner, lambda: False, lambda message: None)  # type: ignore[arg-type]
+            desk = DeskUpdates(relay, f"http://127.0.0.1:{runner.addresses[0][1]}", tmp_path, lambda body: None)
+            rollout = R.Rollout(R.Spec("r1", "1.2.0", "pico", sha))
+            _, ahead = R.update_message(rollout, R.Prefetch("hq/d1"))
+            desk.on_update(ahead)
+            desk.on_update(ahead)  # the retained message again: one download
+            assert relay.jobs == [], "only fetched: nothing is queued for the unit"
+            await asyncio.wait_for(desk.prefetching[sha], 10)
+            assert asked == [f"/bundles/{sha}"] and (tmp_path / f"{sha}.part").read_bytes() == data
+            _, update = R.update_message(rollout, R.Dispatch("hq/d1"))
+            desk.on_update(update)
+            assert [job.source for job in relay.jobs] == ["r1"]
+            fetch = relay.jobs[0].fetch
+            assert fetch is not None
+            return await fetch()
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(scenario()) == data
+    assert asked == [f"/bundles/{sha}"], "the update took the bundle fetched ahead: no second request"

@@ -7,7 +7,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from offhook.floor.rollouts import Cancel, Desk, Dispatch, Rollout, RolloutError, Spec, parse_target, parse_window
+from offhook.floor.rollouts import (
+    Cancel,
+    Desk,
+    Dispatch,
+    Prefetch,
+    Rollout,
+    RolloutError,
+    Spec,
+    parse_target,
+    parse_window,
+)
 
 NEW = "1.2.0"
 
@@ -138,6 +148,32 @@ def test_abort_drops_queued_updates_and_an_offline_desk_does_not_catch_up() -> N
     assert r.tick(floor, phases, 2) == [], "once"
     floor[2] = Desk("hq/desk-02", site="hq", team="sales", board="pico", fw="1.1.0")
     assert r.tick(floor, phases, 3) == []
+
+
+def test_the_next_stage_fetches_the_bundle_ahead_during_the_soak() -> None:
+    floor, phases = desks(5), {}
+    floor[2] = Desk("hq/desk-02", site="hq", team="sales", board="pico", fw="1.1.0", online=False)
+    r = Rollout(spec(canary=1, wave_percent=40))
+    assert r.tick(floor, phases, 0) == [Dispatch("hq/desk-00")]
+    phases["hq/desk-00"] = "confirmed"
+    ahead = [Prefetch("hq/desk-01"), Prefetch("hq/desk-03")]  # 40 % of 5 is 2; desk-02 is offline
+    assert r.tick(floor, phases, 10) == ahead
+    assert r.tick(floor, phases, 20) == [], "once"
+    assert Rollout.from_json(r.as_json()).prefetched == {"hq/desk-01", "hq/desk-03"}
+    assert r.tick(floor, phases, 70) == [Dispatch("hq/desk-01"), Dispatch("hq/desk-03")], "the same desks"
+    # Aborted while the next stage fetches ahead: those desks are told to drop it too.
+    phases.update(dict.fromkeys(["hq/desk-01", "hq/desk-03"], "confirmed"))
+    assert r.tick(floor, phases, 80) == [Prefetch("hq/desk-04")]
+    r.abort()
+    assert r.tick(floor, phases, 81) == [Cancel("hq/desk-04")]
+
+
+def test_no_fetch_ahead_without_a_soak() -> None:
+    floor, phases = desks(3), {}
+    r = Rollout(spec(canary=1, wave_percent=100, soak_s=0))
+    r.tick(floor, phases, 0)
+    phases["hq/desk-00"] = "confirmed"
+    assert r.tick(floor, phases, 1) == [Dispatch("hq/desk-01"), Dispatch("hq/desk-02")]
 
 
 def test_a_desk_offline_during_the_rollout_catches_up_when_it_is_back() -> None:

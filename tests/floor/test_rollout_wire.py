@@ -147,7 +147,11 @@ def test_central_sends_the_canary_its_update_over_the_broker_and_keeps_its_statu
 
                     await _until(lambda: phases().get("hq/desk-01") == "confirmed", 10)
                     await asyncio.sleep(0.5)
-                    assert "hq/desk-02" not in phases() and two == [], "soaking; desk-02 saw nothing"
+                    # Soaking: desk-02, next in line, is only told to fetch the bundle ahead.
+                    assert "hq/desk-02" not in phases()
+                    assert [(topic, body.get("prefetch")) for topic, body in two] == [
+                        ("offhook/v1/hq/desk-02/update", True)
+                    ]
                     assert one[1:] == [], "desk-02 could not cancel desk-01's update"
                     assert task.central.rollouts.tz == {"hq/desk-01": "Europe/Paris"}
                 finally:
@@ -186,9 +190,11 @@ def test_floor_central_url_is_https_and_a_bad_update_is_refused_at_the_desk(mqtt
     desk.client.update(_raw({**UPDATE, "url": "https://elsewhere.example/x"}))
     desk.client.update(b"not json")
     desk.client.update(b"")  # a retained update cleared: nothing
-    assert got == [] and desk.client.counters["update_refused"] == 2
+    desk.client.update(_raw({**UPDATE, "prefetch": "yes"}))
+    assert got == [] and desk.client.counters["update_refused"] == 3
     desk.client.update(_raw(UPDATE))
-    assert got == [{k: v for k, v in UPDATE.items() if k != "v"}]
+    desk.client.update(_raw({**UPDATE, "prefetch": True}))
+    assert got == [{k: v for k, v in UPDATE.items() if k != "v"}, {**got[0], "prefetch": True}]
     desk.client.update_status({"rollout": "r1", "phase": "failed", "percent": 0, "reason": "x" * 999, "tz": ""})
     assert desk.client.last_update_status is not None
     assert len(S.decode(S.UPDATE_STATUS, desk.client.last_update_status.payload)["reason"]) == 256

@@ -6,11 +6,16 @@ sha256; the bundle itself comes over central's HTTPS when the desk is idle and i
 (``rollouts.fetch_bundle``, resumable), and the relay checks it whole against the fleet key, the
 unit's board and version before it touches the unit; the unit checks again. Each phase goes back
 to central as an ``update_status`` body (``publish``).
+
+A message with ``prefetch`` (the desk is likely in the next stage, which starts after a soak)
+only downloads the bundle into the cache, in the background and whatever the desk is doing; the
+update that follows then finds it there. It reports nothing: central counts only updates.
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Callable
@@ -44,6 +49,7 @@ class DeskUpdates:
         self.tz = tz
         self.ssl = ssl
         self.handled: set[tuple[str, str]] = set()  # (rollout, sha256): a retained message seen again is not news
+        self.prefetching: dict[str, asyncio.Task[None]] = {}  # sha256 → its download ahead of the stage
 
     def on_update(self, body: dict[str, Any]) -> None:
         """Central's retained ``update`` body (already JSON-decoded)."""
@@ -61,18 +67,34 @@ class DeskUpdates:
         if url != f"/bundles/{sha256}":
             log.warning("floor: refused an update message for %s: bad url", rollout[:64])
             return
+        unit = self.relay.owner.unit
+        if body.get("prefetch") is True:
+            if not (unit is not None and unit.fw == version) and sha256 not in self.prefetching:
+                self.prefetching[sha256] = asyncio.get_running_loop().create_task(self._prefetch(sha256))
+            return
         if (rollout, sha256) in self.handled:
             return
         self.handled.add((rollout, sha256))
-        unit = self.relay.owner.unit
         if unit is not None and unit.fw == version:
             self.publish({"rollout": rollout, "phase": "up to date", "percent": 100, "reason": "", "tz": self.tz})
             return
+        self.relay.submit_remote(sha256, version, rollout, lambda: self._bundle(sha256))
+
+    async def _bundle(self, sha256: str) -> bytes:
+        """The bundle, from the cache when it was fetched ahead (waiting for that download to end)."""
+        ahead = self.prefetching.get(sha256)
+        if ahead is not None:
+            await asyncio.wait((ahead,))  # its failure is not this one's: the fetch below resumes it
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        fetch = functools.partial(
-            R.fetch_bundle, f"{self.base_url}{url}", sha256, self.cache_dir / f"{sha256}.part", self.ssl
-        )
-        self.relay.submit_remote(sha256, version, rollout, fetch)
+        url = f"{self.base_url}/bundles/{sha256}"
+        return await R.fetch_bundle(url, sha256, self.cache_dir / f"{sha256}.part", self.ssl)
+
+    async def _prefetch(self, sha256: str) -> None:
+        with contextlib.suppress(R.RolloutError, OSError):  # the update itself tries again, and reports
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            url = f"{self.base_url}/bundles/{sha256}"
+            await R.fetch_bundle(url, sha256, self.cache_dir / f"{sha256}.part", self.ssl)
+            log.info("floor: bundle %s fetched ahead of its stage", sha256[:12])
 
     def on_event(self, message: dict[str, Any]) -> None:
         """A daemon event (a listener): the relay's phases of central's updates go back to central."""

@@ -11,8 +11,10 @@ back, unless the rollout was aborted.
 
 ``Rollout.tick(desks, phases, now)`` takes the floor as central sees it (each desk's presence,
 board, firmware, team, time zone) and each desk's last reported update phase, and returns the
-actions to carry out: ``Dispatch`` (send the update to a desk), ``Cancel`` (drop a queued one);
-its own fields (status, stage, members) change with it and are what central stores.
+actions to carry out: ``Dispatch`` (send the update to a desk), ``Prefetch`` (have a desk of the
+next stage download the bundle during the soak, so that its stage starts with the bundle on hand),
+``Cancel`` (drop a queued one); its own fields (status, stage, members) change with it and are what
+central stores.
 """
 
 from __future__ import annotations
@@ -27,7 +29,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from offhook.bundle import BundleError, parse_version
 
-__all__ = ["Cancel", "Desk", "Dispatch", "Rollout", "RolloutError", "Spec", "Target", "parse_target", "parse_window"]
+__all__ = [
+    "Cancel",
+    "Desk",
+    "Dispatch",
+    "Prefetch",
+    "Rollout",
+    "RolloutError",
+    "Spec",
+    "Target",
+    "parse_target",
+    "parse_window",
+]
 
 ENDED = ("confirmed", "up to date", "failed", "rolled back")
 BAD = ("failed", "rolled back")
@@ -136,11 +149,16 @@ class Dispatch:
 
 
 @dataclass(frozen=True)
+class Prefetch:
+    desk: str
+
+
+@dataclass(frozen=True)
 class Cancel:
     desk: str
 
 
-Action = Dispatch | Cancel
+Action = Dispatch | Prefetch | Cancel
 
 
 def in_window(window: tuple[int, int] | None, tz: str, now: float) -> bool:
@@ -167,6 +185,7 @@ class Rollout:
     stages: list[list[str]] = field(default_factory=list)
     stage_ended: float | None = None  # when the current stage's last member ended (the soak starts)
     dispatched: set[str] = field(default_factory=set)
+    prefetched: set[str] = field(default_factory=set)  # desks told to fetch the bundle ahead of their stage
     skipped: dict[str, str] = field(default_factory=dict)
     cancelled: set[str] = field(default_factory=set)  # desks told to drop the queued update (abort)
     excused: int = 0  # the stage (1-based) whose failures IT accepted by resuming
@@ -221,7 +240,8 @@ class Rollout:
     def tick(self, desks: list[Desk], phases: dict[str, str], now: float) -> list[Action]:
         """The actions due now; ``phases`` holds each desk's last reported update phase."""
         if self.status == "aborted":  # updates queued on desks are dropped; one under way ends by itself
-            drop = sorted(d for d in self.dispatched - self.cancelled if phases.get(d, "queued") == "queued")
+            told = self.dispatched | self.prefetched
+            drop = sorted(d for d in told - self.cancelled if phases.get(d, "queued") == "queued")
             self.cancelled.update(drop)
             return [Cancel(d) for d in drop]
         targeted = self.eligible(desks)
@@ -246,6 +266,8 @@ class Rollout:
                     return actions
                 if self.stage_ended is None:
                     self.stage_ended = now
+                    if self.spec.soak_s > 0:
+                        actions += self._prefetch(behind)
                 if now - self.stage_ended < self.spec.soak_s:
                     return actions
         staged = {d for stage in self.stages for d in stage}
@@ -266,6 +288,15 @@ class Rollout:
     def _want(self) -> tuple[int, ...]:
         return _version(self.spec.version)
 
+    def _prefetch(self, behind: list[Desk]) -> list[Action]:
+        """The bundle to the desks that will most likely make the next stage (those online now, in
+        the order the next stage takes them), while this stage soaks."""
+        staged = {d for stage in self.stages for d in stage}
+        pending = [d for d in behind if d.online and d.id not in self.dispatched and d.id not in staged]
+        ahead = [d.id for d in pending[: self.stage_size(len(self.stages))] if d.id not in self.prefetched]
+        self.prefetched.update(ahead)
+        return [Prefetch(d) for d in ahead]
+
     def _send(self, desks: list[Desk], now: float) -> list[Action]:
         out: list[Action] = []
         for desk in desks:
@@ -285,6 +316,7 @@ class Rollout:
             "stages": self.stages,
             "stage_ended": self.stage_ended,
             "dispatched": sorted(self.dispatched),
+            "prefetched": sorted(self.prefetched),
             "skipped": self.skipped,
             "cancelled": sorted(self.cancelled),
             "excused": self.excused,
@@ -303,6 +335,7 @@ class Rollout:
             stages=[list(stage) for stage in data["stages"]],
             stage_ended=data["stage_ended"],
             dispatched=set(data["dispatched"]),
+            prefetched=set(data.get("prefetched", [])),
             skipped=dict(data["skipped"]),
             cancelled=set(data.get("cancelled", [])),
             excused=data.get("excused", 0),
@@ -447,12 +480,16 @@ SELECT d.site, d.desk, d.team, d.online AND coalesce(i.connected, false), coales
 
 
 def update_message(rollout: Rollout, action: Action) -> tuple[str, dict[str, Any]]:
-    """The retained ``update`` body for a desk: the bundle to fetch (named by its sha256), or a cancel."""
+    """The retained ``update`` body for a desk: the bundle to fetch (named by its sha256), with
+    ``prefetch`` when only the download is due yet (the update itself follows at its stage), or a
+    cancel."""
     site, desk = action.desk.split("/", 1)
     spec = rollout.spec
     if isinstance(action, Cancel):
         return f"{site}/{desk}", {"rollout": spec.name, "cancel": True}
-    body = {"rollout": spec.name, "sha256": spec.sha256, "version": spec.version, "board": spec.board}
+    body: dict[str, Any] = {"rollout": spec.name, "sha256": spec.sha256, "version": spec.version, "board": spec.board}
+    if isinstance(action, Prefetch):
+        body["prefetch"] = True
     return f"{site}/{desk}", {**body, "url": f"/bundles/{spec.sha256}"}
 
 
@@ -612,12 +649,15 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None:
 
 async def fetch_bundle(url: str, sha256: str, part: Path, ssl: Any = None, chunk: int = 65536) -> bytes:
     """The bundle at ``url``, resuming from ``part`` (what an earlier try kept); checked against
-    its sha256 name. RolloutError with the reason otherwise (the part file is kept to resume)."""
+    its sha256 name. RolloutError with the reason otherwise (the part file is kept to resume). A
+    bundle already whole in ``part`` (fetched ahead of its stage) is not asked for again."""
     import hashlib
 
     import aiohttp
 
     have = part.read_bytes() if part.is_file() else b""
+    if have and hashlib.sha256(have).hexdigest() == sha256:
+        return have
     headers = {"Range": f"bytes={len(have)}-"} if have else {}
     try:
         async with aiohttp.ClientSession() as session, session.get(url, headers=headers, ssl=ssl) as answer:

@@ -306,7 +306,8 @@ UPDATE_PHASES = (
 
 
 def _check_update(body: dict[str, Any]) -> None:
-    """A bundle to fetch (rollout, sha256, version, board, url ``/bundles/<sha256>``) or a cancel."""
+    """A bundle to fetch (rollout, sha256, version, board, url ``/bundles/<sha256>``; ``prefetch``:
+    only the download is due yet) or a cancel."""
     rollout = _need(body, "rollout", (str,), UPDATE)
     if not 0 < len(rollout) <= 128:
         raise SchemaError("malformed update message (rollout)")
@@ -321,7 +322,9 @@ def _check_update(body: dict[str, Any]) -> None:
         _need(body, key, (str,), UPDATE)
     if body.get("url") != f"/bundles/{sha256}":
         raise SchemaError("malformed update message (url)")
-    if set(body) - {"v", "rollout", "sha256", "version", "board", "url"}:
+    if "prefetch" in body and body["prefetch"] is not True:
+        raise SchemaError("malformed update message (prefetch)")
+    if set(body) - {"v", "rollout", "sha256", "version", "board", "url", "prefetch"}:
         raise SchemaError("malformed update message (unknown field)")
 
 
