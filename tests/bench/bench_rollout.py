@@ -3,11 +3,12 @@ bundles) on a real Mosquitto and PostgreSQL, running RolloutService.
 
 1. Orchestration at 1,000 desks: a load generator runs, for each desk, the daemon's own rollout
    client (FloorClient, DeskUpdates, UpdateRelay: the update message, the bundle over central's
-   HTTPS, the relay's checks and phases) with a simulated flash of FLASH_S instead of a unit (the
-   relay's flasher.Update replaced by one that reports as it does and takes FLASH_S). A canary of
-   one, then WAVES waves, soaks of SOAK_S. Wall time from the rollout's creation until the last
-   unit is confirmed, against the ideal (the soaks between stages plus one flash per stage) and
-   the same rollout to one desk per stage in the same run. Each stage's delays as the broker saw
+   HTTPS, fetched ahead during the soak before a wave, the relay's checks and phases) with a
+   simulated flash of FLASH_S instead of a unit (the relay's flasher.Update replaced by one that
+   reports as it does and takes FLASH_S). A canary of one, then WAVES waves, soaks of SOAK_S.
+   Wall time from the rollout's creation until the last unit is confirmed, against the ideal
+   (the soaks between stages plus one flash per stage) and the same rollout to one desk per stage
+   in the same run. Each stage's delays as the broker saw
    them (a watcher: when central sent the updates, when desks' confirmations passed), central's
    CPU over the rollout beside central idle with the same desks connected, and its peaks.
 2. Real simulated units: a rollout to UNITS real daemons (in this process) each on a simulated
@@ -229,7 +230,8 @@ class Watcher:
             async for message in client.messages:
                 now, desk = time.monotonic(), str(message.topic).split("/")[3]
                 if str(message.topic).endswith("/update"):
-                    self.updates.setdefault(desk, now)
+                    if isinstance(message.payload, bytes) and not json.loads(message.payload).get("prefetch"):
+                        self.updates.setdefault(desk, now)  # the update itself, not the fetch ahead
                 elif isinstance(message.payload, bytes) and json.loads(message.payload)["phase"] == "confirmed":
                     self.confirmed.setdefault(desk, now)
                 if self.stop:
