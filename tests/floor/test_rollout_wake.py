@@ -32,12 +32,15 @@ def test_an_ended_update_wakes_the_runner_and_the_soak_end_is_its_next_round(db:
             assert service.woken.is_set(), "an update that ended may end its stage"
             await service.round(conn)
             assert not service.woken.is_set()
+            assert [(t, b.get("prefetch")) for t, b in sent[1:]] == [("hq/d2", True), ("hq/d3", True)]
             now[0] += 29.8
             assert abs(service.wait_s() - 0.2) < 1e-6, "the soak ends before the next poll"
             now[0] += 0.2
             assert service.wait_s() == 0.0
             await service.round(conn)
-            assert [t for t, _ in sent] == ["hq/d1", "hq/d2", "hq/d3"], "the next stage at the soak's end"
+            assert [t for t, b in sent if "prefetch" not in b] == ["hq/d1", "hq/d2", "hq/d3"], (
+                "the next stage at the soak's end"
+            )
             assert service.wait_s() == service.poll_s
         finally:
             await conn.close()
