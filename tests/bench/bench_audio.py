@@ -10,7 +10,11 @@ judged on ``held-out``. Figures are means over a set's scenarios (medians for ti
 The anchors' measures do not change between runs (same samples, same libraries); they are cached
 under .make/audio-cache/bench (delete it after changing an anchor). ``OFFHOOK_BENCH_SYSTEMS`` picks
 systems, ``OFFHOOK_BENCH_SETS`` sets (``tuning`` while tuning), ``OFFHOOK_BENCH_LIVE=0`` skips the
-real-time pipeline.
+real-time pipeline. ``OFFHOOK_BENCH_PARTS`` picks parts of the run: ``scenes`` (the recording with
+single talk, double talk, near end only and noise only), ``change`` (the path-change recording),
+``speed`` (real-time factors); all three by default. Quick path-change check of offhook alone:
+``OFFHOOK_BENCH_SYSTEMS=offhook OFFHOOK_BENCH_SETS=tuning OFFHOOK_BENCH_PARTS=change
+OFFHOOK_BENCH_LIVE=0 python -m tests.bench audio``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ RTF_GOAL = 0.03  # 16 kHz, one core
 RATIO_GOAL = 3.0  # offhook's time over the C anchors' mean
 MEASURES_VERSION = 1  # bump when a measure changes: cached anchor results are keyed by it
 CACHE = scenes.CACHE / "bench"
+PARTS = ("scenes", "change", "speed")
 
 Factory = Callable[[scenes.Scene], anchors.Processor]  # a system, set up for one scenario
 
@@ -65,8 +70,17 @@ def _systems() -> dict[str, Factory]:
     }
 
 
-def _measure_one(factory: Factory, spec: scenarios.Spec) -> dict[str, float]:
-    """Every measure of one scenario (both recordings) for one system."""
+def _measure_one(factory: Factory, spec: scenarios.Spec, parts: tuple[str, ...] = PARTS) -> dict[str, float]:
+    """Every measure of one scenario (both recordings, or those ``parts`` names) for one system."""
+    results: dict[str, float] = {}
+    if "scenes" in parts:
+        results.update(_measure_scenes(factory, spec))
+    if "change" in parts:
+        results.update(_measure_change(factory, spec))
+    return results
+
+
+def _measure_scenes(factory: Factory, spec: scenarios.Spec) -> dict[str, float]:
     results: dict[str, float] = {}
     sc = scenarios.build(spec)
     out = measures.align(factory(sc)(sc.mic, sc.ref), sc.mic)
@@ -88,6 +102,11 @@ def _measure_one(factory: Factory, spec: scenarios.Spec) -> dict[str, float]:
     quiet = slice(a + RATE // 2, b)
     results["noise_att"] = measures.db_ratio(sc.mic[quiet], out[quiet])
     results["kurtosis"] = measures.kurtosis_ratio(sc.mic[quiet], out[quiet])
+    return results
+
+
+def _measure_change(factory: Factory, spec: scenarios.Spec) -> dict[str, float]:
+    results: dict[str, float] = {}
     ch = scenarios.build_change(spec)
     out = measures.align(factory(ch)(ch.mic, ch.ref), ch.mic)
     a, b = ch.segments["after"]
@@ -98,7 +117,9 @@ def _measure_one(factory: Factory, spec: scenarios.Spec) -> dict[str, float]:
     return results
 
 
-def _measure(name: str, factory: Factory, specs: list[scenarios.Spec]) -> list[dict[str, float]]:
+def _measure(
+    name: str, factory: Factory, specs: list[scenarios.Spec], parts: tuple[str, ...] = PARTS
+) -> list[dict[str, float]]:
     rows = []
     for spec in specs:
         path = None
@@ -108,8 +129,8 @@ def _measure(name: str, factory: Factory, specs: list[scenarios.Spec]) -> list[d
             if path.exists():
                 rows.append(json.loads(path.read_text()))
                 continue
-        row = _measure_one(factory, spec)
-        if path is not None:
+        row = _measure_one(factory, spec, parts)
+        if path is not None and all(part in parts for part in ("scenes", "change")):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(row))
         rows.append(row)
@@ -155,21 +176,23 @@ def run() -> list[Figure]:
     only = os.environ.get("OFFHOOK_BENCH_SYSTEMS")  # e.g. "offhook,SpeexDSP" while tuning
     sets = os.environ.get("OFFHOOK_BENCH_SETS", ",".join(SETS)).split(",")
     systems = {k: v for k, v in _systems().items() if not only or k in only.split(",")}
+    parts = tuple(os.environ.get("OFFHOOK_BENCH_PARTS", ",".join(PARTS)).split(","))
     figures: list[Figure] = []
     for split in sets:
         specs = scenarios.specs(split)
         measured: dict[str, list[dict[str, float]]] = {}
         for name, factory in systems.items():
             try:
-                measured[name] = _measure(name, factory, specs)
+                measured[name] = _measure(name, factory, specs, parts)
             except Exception as exc:  # an anchor that cannot run is reported, not fatal
                 print(f"  {name}: not measured ({exc})")
         _print_table(split, specs, measured)
         figures += _figures(split, specs, measured)
-    timed = {k: v for k, v in systems.items() if k in ("offhook",) or not k.startswith("offhook")}
-    rtfs = _real_time_factors(timed)
-    print("  real-time factors: " + ", ".join(f"{k} {v:.4f}" for k, v in rtfs.items()))
-    figures += _speed(rtfs)
+    if "speed" in parts:
+        timed = {k: v for k, v in systems.items() if k in ("offhook",) or not k.startswith("offhook")}
+        rtfs = _real_time_factors(timed)
+        print("  real-time factors: " + ", ".join(f"{k} {v:.4f}" for k, v in rtfs.items()))
+        figures += _speed(rtfs)
     if os.environ.get("OFFHOOK_BENCH_LIVE", "1") != "0":
         figures.extend(_live())
     return figures
@@ -193,7 +216,9 @@ ROWS: list[tuple[str, str, str, bool, str]] = [
 
 
 def _value(rows: list[dict[str, float]], specs: list[scenarios.Spec], key: str, agg: str, which: str) -> float:
-    values = [row[key] for row, spec in zip(rows, specs, strict=True) if which == "all" or spec.nonlinear]
+    values = [
+        row[key] for row, spec in zip(rows, specs, strict=True) if key in row and (which == "all" or spec.nonlinear)
+    ]
     if not values:
         return math.nan
     return float(np.median(values)) if agg == "median" else float(np.mean(values))
