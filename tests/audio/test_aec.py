@@ -205,7 +205,7 @@ def _aligned(chain: Chain, mic: np.ndarray, far: np.ndarray) -> np.ndarray:
 
 def test_suppressor_takes_the_leftover_after_a_path_change_in_a_reverberant_room(far_speech):
     # The linear filter re-converges over seconds here and the leak misses the leftover: without
-    # the leak floor (floor_bias=0) the chain gave 11.5 dB ERLE 2-5 s after the move, with it 14.7.
+    # the leak floor (floor_bias=0) the chain gave 11.5 dB ERLE 2-5 s after the move, with it 16.0.
     far = far_speech[: 10 * RATE]
     first, moved = _reverberant_rirs()
     change = 5 * RATE
