@@ -555,7 +555,9 @@ def run() -> list[Figure]:
             "x",
             f"{many['wall_s']:.1f} s / {one['wall_s']:.1f} s (first of {UNITS} at {many['first_s']:.1f} s); transfer"
             f" p50 {many['receiving_p50_s']:.1f} s / {one['receiving_p50_s']:.1f} s; the CPU spent, over {cores} cores:"
-            f" {many['cpu_floor_s']:.1f} s / {one['cpu_floor_s']:.1f} s; {_load()}",
+            f" {many['cpu_floor_s']:.1f} s / {one['cpu_floor_s']:.1f} s, so {UNITS} units cannot take less than"
+            f" {max(one['wall_s'], many['cpu_floor_s']) / one['wall_s']:.2f}x here and took"
+            f" {many['wall_s'] / max(one['wall_s'], many['cpu_floor_s']):.2f}x that; {_load()}",
             "<= 1.3",
             ratio <= 1.3,
         ),
