@@ -47,12 +47,17 @@ async def serve(page: Page, pages: set[Page]) -> web.WebSocketResponse:
     reading = asyncio.create_task(_until_closed(page.ws))
     try:
         while True:
-            posted = asyncio.ensure_future(page.queue.get())
-            await asyncio.wait((posted, reading), return_when=asyncio.FIRST_COMPLETED)
-            if not posted.done():  # the page went away
-                posted.cancel()
+            if reading.done():  # the page went away
                 return page.ws
-            text = posted.result()
+            if page.queue.empty():  # wait for the next post, or for the page to go
+                posted = asyncio.ensure_future(page.queue.get())
+                await asyncio.wait((posted, reading), return_when=asyncio.FIRST_COMPLETED)
+                if not posted.done():
+                    posted.cancel()
+                    return page.ws
+                text = posted.result()
+            else:  # a burst: no task per message
+                text = page.queue.get_nowait()
             if text is None:
                 reading.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
