@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from offhook.audio.chain import Chain, ChainConfig, process_signals
-from offhook.audio.ns import NoiseSuppressor, NsConfig
 from tests.audio.conftest import erle_db
 from tests.bench.audio.scenes import RATE, pink_noise
 
@@ -54,25 +53,3 @@ def test_digital_zeros_stay_exact_zeros_and_teach_the_noise_estimate_nothing(noi
     inside = slice(muted.start + n, muted.stop)  # one frame for the filter's tail
     assert np.all(out[inside] == 0.0)
     assert np.array_equal(noise_at[muted.start], noise_at[muted.stop - n])
-
-
-def test_speech_presence_keeps_noise_only_bins_at_the_floor(noisy):
-    """With the gain weighed by the probability of speech presence, the gain in steady noise
-    stays near the floor instead of flickering about it (musical noise), and the words are kept."""
-    near, noise = noisy
-    mic = near + noise
-    plain, weighed = NoiseSuppressor(161), NoiseSuppressor(161, NsConfig(presence_gain=True))
-    window = np.sqrt(np.hanning(2 * 160 + 1)[:-1])
-    flicker: dict[str, list[float]] = {"plain": [], "weighed": []}
-    for k in range(len(mic) // 160 - 1):
-        power = np.abs(np.fft.rfft(window * mic[k * 160 : k * 160 + 320])) ** 2
-        for name, ns in (("plain", plain), ("weighed", weighed)):
-            gain = ns.process(power)
-            if RATE // 160 <= k < 2 * RATE // 160 - 1:  # noise only, after a second of learning
-                flicker[name].append(float(np.std(20 * np.log10(gain))))
-    assert np.mean(flicker["weighed"]) < 0.5 * np.mean(flicker["plain"])
-    out = process_signals(
-        mic, np.zeros(len(mic)), ChainConfig(gate=False, ns=True, ns_config=NsConfig(presence_gain=True))
-    )
-    words = slice(2 * RATE, len(mic))
-    assert np.corrcoef(out[words], near[words])[0, 1] > np.corrcoef(mic[words], near[words])[0, 1] - 0.002

@@ -11,16 +11,6 @@
   down, not cut out. Tuning set: a prior smoothed at 0.98 (Ephraim and Malah's) cost the agent's
   words 0.024 STOI, 0.9 costs 0.011 for 0.01 PESQ and 3 dB less noise removed (the gate takes
   the noise down between words anyway).
-- *Speech presence* (optional, ``presence_gain``; Cohen's OM-LSA in the form of SpeexDSP's
-  preprocessor): each bin's gain is mixed with the floor, in the loudness domain, by the
-  probability that the bin holds speech: from the posterior SNR and an a priori presence read
-  off the prior averaged over frames and neighbouring bins (per bin and for the frame as a
-  whole), averaged over frames itself so that one key click does not open a bin. Tuning set,
-  with ``prior_floor_db=-15``: near-end PESQ-WB 2.53 -> 2.57, noise removed 14.8 -> 18.0 dB,
-  kurtosis ratio 1.78 -> 1.44 (lower on every keyboard scene), but double-talk STOI 0.931 ->
-  0.926, near-end STOI 0.966 -> 0.963 and onset clipping 6.7 -> 8.6 ms. It does not carry
-  over: held-out PESQ-WB 2.48 -> 2.51 but kurtosis ratio 2.13 -> 2.43 (2.83 without the
-  averaging over frames, SpeexDSP's form), double-talk STOI 0.899 -> 0.895. Off by default.
 - Frames of digital zeros (a muted source) never reach it: the chain passes them on as zeros and
   the noise estimate does not learn silence.
 """
@@ -44,16 +34,12 @@ class NsConfig:
     presence_ratio: float = 5.0  # smoothed power over its minimum above which speech is likely
     window_frames: int = 80  # minimum tracked over 0.8-1.6 s
     minimum_bias: float = 2.0  # noise over the tracked minimum of the smoothed power, at most
-    presence_gain: bool = False  # weigh the gain by the probability of speech presence
-    presence_knee: float = 0.3  # averaged prior at which the a priori presence is half-way up
-    presence_hold: float = 0.5  # the presence probability's weight of its last frame
 
 
 class NoiseSuppressor:
     def __init__(self, bins: int, config: NsConfig | None = None) -> None:
         self.config = config = config or NsConfig()
         self.floor = 10 ** (config.floor_db / 20)
-        self._root_floor = np.sqrt(self.floor)
         self._prior_floor = 10 ** (config.prior_floor_db / 10)
         self._smooth = np.zeros(bins)  # time- and frequency-smoothed power
         self._minimum = np.zeros(bins)
@@ -63,8 +49,6 @@ class NoiseSuppressor:
         self.presence = np.zeros(bins)  # smoothed speech-presence indicator per bin
         self._carry = np.zeros(bins)  # last frame's gain**2 * posterior SNR (decision-directed)
         self._spread = np.array([0.25, 0.5, 0.25])
-        self._zeta = np.zeros(bins)  # the prior averaged over frames and neighbouring bins
-        self.speech = np.zeros(bins)  # probability of speech presence per bin, averaged over frames
 
     def process(self, power: Float) -> Float:
         """Per-bin gains for one frame's power spectrum."""
@@ -108,29 +92,4 @@ class NoiseSuppressor:
         np.minimum(gain, 1.0, out=gain)
         self._carry = gain * gain * posterior
         np.maximum(gain, self.floor, out=gain)
-        if cfg.presence_gain:
-            self._weigh_by_presence(gain, prior, v)
         return gain
-
-    def _weigh_by_presence(self, gain: Float, prior: Float, v: Float) -> None:
-        """gain <- (p sqrt(gain) + (1 - p) sqrt(floor))**2, p the probability of speech presence
-        given the posterior, 1 / (1 + q / (1 - q) (1 + prior) exp(-v)) with q that of absence a
-        priori, averaged over frames."""
-        cfg = self.config
-        self._zeta *= 0.7
-        self._zeta += 0.3 * np.convolve(prior, self._spread, "same")
-        mean = float(self._zeta.mean())
-        frame = 0.1 + 0.899 * mean / (mean + cfg.presence_knee)  # the frame holds speech, a priori
-        present = self._zeta / (self._zeta + cfg.presence_knee)
-        present *= 0.8 * frame
-        present += 0.199 * frame  # a priori presence of speech: 0.02 to 0.998
-        odds = (1.0 + prior) * np.exp(-np.minimum(v, 50.0))
-        odds *= (1.0 - present) / present
-        odds += 1.0
-        self.speech *= cfg.presence_hold
-        self.speech += (1.0 - cfg.presence_hold) / odds
-        np.sqrt(gain, out=gain)
-        gain -= self._root_floor
-        gain *= self.speech
-        gain += self._root_floor
-        gain *= gain
