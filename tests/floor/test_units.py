@@ -92,6 +92,18 @@ def test_the_feed_numbers_states_and_alerts_once_per_hold() -> None:
     assert order == sorted(order)
 
 
+def test_the_state_names_the_agent_signed_in_and_a_bad_name_is_refused() -> None:
+    idle = {"event": "state", "agent": "available", "call": "idle", "calls": []}
+    [named] = DeskFeed("hq", "desk-01", "blue", run=7, agent="bob").event(idle)
+    assert S.decode(S.STATE, named.payload)["name"] == "bob"
+    [anonymous] = DeskFeed("hq", "desk-01", "blue", run=7).event(idle)
+    body = S.decode(S.STATE, anonymous.payload)
+    assert "name" not in body
+    for bad in (7, "x" * 300, "a\x00b"):
+        with pytest.raises(S.SchemaError, match="name"):
+            S.decode(S.STATE, S.encode({**body, "name": bad}))
+
+
 def test_the_outbox_advances_only_on_acks_and_resends_after_a_timeout() -> None:
     box = Outbox("store-a", acked=4, ack_timeout_s=2.0)
     assert (box.sent_upto, box.in_flight) == (4, False)

@@ -29,6 +29,19 @@ def test_the_latest_call_names_the_tile_and_an_older_one_never_renames_it() -> N
     assert board.learn_agent("hq", "desk-01", []) is None
 
 
+def test_a_new_agent_signed_in_at_a_desk_names_its_tile_before_any_call() -> None:
+    board = W.Board()
+    board.apply("state", "hq", "desk-01", state(1))
+    board.learn_agent("hq", "desk-01", [record("ann", 50.0)])  # ann's last call at this desk
+    view = board.apply("state", "hq", "desk-01", {**state(1, run=2), "name": "bob"})  # bob signs in
+    assert view is not None and view["agent"] == "bob"
+    assert board.take_unnamed() == [], "named: nothing to look up"
+    assert board.learn_agent("hq", "desk-01", [record("ann", 90.0)]) is None  # ann's backlog arrives late
+    assert board.name_agents({("hq", "desk-01"): ("ann", 90.0)}) == []
+    board.apply("state", "hq", "desk-01", state(2, "on_call", run=2))  # an older desk: no name, no change
+    assert board.tiles[("hq", "desk-01")].agent == "bob"
+
+
 def test_a_desk_without_a_name_is_looked_up_once_as_it_comes_online() -> None:
     board = W.Board()
     board.apply("state", "hq", "desk-01", state(1))

@@ -131,8 +131,11 @@ def status_of(snapshot: dict[str, Any]) -> tuple[str, float | None]:
 class DeskFeed:
     """Daemon events in, MQTT messages out (sans-IO: the wall clock is passed in)."""
 
-    def __init__(self, site: str, desk: str, team: str, run: int, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, site: str, desk: str, team: str, run: int, wall: Callable[[], float] = time.time, agent: str = ""
+    ) -> None:
         self.site, self.desk, self.team, self.run = site, desk, team, run
+        self.agent = agent  # who is signed in at this desk (the daemon's user): names the wallboard's tile
         self.wall = wall
         self.seq = 0
         self.state: Publish | None = None  # the latest live state (re-sent after a reconnect)
@@ -230,6 +233,8 @@ class DeskFeed:
             "ts": round(now, 3),
             "team": self.team,
         }
+        if self.agent:
+            body["name"] = self.agent
         self.state = Publish(self.topic(S.STATE), S.encode(body), retain=True)
         return [self.state]
 
@@ -324,13 +329,14 @@ class FloorClient:
         ack_timeout_s: float = ACK_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        agent: str = "",
     ) -> None:
         self.broker = broker
         self.recorder = recorder
         self.keepalive = keepalive
         self.clock = clock
         run = next_run(recorder.path.parent / "floor-run") if run is None else run
-        self.feed = DeskFeed(site, desk, team, run, wall)
+        self.feed = DeskFeed(site, desk, team, run, wall, agent)
         sid = store_id(recorder.conn)
         if sid is None:
             raise ValueError(f"{recorder.path} has no store id")
@@ -579,6 +585,7 @@ def attach(daemon: Any, floor: dict[str, Any], recorder: CallRecorder, **kwargs:
         team=floor["team"],
         recorder=recorder,
         keepalive=int(floor.get("keepalive_s", 30)),
+        agent=str(getattr(daemon.recorder, "agent", "") or ""),  # the metrics sink's agent, as records name it
         **kwargs,
     )
 

@@ -196,6 +196,8 @@ def _check_state(body: dict[str, Any]) -> None:
     if not 0 <= _need(body, "calls", (int,), STATE) <= MAX_INT4:
         raise SchemaError("malformed state message (calls)")
     _need(body, "ts", _NUM, STATE)
+    if "name" in body:  # the agent signed in at the desk (optional: older desks do not send it)
+        _need(body, "name", (str,), STATE)
 
 
 def _check_alert(body: dict[str, Any]) -> None:

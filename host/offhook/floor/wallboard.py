@@ -32,8 +32,8 @@ class Tile:
     site: str
     desk: str
     team: str = ""
-    agent: str = ""  # the agent's name from the desk's latest call record ("" before its first call)
-    agent_wall: float = float("-inf")  # that call's ring time: an older record never renames the tile
+    agent: str = ""  # the agent signed in, from the desk's state or its latest call record ("" before either)
+    agent_wall: float = float("-inf")  # when that was true (state's ts, call's ring time): older never renames
     status: str = "offline"
     since: float | None = None
     hold_since: float | None = None
@@ -105,7 +105,9 @@ class Board:
             tile.call_since = tile.since
         if not tile.online and tile.presence_order == (-1, -1):
             tile.online = True  # state without presence yet (the presence message may follow): it is up
-        if not tile.agent and first:
+        if body.get("name"):  # the desk says who is signed in: a new agent is named before any call
+            self._name((site, desk), str(body["name"]), tile.ts)
+        elif not tile.agent and first:
             self.unnamed.add((site, desk))
         return tile.view()
 
