@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
@@ -32,6 +32,9 @@ from offhook.floor.central import Central
 from offhook.floor.client import Broker, FloorClient
 from offhook.metrics.sink import MetricsSink
 from offhook.metrics.store import CallRecorder
+
+if TYPE_CHECKING:
+    from offhook.daemon.service import Daemon
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PG_USER = "offhook-pg"  # the Makefile's unprivileged system user: PostgreSQL refuses root
@@ -318,6 +321,21 @@ class SinkDesk:
             self.sink(Moment(moment, call_id, self.mono, data))
         self.client.event({"event": "recorded", "moment": steps[-1][0], "call": call_id})
         return call_id
+
+
+def unit_daemon(port: Path, workdir: Path, name: str) -> tuple[Daemon, CallRecorder]:
+    """A real daemon (API softphone, serial transport) on a simulated unit's ``port``, its calls
+    recorded under ``agent-<name>`` in ``workdir``; not yet running."""
+    from offhook import config
+    from offhook.daemon.service import Daemon
+    from offhook.softphone.web import WebSoftphone
+    from offhook.transport.serial import SerialTransport
+
+    cfg = config.validate({"unit": {"port": str(port)}, "softphone": {"kind": "api"}})
+    recorder = CallRecorder(workdir / "data" / "metrics.sqlite3")
+    sink = MetricsSink(recorder, agent=f"agent-{name}", tz="UTC")
+    daemon = Daemon(cfg, WebSoftphone(), workdir / "state.json", recorder=sink, transport_factory=SerialTransport)
+    return daemon, recorder
 
 
 class Cable:

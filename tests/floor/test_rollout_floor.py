@@ -15,18 +15,13 @@ import aiomqtt
 import psycopg
 
 from offhook import bundle as B
-from offhook import config
 from offhook.daemon.service import Daemon
 from offhook.floor import client as floor_client
 from offhook.floor import rollouts as R
 from offhook.floor.client import FloorClient
-from offhook.metrics.sink import MetricsSink
-from offhook.metrics.store import CallRecorder
-from offhook.softphone.web import WebSoftphone
-from offhook.transport.serial import SerialTransport
 from tests.fleet import simfleet
 from tests.fleet.test_daemon_updates import fleet_key  # noqa: F401  (the fixture)
-from tests.floor.rig import CentralTask, Mosquitto, query, run, until
+from tests.floor.rig import CentralTask, Mosquitto, query, run, unit_daemon, until
 from tests.floor.webrig import web_for
 
 NAMES = ["desk-01", "desk-02", "desk-03"]
@@ -61,13 +56,7 @@ def test_a_canary_of_one_then_the_rest_over_real_daemons(
 
                     tasks.append(asyncio.create_task(watch()))
                     for name, unit in zip(NAMES, units, strict=True):
-                        work = tmp_path / name
-                        cfg = config.validate({"unit": {"port": str(unit.port_link)}, "softphone": {"kind": "api"}})
-                        recorder = CallRecorder(work / "data" / "metrics.sqlite3")
-                        sink = MetricsSink(recorder, agent=f"agent-{name}", tz="UTC")
-                        daemon = Daemon(
-                            cfg, WebSoftphone(), work / "state.json", recorder=sink, transport_factory=SerialTransport
-                        )
+                        daemon, recorder = unit_daemon(unit.port_link, tmp_path / name, name)
                         daemons.append(daemon)
                         tasks.append(asyncio.create_task(daemon.run()))
                         floor = {**mqtt.floor_config(name), "central_url": f"https://localhost:{web.port}"}
