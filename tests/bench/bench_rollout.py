@@ -46,7 +46,7 @@ from offhook.unitlink import UnitInfo
 from tests.bench.bench_floor import _cpu_s, _raise_file_limit
 from tests.bench.figures import Figure, percentile
 from tests.fleet import keyring, simfleet
-from tests.floor.rig import SITE, Mosquitto, Postgres, postgres_server, query, until
+from tests.floor.rig import SITE, Mosquitto, Postgres, postgres_server, query, unit_daemon, until
 from tests.floor.webrig import CentralWebProcess, client_ssl
 
 DESKS = int(os.environ.get("ROLLOUT_BENCH_DESKS", "1000"))
@@ -246,13 +246,18 @@ async def _lag_probe(samples: list[float], every: float = 0.05) -> None:
         samples.append(loop.time() - due)
 
 
-async def _orchestration(workdir: Path, pg: Postgres, count: int) -> dict[str, Any]:
-    _raise_file_limit()
-    names = [f"desk-{n:04d}" for n in range(count)]
+def _floor(pg: Postgres, names: list[str]) -> tuple[Mosquitto, str, CentralWebProcess]:
+    """A broker with an account per desk (started), a fresh database and central (not started)."""
     mqtt = Mosquitto(names, log_refusals=False)
     mqtt.start()
     dsn = pg.new_database()
-    central = CentralWebProcess(mqtt, dsn)
+    return mqtt, dsn, CentralWebProcess(mqtt, dsn)
+
+
+async def _orchestration(workdir: Path, pg: Postgres, count: int) -> dict[str, Any]:
+    _raise_file_limit()
+    names = [f"desk-{n:04d}" for n in range(count)]
+    mqtt, dsn, central = _floor(pg, names)
     data = simfleet.sim_bundle()
     sha = B.sha256_hex(data)
     key = B.key_modulus(keyring.n_hex(0))
@@ -367,18 +372,11 @@ def _phase(phases: list[tuple[str, str, float]], name: str, message: dict[str, A
 
 
 async def _real_units(workdir: Path, pg: Postgres, count: int) -> dict[str, Any]:
-    from offhook import config
     from offhook.daemon.service import Daemon
     from offhook.floor import client as floor_client
-    from offhook.metrics.sink import MetricsSink
-    from offhook.softphone.web import WebSoftphone
-    from offhook.transport.serial import SerialTransport
 
     names = [f"desk-{n:02d}" for n in range(count)]
-    mqtt = Mosquitto(names, log_refusals=False)
-    mqtt.start()
-    dsn = pg.new_database()
-    central = CentralWebProcess(mqtt, dsn)
+    mqtt, dsn, central = _floor(pg, names)
     data = simfleet.sim_bundle()
     sha = B.sha256_hex(data)
     out: dict[str, Any] = {}
@@ -391,13 +389,7 @@ async def _real_units(workdir: Path, pg: Postgres, count: int) -> dict[str, Any]
         async with simfleet.units(workdir, count) as units:
             daemons: list[Daemon] = []
             for name, unit in zip(names, units, strict=True):
-                work = workdir / name
-                cfg = config.validate({"unit": {"port": str(unit.port_link)}, "softphone": {"kind": "api"}})
-                recorder = CallRecorder(work / "data" / "metrics.sqlite3")
-                sink = MetricsSink(recorder, agent=f"agent-{name}", tz="UTC")
-                daemon = Daemon(
-                    cfg, WebSoftphone(), work / "state.json", recorder=sink, transport_factory=SerialTransport
-                )
+                daemon, recorder = unit_daemon(unit.port_link, workdir / name, name)
                 daemons.append(daemon)
                 daemon.listeners.append(functools.partial(_phase, phases, name))
                 tasks.append(asyncio.create_task(daemon.run()))
