@@ -41,12 +41,17 @@ def _floor(db: str, data: bytes, **spec: Any) -> None:
         R.create(conn, R.Spec(**{**base, **spec}), data)
 
 
+def clocked_service(db: str) -> tuple[R.RolloutService, list[tuple[str, dict]], list[float]]:
+    """Central's rollout runner on a clock the test moves (``now[0]``), publishing into ``sent``."""
+    sent: list[tuple[str, dict]] = []
+    now = [1000.0]
+    return R.RolloutService(db, lambda topic, body: sent.append((topic, body)), clock=lambda: now[0]), sent, now
+
+
 def test_a_canary_of_one_then_the_rest_and_a_pinned_team_skipped(db: str) -> None:
     data = keyring.signed(version="1.2.0")
     _floor(db, data, canary=1, wave_percent=100)
-    sent: list[tuple[str, dict]] = []
-    now = [1000.0]
-    service = R.RolloutService(db, lambda topic, body: sent.append((topic, body)), clock=lambda: now[0])
+    service, sent, now = clocked_service(db)
 
     async def scenario() -> None:
         conn = await pgstore.connect(db)

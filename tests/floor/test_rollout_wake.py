@@ -7,17 +7,14 @@ from __future__ import annotations
 import asyncio
 
 from offhook.floor import pgstore
-from offhook.floor import rollouts as R
 from tests.fleet import keyring
-from tests.floor.test_rollout_central import _floor
+from tests.floor.test_rollout_central import _floor, clocked_service
 
 
 def test_an_ended_update_wakes_the_runner_and_the_soak_end_is_its_next_round(db: str) -> None:
     data = keyring.signed(version="1.2.0")
     _floor(db, data, canary=1, wave_percent=100)  # soak 30 s
-    sent: list[tuple[str, dict]] = []
-    now = [1000.0]
-    service = R.RolloutService(db, lambda topic, body: sent.append((topic, body)), clock=lambda: now[0])
+    service, sent, now = clocked_service(db)
 
     async def scenario() -> None:
         conn = await pgstore.connect(db)
