@@ -85,16 +85,17 @@ class DeskUpdates:
         ahead = self.prefetching.get(sha256)
         if ahead is not None:
             await asyncio.wait((ahead,))  # its failure is not this one's: the fetch below resumes it
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        url = f"{self.base_url}/bundles/{sha256}"
-        return await R.fetch_bundle(url, sha256, self.cache_dir / f"{sha256}.part", self.ssl)
+        return await self._fetch(sha256)
 
     async def _prefetch(self, sha256: str) -> None:
         with contextlib.suppress(R.RolloutError, OSError):  # the update itself tries again, and reports
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            url = f"{self.base_url}/bundles/{sha256}"
-            await R.fetch_bundle(url, sha256, self.cache_dir / f"{sha256}.part", self.ssl)
+            await self._fetch(sha256)
             log.info("floor: bundle %s fetched ahead of its stage", sha256[:12])
+
+    async def _fetch(self, sha256: str) -> bytes:
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        url = f"{self.base_url}/bundles/{sha256}"
+        return await R.fetch_bundle(url, sha256, self.cache_dir / f"{sha256}.part", self.ssl)
 
     def on_event(self, message: dict[str, Any]) -> None:
         """A daemon event (a listener): the relay's phases of central's updates go back to central."""
