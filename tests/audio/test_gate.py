@@ -8,11 +8,11 @@ from offhook.audio.gate import GateConfig, NoiseGate
 from tests.bench.audio.scenes import RATE, pink_noise
 
 
-def _run(gate: NoiseGate, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _run(gate: NoiseGate, x: np.ndarray, echo_power: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     out = np.zeros(len(x))
     gains = np.zeros(len(x))
     for i in range(0, len(x) // 160 * 160, 160):
-        out[i : i + 160] = gate.process(x[i : i + 160])
+        out[i : i + 160] = gate.process(x[i : i + 160], echo_power)
         assert gate.gains is not None
         gains[i : i + 160] = gate.gains
     return out, gains
@@ -95,3 +95,22 @@ def test_the_suppressor_opens_the_gate_for_the_agent_over_the_customers_echo(far
     single = slice(3 * RATE // n, 6 * RATE // n)
     assert heard_arr[words].mean() > 0.5
     assert heard_arr[single].mean() < 0.05
+
+
+def test_after_noise_suppression_the_gate_closes_shallow_on_noise_and_deep_on_echo():
+    """Behind the noise suppressor the gate only deepens the pauses (a full step would make the
+    background pump), but residual echo standing above the noise floor still gets the full depth."""
+    noise = pink_noise(6 * RATE, np.random.default_rng(4)) * 0.001
+    config = GateConfig()
+    shallow = 10 ** (config.noise_floor_gain_with_ns_db / 20)
+    deep = 10 ** (config.floor_gain_db / 20)
+    gate = NoiseGate(config, after_ns=True)
+    _, gains = _run(gate, noise[: 3 * RATE])
+    assert abs(gains[-RATE // 2 :].mean() - shallow) < 1e-9
+    echo_power = 4.0 * float(np.mean(noise**2))  # residual echo 6 dB over the background
+    _, gains = _run(gate, noise[3 * RATE :], echo_power)
+    assert abs(gains[-RATE // 2 :].mean() - deep) < 1e-9
+    assert np.max(np.abs(np.diff(gains))) <= 0.02  # the change of depth is slewed like any other
+    # Without the noise suppressor ahead, noise alone gets the full depth too.
+    _, gains = _run(NoiseGate(config), noise[: 3 * RATE])
+    assert abs(gains[-RATE // 2 :].mean() - deep) < 1e-9

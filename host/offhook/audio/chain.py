@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from offhook.audio import FRAME_MS, PROCESS_RATE
 from offhook.audio.aec import AecConfig, EchoCanceller
 from offhook.audio.gate import GateConfig, NoiseGate
+from offhook.audio.highpass import HighPass
 from offhook.audio.mute import PrivacyMute
 from offhook.audio.ns import NoiseSuppressor, NsConfig
 from offhook.audio.resample import DELAY_48K, FACTOR, Downsampler, Upsampler
@@ -39,6 +40,7 @@ class ChainConfig:
     # that analyse the signal rather than send it on.
     ns: bool = False
     gate: bool = True
+    highpass: bool = True  # 80 Hz high-pass ahead of everything (rumble, thumps, DC)
     low_latency: bool = True  # gains as a 3 ms FIR instead of a 10 ms overlap-add
     seed: int = 1
     aec_config: AecConfig = field(default_factory=AecConfig)
@@ -53,6 +55,7 @@ class Chain:
         if config.rate not in (PROCESS_RATE, PROCESS_RATE * FACTOR):
             raise ValueError(f"unsupported rate {config.rate}: use 16000 or 48000")
         self.frame = config.rate * FRAME_MS // 1000
+        self.highpass = HighPass() if config.highpass else None
         self.aec = EchoCanceller(config.aec_config) if config.aec else None
         n = PROCESS_RATE * FRAME_MS // 1000
         self.suppressor = (
@@ -61,7 +64,7 @@ class Chain:
         self.ns = NoiseSuppressor(n + 1, config.ns_config) if config.ns else None
         self.filter = GainFilter(n, config.low_latency, config.seed) if self.suppressor or self.ns else None
         self._analysis = Analysis(n) if self.ns and not self.aec else None
-        self.gate = NoiseGate(config.gate_config) if config.gate else None
+        self.gate = NoiseGate(config.gate_config, after_ns=config.ns) if config.gate else None
         self.mute = PrivacyMute(config.rate)
         self.echo_margin = 1.0  # the residual echo estimate counts as background for the gate
         self._resampled = config.rate != PROCESS_RATE
@@ -110,7 +113,7 @@ class Chain:
             ref = self._down_ref.process(ref)
         mic = np.asarray(mic, dtype=np.float64)
         self._tap_out = None
-        out = self._clean(mic, ref)
+        out = self._clean(self.highpass.process(mic) if self.highpass else mic, ref)
         if self._tap is not None:
             cleaned = out if self._tap_out is None else self._tap_out
             self._tap(mic, cleaned, np.asarray(ref, dtype=np.float64), self._echo_left)

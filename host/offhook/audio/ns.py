@@ -11,6 +11,11 @@
   down, not cut out. Tuning set: a prior smoothed at 0.98 (Ephraim and Malah's) cost the agent's
   words 0.024 STOI, 0.9 costs 0.011 for 0.01 PESQ and 3 dB less noise removed (the gate takes
   the noise down between words anyway).
+- *Band bound*: each bin's gain is at most three times its Bark band's (SpeexDSP's bound), the
+  band's gain taken by the same rule from the band's averaged powers. One bin that the noise
+  pushes up for a frame no longer opens to a short tone: in steady noise 0.9 % of bin-frames
+  open above three times the floor instead of 7.6 %, and 12.5 dB of noise is removed instead of
+  9.9 (unit test's white noise).
 - Frames of digital zeros (a muted source) never reach it: the chain passes them on as zeros and
   the noise estimate does not learn silence.
 """
@@ -34,6 +39,23 @@ class NsConfig:
     presence_ratio: float = 5.0  # smoothed power over its minimum above which speech is likely
     window_frames: int = 80  # minimum tracked over 0.8-1.6 s
     minimum_bias: float = 2.0  # noise over the tracked minimum of the smoothed power, at most
+    bands: int = 24  # Bark-spaced bands for the band gain that bounds each bin's gain
+    band_limit: float = 3.0  # a bin's gain at most this many times its band's (0: no bound)
+
+
+def _bark_bank(bins: int, bands: int, rate: int = 16000) -> Float:
+    """Triangular Bark-spaced bands over ``bins``: row b holds each bin's weight in band b; the
+    columns sum to one, so ``bank.T @ band_values`` interpolates bands back to bins."""
+    hz = np.arange(bins) * (rate / 2) / (bins - 1)
+    bark = 13.1 * np.arctan(0.00074 * hz) + 2.24 * np.arctan(1.85e-8 * hz * hz) + 1e-4 * hz
+    centres = np.linspace(0.0, bark[-1], bands)
+    position = np.interp(bark, centres, np.arange(bands))
+    low = np.minimum(np.floor(position).astype(int), bands - 2)
+    frac = position - low
+    bank = np.zeros((bands, bins))
+    bank[low, np.arange(bins)] = 1.0 - frac
+    bank[low + 1, np.arange(bins)] = frac
+    return bank
 
 
 class NoiseSuppressor:
@@ -49,6 +71,10 @@ class NoiseSuppressor:
         self.presence = np.zeros(bins)  # smoothed speech-presence indicator per bin
         self._carry = np.zeros(bins)  # last frame's gain**2 * posterior SNR (decision-directed)
         self._spread = np.array([0.25, 0.5, 0.25])
+        bank = _bark_bank(bins, config.bands)
+        self._to_bins = bank.T.copy()
+        self._to_bands = bank / bank.sum(axis=1, keepdims=True)
+        self._band_carry = np.zeros(config.bands)
 
     def process(self, power: Float) -> Float:
         """Per-bin gains for one frame's power spectrum."""
@@ -78,18 +104,32 @@ class NoiseSuppressor:
         self.noise += rate * (power - self.noise)
         np.minimum(self.noise, cfg.minimum_bias * self._minimum, out=self.noise)
 
+        band_limit = None
+        if cfg.band_limit > 0:
+            band_power = self._to_bands @ power
+            band_post = band_power / (self._to_bands @ self.noise + 1e-20)
+            band_gain, self._band_carry = self._lsa(band_post, self._band_carry)
+            band_limit = cfg.band_limit * (self._to_bins @ band_gain)
         posterior = power / (self.noise + 1e-20)
+        gain, self._carry = self._lsa(posterior, self._carry)
+        if band_limit is not None:
+            np.minimum(gain, band_limit, out=gain)
+        np.maximum(gain, self.floor, out=gain)
+        return gain
+
+    def _lsa(self, posterior: Float, carry: Float) -> tuple[Float, Float]:
+        """MMSE-LSA gains (before the floor) for these posterior SNRs with a decision-directed
+        prior from ``carry``, and the carry for the next frame."""
+        cfg = self.config
         np.minimum(posterior, 1e4, out=posterior)
         prior = posterior - 1.0
         np.maximum(prior, 0.0, out=prior)
         prior *= 1.0 - cfg.prior_smoothing
-        prior += cfg.prior_smoothing * self._carry
+        prior += cfg.prior_smoothing * carry
         np.maximum(prior, self._prior_floor, out=prior)
         wiener = prior / (1.0 + prior)
         v = wiener * posterior
         np.maximum(v, 1e-8, out=v)
         gain = wiener * np.exp(0.5 * exp1(v))
         np.minimum(gain, 1.0, out=gain)
-        self._carry = gain * gain * posterior
-        np.maximum(gain, self.floor, out=gain)
-        return gain
+        return gain, gain * gain * posterior

@@ -52,6 +52,7 @@ class RealtimeConfig:
     aec: bool = True
     gate: bool = True
     ns: bool = True
+    highpass: bool = True
     tail_ms: float = 128.0
     setup_devices: bool = True
     rate: int = RATE
@@ -113,6 +114,7 @@ class Realtime:
                 aec=config.aec,
                 gate=config.gate,
                 ns=config.ns,
+                highpass=config.highpass,
                 aec_config=AecConfig(tail_ms=config.tail_ms),
             )
         )

@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     process.add_argument("--no-aec", action="store_true", help="skip the echo canceller")
     process.add_argument("--no-gate", action="store_true", help="skip the noise gate")
     process.add_argument("--no-ns", action="store_true", help="skip the noise suppressor")
+    process.add_argument("--no-highpass", action="store_true", help="skip the 80 Hz high-pass filter")
     process.add_argument("--tail-ms", type=float, default=128.0, help="echo tail after the bulk delay (default 128)")
     process.set_defaults(handler=_process)
 
@@ -44,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--no-aec", action="store_true")
     run.add_argument("--no-gate", action="store_true")
     run.add_argument("--no-ns", action="store_true", help="skip the noise suppressor")
+    run.add_argument("--no-highpass", action="store_true", help="skip the 80 Hz high-pass filter")
     run.add_argument("--tail-ms", type=float, default=128.0)
     run.add_argument("--no-setup", action="store_true", help="do not load the virtual devices (already there)")
     run.add_argument("--rt-priority", type=int, default=0, help="SCHED_FIFO priority for the audio threads (0: off)")
@@ -104,6 +106,7 @@ def _process(args: argparse.Namespace) -> int:
         aec=not args.no_aec,
         gate=not args.no_gate,
         ns=not args.no_ns,
+        highpass=not args.no_highpass,
         aec_config=AecConfig(tail_ms=args.tail_ms),
     )
     out = process_signals(mic, ref, config)
@@ -148,6 +151,7 @@ def _run(args: argparse.Namespace) -> int:
         aec=not args.no_aec,
         gate=not args.no_gate,
         ns=not args.no_ns,
+        highpass=not args.no_highpass,
         tail_ms=args.tail_ms,
         setup_devices=not args.no_setup,
         rt_priority=args.rt_priority,
