@@ -16,6 +16,13 @@
   pushes up for a frame no longer opens to a short tone: in steady noise 0.9 % of bin-frames
   open above three times the floor instead of 7.6 %, and 12.5 dB of noise is removed instead of
   9.9 (unit test's white noise).
+- *Speech presence* (Cohen's OM-LSA in the form of SpeexDSP's preprocessor): each bin's gain
+  is mixed with the floor, in the loudness domain, by the probability that the bin holds speech:
+  from the posterior SNR and an a priori presence read off the prior averaged over frames and
+  neighbouring bins (per bin and for the frame as a whole), averaged over frames itself so that
+  one key click does not open a bin. Tuning set, in the chain: near-end PESQ-WB 2.55 -> 2.59,
+  noise removed 18.8 -> 21.7 dB, kurtosis ratio 1.58 -> 1.46, for near-end STOI 0.964 -> 0.961,
+  double-talk STOI 0.934 -> 0.930 and 1 ms more onset clipping.
 - Frames of digital zeros (a muted source) never reach it: the chain passes them on as zeros and
   the noise estimate does not learn silence.
 """
@@ -41,6 +48,9 @@ class NsConfig:
     minimum_bias: float = 2.0  # noise over the tracked minimum of the smoothed power, at most
     bands: int = 24  # Bark-spaced bands for the band gain that bounds each bin's gain
     band_limit: float = 3.0  # a bin's gain at most this many times its band's (0: no bound)
+    presence_gain: bool = True  # weigh the gain by the probability of speech presence
+    presence_knee: float = 0.3  # averaged prior at which the a priori presence is half-way up
+    presence_hold: float = 0.5  # the presence probability's weight of its last frame
 
 
 def _bark_bank(bins: int, bands: int, rate: int = 16000) -> Float:
@@ -75,6 +85,9 @@ class NoiseSuppressor:
         self._to_bins = bank.T.copy()
         self._to_bands = bank / bank.sum(axis=1, keepdims=True)
         self._band_carry = np.zeros(config.bands)
+        self._root_floor = np.sqrt(self.floor)
+        self._zeta = np.zeros(bins)  # the prior averaged over frames and neighbouring bins
+        self.speech = np.zeros(bins)  # probability of speech presence per bin, averaged over frames
 
     def process(self, power: Float) -> Float:
         """Per-bin gains for one frame's power spectrum."""
@@ -108,18 +121,44 @@ class NoiseSuppressor:
         if cfg.band_limit > 0:
             band_power = self._to_bands @ power
             band_post = band_power / (self._to_bands @ self.noise + 1e-20)
-            band_gain, self._band_carry = self._lsa(band_post, self._band_carry)
+            band_gain, self._band_carry, _, _ = self._lsa(band_post, self._band_carry)
             band_limit = cfg.band_limit * (self._to_bins @ band_gain)
         posterior = power / (self.noise + 1e-20)
-        gain, self._carry = self._lsa(posterior, self._carry)
+        gain, self._carry, prior, v = self._lsa(posterior, self._carry)
         if band_limit is not None:
             np.minimum(gain, band_limit, out=gain)
         np.maximum(gain, self.floor, out=gain)
+        if cfg.presence_gain:
+            self._weigh_by_presence(gain, prior, v)
         return gain
 
-    def _lsa(self, posterior: Float, carry: Float) -> tuple[Float, Float]:
+    def _weigh_by_presence(self, gain: Float, prior: Float, v: Float) -> None:
+        """gain <- (p sqrt(gain) + (1 - p) sqrt(floor))**2, p the probability of speech presence
+        given the posterior, 1 / (1 + q / (1 - q) (1 + prior) exp(-v)) with q that of absence a
+        priori, averaged over frames."""
+        cfg = self.config
+        self._zeta *= 0.7
+        self._zeta += 0.3 * np.convolve(prior, self._spread, "same")
+        mean = float(self._zeta.mean())
+        frame = 0.1 + 0.899 * mean / (mean + cfg.presence_knee)  # the frame holds speech, a priori
+        present = self._zeta / (self._zeta + cfg.presence_knee)
+        present *= 0.8 * frame
+        present += 0.199 * frame  # a priori presence of speech: 0.02 to 0.998
+        odds = (1.0 + prior) * np.exp(-np.minimum(v, 50.0))
+        odds *= (1.0 - present) / present
+        odds += 1.0
+        self.speech *= cfg.presence_hold
+        self.speech += (1.0 - cfg.presence_hold) / odds
+        np.sqrt(gain, out=gain)
+        gain -= self._root_floor
+        gain *= self.speech
+        gain += self._root_floor
+        gain *= gain
+
+    def _lsa(self, posterior: Float, carry: Float) -> tuple[Float, Float, Float, Float]:
         """MMSE-LSA gains (before the floor) for these posterior SNRs with a decision-directed
-        prior from ``carry``, and the carry for the next frame."""
+        prior from ``carry``; the carry for the next frame, the prior and v = prior/(1+prior) *
+        posterior."""
         cfg = self.config
         np.minimum(posterior, 1e4, out=posterior)
         prior = posterior - 1.0
@@ -132,4 +171,4 @@ class NoiseSuppressor:
         np.maximum(v, 1e-8, out=v)
         gain = wiener * np.exp(0.5 * exp1(v))
         np.minimum(gain, 1.0, out=gain)
-        return gain, gain * gain * posterior
+        return gain, gain * gain * posterior, prior, v
