@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from offhook import config as config_module
 from offhook.cli import UsageError
@@ -34,7 +35,9 @@ class JsonFormatter(logging.Formatter):
         entry = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name}
         entry["msg"] = record.getMessage()
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = record.exc_text or self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = record.stack_info
         return json.dumps(entry)
 
 
@@ -50,15 +53,29 @@ class PrivacyFilter(logging.Filter):
         clean = scrub(message)
         if clean != message:
             record.msg, record.args = clean, None
+        # An exception's text (a softphone's raw answer, a URI in an OSError) is logged too: the
+        # formatters print exc_text when it is set, so it is set here, scrubbed.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
         return True
 
 
-def setup_logging(verbose: int, as_json: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def log_handler(as_json: bool, stream: TextIO | None = None) -> logging.Handler:
+    """The daemon's and central's log handler: text or JSON lines, customer numbers masked."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
         JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     handler.addFilter(PrivacyFilter())
+    return handler
+
+
+def setup_logging(verbose: int, as_json: bool) -> None:
+    handler = log_handler(as_json)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("websockets").setLevel(logging.WARNING)
