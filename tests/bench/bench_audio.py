@@ -63,6 +63,8 @@ def _systems() -> dict[str, Factory]:
     return {
         "offhook": _offhook(ns=True),
         "offhook (no NS)": _offhook(ns=False),
+        # The linear canceller's output alone: what the suppression after it starts from.
+        "offhook (linear only)": _offhook(suppress=False, ns=False, gate=False),
         "SpeexDSP": lambda s: anchors.speex(s.bulk_delay_ms + s.tail_ms, False),
         "SpeexDSP+preprocess": lambda s: anchors.speex(s.bulk_delay_ms + s.tail_ms, True),
         "WebRTC 0.3": lambda s: anchors.webrtc03(),
@@ -92,6 +94,8 @@ def _measure_scenes(factory: Factory, spec: scenarios.Spec) -> dict[str, float]:
     a, b = sc.segments["dt"]
     results["dt_pesq"] = measures.pesq_wb(sc.near[a:b], out[a:b])
     results["dt_stoi"] = measures.stoi(sc.near[a:b], out[a:b])
+    # What a canceller that left no echo and touched nothing else would score.
+    results["dt_stoi_no_echo"] = measures.stoi(sc.near[a:b], sc.mic[a:b] - sc.echo[a:b])
     a, b = sc.segments["near"]
     results["near_pesq"] = measures.pesq_wb(sc.near[a:b], out[a:b])
     results["near_stoi"] = measures.stoi(sc.near[a:b], out[a:b])
@@ -237,6 +241,7 @@ def _print_table(split: str, specs: list[scenarios.Spec], measured: dict[str, li
         ("limit_change", "noise-floor limit, path change (dB)"),
         ("mic_pesq", "unprocessed mic PESQ-WB, near only"),
         ("mic_stoi", "unprocessed mic STOI, near only"),
+        ("dt_stoi_no_echo", "STOI in double talk with the echo removed perfectly"),
     )
     for key, label in extra if first else ():
         print(f"  {label:<58}{_value(first, specs, key, 'mean', 'all'):>20.3f}")
