@@ -15,7 +15,7 @@
   band's gain taken by the same rule from the band's averaged powers. One bin that the noise
   pushes up for a frame no longer opens to a short tone: in steady noise 0.9 % of bin-frames
   open above three times the floor instead of 7.6 %, and 12.5 dB of noise is removed instead of
-  9.9 (unit test's white noise).
+  9.9 (unit test's white noise, without the speech-presence weighting below).
 - *Speech presence* (Cohen's OM-LSA in the form of SpeexDSP's preprocessor): each bin's gain
   is mixed with the floor, in the loudness domain, by the probability that the bin holds speech:
   from the posterior SNR and an a priori presence read off the prior averaged over frames and
