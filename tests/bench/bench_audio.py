@@ -1,11 +1,12 @@
 """Audio core benchmark: offhook's chain against SpeexDSP, WebRTC 0.3 and WebRTC AEC3.
 
-All systems run on the same generated scenarios (tests/bench/audio/scenarios.py: ten rooms,
-twelve espeak-ng voices at several speeds, echo 5 dB below to 15 dB above the agent in double
+All systems run on the same generated scenarios (tests/bench/audio/scenarios.py: fifteen rooms,
+eighteen espeak-ng voices at several speeds, echo 5 dB below to 15 dB above the agent in double
 talk, four office noises at several levels, 20-290 ms bulk delay, loudspeaker saturation) and are
 measured the same way on what the customer would hear (tests/bench/audio/measures.py). The
-scenarios come in two sets that share no room, voice or seed: offhook is tuned on ``tuning`` and
-judged on ``held-out``. Figures are means over a set's scenarios (medians for times).
+scenarios come in three sets that share no room, voice or seed: offhook is tuned on ``tuning``,
+judged on ``held-out``, and ``fresh`` checks that decisions which looked at the held-out set
+generalise. Figures are means over a set's scenarios (medians for times).
 
 The anchors' measures do not change between runs (same samples, same libraries); they are cached
 under .make/audio-cache/bench (delete it after changing an anchor). ``OFFHOOK_BENCH_SYSTEMS`` picks
@@ -36,7 +37,7 @@ from tests.bench.figures import Figure
 
 AREA = "audio"
 RATE = scenes.RATE
-SETS = ("tuning", "held-out")
+SETS = ("tuning", "held-out", "fresh")
 # CPU time is taken as the best of three passes per scenario, for every system alike: on this
 # shared machine one pass varies by +-25 % with the neighbours' load, and the fastest pass is the
 # one least disturbed by it. Timed on the first TIMED_SCENARIOS tuning scenarios (both recordings).
