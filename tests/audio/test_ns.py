@@ -77,7 +77,8 @@ def test_steady_noise_does_not_open_lone_bins():
 
 def test_speech_presence_keeps_noise_only_bins_at_the_floor(noisy):
     """With the gain weighed by the probability of speech presence, the gain in steady noise
-    stays near the floor instead of flickering about it (musical noise), and the words are kept."""
+    stays near the floor instead of flickering about it (musical noise). The words are checked with
+    it on, as shipped, in test_steady_noise_is_removed_under_and_between_words."""
     near, noise = noisy
     mic = near + noise
     plain, weighed = NoiseSuppressor(161, NsConfig(presence_gain=False)), NoiseSuppressor(161)

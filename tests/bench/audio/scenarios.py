@@ -10,8 +10,8 @@ Each scenario is two recordings: far single talk, double talk, near end only, no
 (:func:`build`), and far single talk with an echo-path change halfway (:func:`build_change`).
 
 A third set, ``fresh`` (its own rooms, voices and seeds), was added after the held-out set had
-been consulted for two design decisions: it had not been run before the figures of
-docs/audio.md were taken, and it is the check that those decisions generalise.
+been consulted for two design decisions, and first run after the held-out figures in
+docs/audio.md were taken: it checks that those decisions generalise.
 """
 
 from __future__ import annotations
