@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.signal
 
 from offhook.audio.analytics import CallFigures, Event, analyze
 from tests.audio import conversations
@@ -117,3 +118,22 @@ def test_a_clipping_microphone_is_reported():
     hot = np.clip(conv.mic * 8.0, -1.0, 1.0)
     found = analyze(hot, conv.ref)
     assert found.quality is not None and found.quality.clipping_pct > 0.01
+
+
+def test_rumble_under_the_call_leaves_the_echo_reduction_as_it_is():
+    """The chain's high-pass takes air-conditioning rumble out of the cleaned signal: the echo left
+    must be measured over the cleaned signal's own background, not the rumbling microphone's
+    (which made this call read 14 dB with the rumble against 32 dB without)."""
+    spec = conversations.Spec(seed=5, room="office", turns=5, overlaps=0, pauses=0, silent_agent=True)
+    conv = conversations.build(spec)
+    rng = np.random.default_rng(9)
+    rumble = np.cumsum(rng.standard_normal(len(conv.mic)))
+    rumble = scipy.signal.sosfilt(scipy.signal.butter(4, 40.0, fs=scenes.RATE, output="sos"), rumble)
+    quiet = np.repeat(~conv.customer_truth, len(conv.mic) // len(conv.customer_truth))
+    office = np.std(conv.mic[: len(quiet)][quiet])  # the office noise while the customer is silent
+    rumble *= 3 * office / np.std(rumble)  # 10 dB over it, still under the echo
+    plain = analyze(conv.mic, conv.ref, tail_ms=conv.tail_ms).quality
+    rumbling = analyze(conv.mic + rumble, conv.ref, tail_ms=conv.tail_ms).quality
+    assert plain is not None and plain.echo_reduction_db is not None
+    assert rumbling is not None and rumbling.echo_reduction_db is not None
+    assert abs(rumbling.echo_reduction_db - plain.echo_reduction_db) < 3.0

@@ -360,11 +360,13 @@ class ConversationMeter:
         noise = float(np.median(mic[quiet])) if quiet.any() else 0.0
         echo = None
         if far_only.sum() >= 100:  # a second of the customer alone
-            # The echo over the room's noise, before and after the canceller (comfort noise keeps the
-            # background). Echo quieter than the noise (a good headset) has no reduction to report;
-            # a residual under the noise counts as 13 dB under it.
+            # The echo over the room's noise, before and after the canceller, each over its own
+            # background: the chain's high-pass takes the rumble out of the cleaned signal, and
+            # comfort noise keeps the rest. Echo quieter than the noise (a good headset) has no
+            # reduction to report; a residual under the noise counts as 13 dB under it.
+            noise_out = float(np.median(cleaned[quiet])) if quiet.any() else 0.0
             echo_in = float(mic[far_only].mean()) - noise
-            echo_out = max(float(cleaned[far_only].mean()) - noise, 0.05 * noise, 1e-12)
+            echo_out = max(float(cleaned[far_only].mean()) - noise_out, 0.05 * noise_out, 1e-12)
             echo = 10 * math.log10(echo_in / echo_out) if echo_in > noise else None
         return AudioQuality(
             noise_floor_dbfs=_db(noise),
