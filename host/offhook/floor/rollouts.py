@@ -270,16 +270,14 @@ class Rollout:
                         actions += self._prefetch(behind)
                 if now - self.stage_ended < self.spec.soak_s:
                     return actions
-        staged = {d for stage in self.stages for d in stage}
-        pending = [desk for desk in behind if desk.id not in self.dispatched and desk.id not in staged]
+        pending = self._pending(behind)
         if self.status == "complete":  # catch-up: a desk back online after the last stage
             return actions + self._send(pending, now)
-        online = [desk for desk in pending if desk.online]
-        if not online:
+        members = [desk.id for desk in self._next_stage(pending)]
+        if not members:
             if self.stages:
                 self.status = "complete"  # the desks still offline catch up when they are back
             return actions
-        members = [desk.id for desk in online[: self.stage_size(len(self.stages))]]
         self.stages.append(members)
         self.stage_ended = None
         return actions + self._send([by_id[d] for d in members], now)
@@ -288,12 +286,19 @@ class Rollout:
     def _want(self) -> tuple[int, ...]:
         return _version(self.spec.version)
 
-    def _prefetch(self, behind: list[Desk]) -> list[Action]:
-        """The bundle to the desks that will most likely make the next stage (those online now, in
-        the order the next stage takes them), while this stage soaks."""
+    def _pending(self, behind: list[Desk]) -> list[Desk]:
+        """The desks behind that no stage has taken yet."""
         staged = {d for stage in self.stages for d in stage}
-        pending = [d for d in behind if d.online and d.id not in self.dispatched and d.id not in staged]
-        ahead = [d.id for d in pending[: self.stage_size(len(self.stages))] if d.id not in self.prefetched]
+        return [desk for desk in behind if desk.id not in self.dispatched and desk.id not in staged]
+
+    def _next_stage(self, pending: list[Desk]) -> list[Desk]:
+        """The desks the next stage takes if it started now: the first online ones, as many as it holds."""
+        return [desk for desk in pending if desk.online][: self.stage_size(len(self.stages))]
+
+    def _prefetch(self, behind: list[Desk]) -> list[Action]:
+        """The bundle to the desks that will most likely make the next stage (those it would take
+        now), while this stage soaks."""
+        ahead = [desk.id for desk in self._next_stage(self._pending(behind)) if desk.id not in self.prefetched]
         self.prefetched.update(ahead)
         return [Prefetch(d) for d in ahead]
 
